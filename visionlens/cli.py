@@ -1,0 +1,219 @@
+"""The ``visionlens`` command: the same operations as the app, through the same package code."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import VisionLensError
+
+app = typer.Typer(
+    help="VisionLens: browse, filter and evaluate object-detection datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar() -> Iterator[object]:
+    """A rich progress bar that ingest steps report into as ``progress(step, done, total)``."""
+    with Progress(
+        TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total or None)
+            bar.update(tasks[step], completed=done, total=total or None)
+
+        yield report
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Our errors are for people: print them plainly and exit 1; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except VisionLensError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _store():  # noqa: ANN202 - imported lazily so `--help` stays fast
+    from .store.metadata import open_store
+
+    return open_store()
+
+
+def _parse_predictions(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"{item!r}: use MODEL=PATH, e.g. yolov8=preds.json", param_hint="--predictions")
+        model, path = item.split("=", 1)
+        out[model.strip()] = path.strip()
+    return out
+
+
+@app.command()
+def ingest(
+    path: Annotated[str, typer.Argument(help="Dataset folder or annotation file; local path or gs:// URI.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Name to store the dataset under.")],
+    format: Annotated[str, typer.Option(help="auto, coco, yolo or voc.")] = "auto",
+    images: Annotated[Optional[str], typer.Option(help="Image folder, when it is not next to the annotations.")] = None,
+    predictions: Annotated[
+        list[str], typer.Option("--predictions", "-p", help="MODEL=PATH, repeatable: COCO results JSON, YOLO txt folder or VOC XML folder.")
+    ] = [],  # noqa: B006 - typer reads the default
+    replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
+) -> None:
+    """Read a COCO, YOLO or Pascal VOC dataset (and any models' predictions) into the database, all or nothing."""
+    from .ingestion import ingest as run_ingest
+
+    with friendly_errors(), progress_bar() as report:
+        result = run_ingest(
+            _store(), path, name, format, images, _parse_predictions(predictions), replace=replace, progress=report
+        )
+    preds = ", ".join(f"{m}: {n:,}" for m, n in result.predictions.items()) or "none"
+    console.print(
+        f"[green]ingested[/] {result.name!r} ({result.format}): {result.samples:,} samples, "
+        f"{result.gt_boxes:,} ground-truth boxes, predictions {preds} in {result.seconds:.1f}s"
+    )
+    for line in result.summary_lines():
+        console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+
+
+@app.command("add-predictions")
+def add_predictions(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    model: Annotated[str, typer.Argument(help="Model name to store the predictions under.")],
+    path: Annotated[str, typer.Argument(help="COCO results JSON, YOLO txt folder or VOC XML folder.")],
+    format: Annotated[str, typer.Option(help="auto, coco, yolo or voc.")] = "auto",
+    replace: Annotated[bool, typer.Option(help="Overwrite this model's predictions.")] = False,
+) -> None:
+    """Add one model's predictions to an existing dataset."""
+    from .dataset import load
+
+    with friendly_errors(), progress_bar() as report:
+        n = load(name, _store()).add_predictions(model, path, format, replace, progress=report)
+    console.print(f"[green]added[/] {n:,} predictions of {model!r} to {name!r}")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the datasets in the database."""
+    with friendly_errors():
+        rows = _store().list_datasets()
+    table = Table("name", "format", "samples", "GT boxes", "predictions", "models", "root")
+    for d in rows:
+        table.add_row(d["name"], d["format"], f"{d['samples']:,}", f"{d['gt_boxes']:,}", f"{d['pred_boxes']:,}",
+                      ", ".join(d["models"]), d["root"])
+    Console().print(table if rows else "no datasets yet: try `visionlens demo` or `visionlens ingest PATH --name NAME`")
+
+
+@app.command()
+def info(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+    """Show a dataset's counts, splits, fields, labels and ingest warnings."""
+    from .dataset import load
+
+    out = Console()
+    with friendly_errors():
+        ds = load(name, _store())
+        summary = ds.summary()
+        out.print(f"[bold]{ds.name}[/] ({ds.format}) at {ds.root}")
+        out.print(f"{summary['samples']:,} samples, {summary['gt_boxes']:,} GT boxes, {summary['pred_boxes']:,} predictions")
+        out.print("splits: " + ", ".join(f"{k}: {v:,}" for k, v in summary["splits"].items()))
+        fields = Table("field", "level", "kind", title="fields")
+        for f in ds.fields().values():
+            fields.add_row(f.name, f.level, f.kind)
+        out.print(fields)
+        labels = Table("label", *["ground_truth", *ds.models()], title="boxes per label")
+        counts = {src: dict(ds.label_counts(src)) for src in ["ground_truth", *ds.models()]}
+        for label in ds.labels():
+            labels.add_row(label, *[f"{counts[s].get(label, 0):,}" for s in counts])
+        out.print(labels)
+        issues = ds.issues()
+        if issues:
+            out.print(f"[yellow]{len(issues)} ingest warnings[/], first: {issues[0].file} {issues[0].location}: {issues[0].message}")
+
+
+@app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a dataset from the database (image files are not touched)."""
+    with friendly_errors():
+        store = _store()
+        store.get_dataset(name)
+        if not yes and not typer.confirm(f"Delete dataset {name!r}?"):
+            raise typer.Exit(1)
+        store.delete_dataset(name)
+    console.print(f"[green]deleted[/] {name!r}")
+
+
+@app.command()
+def demo(
+    n: Annotated[int, typer.Option("--n", help="Number of images (1K takes well under a minute).")] = 1000,
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "demo",
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the files (default: VISIONLENS_HOME/demo).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    no_images: Annotated[bool, typer.Option("--no-images", help="Annotation files only (for benchmarks).")] = False,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if any dataset exists.")] = False,
+    replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
+    source: Annotated[str, typer.Option(help="'generated' (offline) or 'coco-val2017' (downloads ~1 GB).")] = "generated",
+    base_url: Annotated[Optional[str], typer.Option(help="Mirror to download COCO from.")] = None,
+) -> None:
+    """Generate the offline demo dataset (JPEGs, COCO ground truth, two models with planted failures) and ingest it."""
+    from .config import get_settings
+    from .demo import build_demo
+    from .ingestion import ingest as run_ingest
+
+    with friendly_errors():
+        store = _store()
+        if if_missing and store.list_datasets():
+            console.print("datasets exist; nothing to do")
+            return
+        target = out or get_settings().demo_dir / name
+        if source == "coco-val2017":
+            from .download import COCO_BASE_URL, download_coco_val2017
+
+            with progress_bar() as report:
+                root = download_coco_val2017(target, base_url or COCO_BASE_URL, report)
+                result = run_ingest(store, root, name, "coco", replace=replace, progress=report)
+            console.print(f"[green]COCO val2017 ready[/]: {result.samples:,} images, {result.gt_boxes:,} boxes")
+            return
+        if source != "generated":
+            raise typer.BadParameter(f"unknown source {source!r}: use 'generated' or 'coco-val2017'")
+        if target.exists():
+            shutil.rmtree(target)
+        with progress_bar() as report:
+            paths = build_demo(target, n=n, seed=seed, images=not no_images, progress=report)
+            result = run_ingest(
+                store, paths.root, name, "coco", predictions={m: str(p) for m, p in paths.predictions.items()},
+                replace=replace, progress=report,
+            )
+    console.print(
+        f"[green]demo ready[/]: {result.samples:,} images, {result.gt_boxes:,} GT boxes, "
+        + ", ".join(f"{m}: {k:,}" for m, k in result.predictions.items())
+        + f" in {target}"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

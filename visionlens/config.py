@@ -1,0 +1,49 @@
+"""Where VisionLens keeps its files; every path can be moved with a ``VISIONLENS_*`` environment variable.
+
+Settings are read per call (not frozen at import) so tests and notebooks can point ``VISIONLENS_HOME`` elsewhere
+before opening a store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".visionlens"
+
+
+class Settings(BaseSettings):
+    """Process configuration. ``VISIONLENS_HOME=/data/vl`` moves every default at once."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLENS_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    db_path: Path | None = None
+    qdrant_path: Path | None = None
+    qdrant_url: str | None = None
+    thumbnail_dir: Path | None = None
+    thumbnail_size: int = 256
+
+    @property
+    def database(self) -> Path:
+        return self.db_path or self.home / "visionlens.duckdb"
+
+    @property
+    def vectors(self) -> Path:
+        return self.qdrant_path or self.home / "qdrant"
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.thumbnail_dir or self.home / "thumbnails"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,115 @@
+"""The object a user holds: a named dataset in the store, with short methods for the usual questions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from . import media
+from .formats.base import Issue, ProgressCallback, no_progress
+from .query import Filters, Sort, as_filters
+from .store.metadata import GROUND_TRUTH, DatasetRow, FieldInfo, MetadataStore, open_store
+
+
+@dataclass
+class Dataset:
+    store: MetadataStore
+    row: DatasetRow
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    @property
+    def root(self) -> str:
+        return self.row.root
+
+    @property
+    def format(self) -> str:
+        return self.row.format
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.name!r}: {self.count()} samples, models {self.models()}>"
+
+    def uri(self, filepath: str) -> str:
+        """Where a sample's image lives; the stored path is relative so a dataset can move with its root."""
+        return media.join(self.root, filepath)
+
+    def count(self, filters: Filters | dict[str, Any] | None = None) -> int:
+        return self.store.count(self.id, as_filters(filters))
+
+    def samples(
+        self,
+        filters: Filters | dict[str, Any] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_by: str = "id",
+        descending: bool = False,
+        as_: Literal["pandas", "arrow"] = "pandas",
+    ) -> Any:
+        table = self.store.page(self.id, as_filters(filters), Sort(field=sort_by, descending=descending), limit, offset)
+        return table.to_pandas() if as_ == "pandas" else table
+
+    def sample_ids(self, filters: Filters | dict[str, Any] | None = None, sort_by: str = "id", descending: bool = False) -> np.ndarray:
+        return self.store.matching_ids(self.id, as_filters(filters), Sort(field=sort_by, descending=descending))
+
+    def annotations(self, sample_ids: Any, sources: list[str] | None = None, as_: Literal["pandas", "arrow"] = "pandas") -> Any:
+        table: pa.Table = self.store.annotations(self.id, np.atleast_1d(np.asarray(sample_ids, np.int64)), sources)
+        return table.to_pandas() if as_ == "pandas" else table
+
+    def fields(self) -> dict[str, FieldInfo]:
+        return self.store.fields(self.id)
+
+    def labels(self) -> list[str]:
+        return list(self.store.label_ids(self.id))
+
+    def models(self) -> list[str]:
+        return [s for s in self.store.source_ids(self.id) if s != GROUND_TRUTH]
+
+    def label_counts(self, source: str = GROUND_TRUTH, filters: Filters | dict[str, Any] | None = None) -> list[tuple[str, int]]:
+        return self.store.label_counts(self.id, source, as_filters(filters))
+
+    def value_counts(self, field: str, filters: Filters | dict[str, Any] | None = None) -> list[tuple[Any, int]]:
+        return self.store.value_counts(self.id, field, as_filters(filters))
+
+    def issues(self) -> list[Issue]:
+        return self.store.issues(self.id)
+
+    def add_predictions(
+        self, model: str, path: str | Path, format: str = "auto", replace: bool = False,
+        progress: ProgressCallback = no_progress,
+    ) -> int:
+        from .ingestion import add_predictions
+
+        preds = add_predictions(self.store, self.name, model, path, format, replace, progress)
+        return len(preds.annotations)
+
+    def summary(self) -> dict[str, Any]:
+        info = next(d for d in self.store.list_datasets() if d["id"] == self.id)
+        return {
+            **info,
+            "labels": len(self.labels()),
+            "splits": dict(self.value_counts("split")),
+            "issues": len(self.issues()),
+        }
+
+
+def load(name: str, store: MetadataStore | None = None) -> Dataset:
+    store = store or open_store()
+    return Dataset(store, store.get_dataset(name))
+
+
+def list_datasets(store: MetadataStore | None = None) -> list[dict[str, Any]]:
+    return (store or open_store()).list_datasets()
+
+
+def delete_dataset(name: str, store: MetadataStore | None = None) -> None:
+    (store or open_store()).delete_dataset(name)
