@@ -134,29 +134,10 @@ class CocoReader:
         by_image = index.by_ext_id()
         by_cat = {str(e): j for j, e in enumerate(index.label_ext_ids) if e is not None}
         by_name = {n: j for j, n in enumerate(index.labels)}
-        n = len(doc)
-        sample_index = np.empty(n, np.int64)
-        label_index = np.empty(n, np.int32)
-        bbox = np.empty((n, 4), np.float64)
-        score = np.empty(n, np.float64)
-        for k, d in enumerate(doc):
-            loc = f"[{k}]"
-            if not isinstance(d, dict):
-                raise IngestError("expected an object", source, loc)
-            try:
-                img, cat, box, s = d["image_id"], d["category_id"], d["bbox"], d["score"]
-            except KeyError as e:
-                raise IngestError(f"missing field {e.args[0]!r}", source, loc) from None
-            si = by_image.get(str(img))
-            if si is None:
-                raise IngestError(f"unknown image_id {img!r}", source, f"{loc}.image_id")
-            li = by_cat.get(str(cat), by_name.get(str(cat)))
-            if li is None:
-                raise IngestError(f"unknown category_id {cat!r}", source, f"{loc}.category_id")
-            sample_index[k] = si
-            label_index[k] = li
-            bbox[k] = _box(box, source, f"{loc}.bbox")
-            score[k] = _number(s, source, f"{loc}.score")
+        cols = _predictions_fast(doc, by_image, by_cat)
+        if cols is None:
+            cols = _predictions_checked(doc, by_image, by_cat, by_name, source)
+        sample_index, label_index, bbox, score = cols
         bbox, clip_issues = clip_boxes(bbox, sample_index, index.width, index.height, source, index.filepath)
         progress("read predictions", 1, 1)
         anns = AnnotationRecords(sample_index, label_index, bbox, confidence=score)
@@ -235,7 +216,10 @@ def _read_instances(
         height[k] = int(im.get("height") or 0)
         for key, value in im.items():
             if key not in _STANDARD_IMAGE_KEYS and (value is None or isinstance(value, (str, int, float, bool))):
-                custom.setdefault(key, [None] * n)[k] = value
+                column = custom.get(key)
+                if column is None:
+                    column = custom[key] = [None] * n
+                column[k] = value
     progress("check image files", 0, n)
     present = media.existing_mask(image_dir, rel_names)
     progress("check image files", n, n)
@@ -250,7 +234,122 @@ def _read_instances(
 
     anns = doc.get("annotations", [])
     m = len(anns)
-    image_pos = seen
+    progress("read annotations", 0, m)
+    raw_pos = {im["id"]: k for k, im in enumerate(images)}
+    cols = _annotations_fast(anns, raw_pos, cat_index)
+    if cols is None:  # something is wrong: the checked pass finds the first bad element and names it
+        cols = _annotations_checked(anns, seen, cat_index, path, progress)
+    sample_index, label_index, bbox, area, iscrowd, ann_ids, polygons = cols
+    progress("read annotations", m, m)
+    bbox, clip_issues = clip_boxes(bbox, sample_index, width, height, path, filepaths)
+    issues += clip_issues
+    anns_rec = AnnotationRecords(sample_index, label_index, bbox, None, iscrowd, area, None, ann_ids)
+    return samples, anns_rec, polygons, issues
+
+
+def _raw_keys(table: dict[str, int]) -> dict[Any, int]:
+    """String keys plus their integer twins, so JSON ints look up without a str() per element."""
+    out: dict[Any, int] = dict(table)
+    for key, idx in table.items():
+        if key.lstrip("-").isdigit():
+            out.setdefault(int(key), idx)
+    return out
+
+
+def _predictions_fast(doc: list[Any], by_image: dict[str, int], by_cat: dict[str, int]) -> tuple[Any, ...] | None:
+    m = len(doc)
+    images, cats = _raw_keys(by_image), _raw_keys(by_cat)
+    try:
+        sample_index = np.fromiter((images.get(d["image_id"], -1) for d in doc), np.int64, m)
+        label_index = np.fromiter((cats.get(d["category_id"], -1) for d in doc), np.int64, m)
+        bbox = _numeric([d["bbox"] for d in doc], (m, 4)) if m else np.zeros((0, 4))
+        score = _numeric([d["score"] for d in doc], (m,)) if m else np.zeros(0)
+    except (KeyError, TypeError):
+        return None
+    if bbox is None or score is None or (m and (sample_index.min() < 0 or label_index.min() < 0)):
+        return None
+    return sample_index, label_index.astype(np.int32), bbox, score
+
+
+def _predictions_checked(
+    doc: list[Any], by_image: dict[str, int], by_cat: dict[str, int], by_name: dict[str, int], source: str
+) -> tuple[Any, ...]:
+    """Element by element, to name the first bad prediction (category ids may also be label names)."""
+    n = len(doc)
+    sample_index = np.empty(n, np.int64)
+    label_index = np.empty(n, np.int32)
+    bbox = np.empty((n, 4), np.float64)
+    score = np.empty(n, np.float64)
+    for k, d in enumerate(doc):
+        loc = f"[{k}]"
+        if not isinstance(d, dict):
+            raise IngestError("expected an object", source, loc)
+        try:
+            img, cat, box, s = d["image_id"], d["category_id"], d["bbox"], d["score"]
+        except KeyError as e:
+            raise IngestError(f"missing field {e.args[0]!r}", source, loc) from None
+        si = by_image.get(str(img))
+        if si is None:
+            raise IngestError(f"unknown image_id {img!r}", source, f"{loc}.image_id")
+        li = by_cat.get(str(cat), by_name.get(str(cat)))
+        if li is None:
+            raise IngestError(f"unknown category_id {cat!r}", source, f"{loc}.category_id")
+        sample_index[k] = si
+        label_index[k] = li
+        bbox[k] = _box(box, source, f"{loc}.bbox")
+        score[k] = _number(s, source, f"{loc}.score")
+    return sample_index, label_index, bbox, score
+
+
+def _numeric(values: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    """Numbers only (numpy would quietly turn "3" or True into 3.0); None when anything else is there."""
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        return None
+    if arr.shape != shape or arr.dtype.kind not in "if":
+        return None
+    return arr.astype(np.float64)
+
+
+def _annotations_fast(
+    anns: list[Any], raw_pos: dict[Any, int], cat_index: dict[str, int]
+) -> tuple[Any, ...] | None:
+    """Columns for well-formed input in a few comprehensions (~10x the per-element loop); None on any doubt."""
+    m = len(anns)
+    try:
+        ids = [a["id"] for a in anns]
+        sample_index = np.fromiter((raw_pos.get(a["image_id"], -1) for a in anns), np.int64, m)
+        raw_cat = _raw_keys(cat_index)
+        label_index = np.fromiter((raw_cat.get(a["category_id"], -1) for a in anns), np.int64, m)
+        bbox = _numeric([a["bbox"] for a in anns], (m, 4)) if m else np.zeros((0, 4))
+        areas = [a.get("area") for a in anns]
+        crowd = [a.get("iscrowd", 0) for a in anns]
+        segs = [a.get("segmentation") for a in anns]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if bbox is None or (m and (sample_index.min() < 0 or label_index.min() < 0)):
+        return None
+    ann_ids = _numeric(ids, (m,))
+    if ann_ids is None or ann_ids.dtype.kind != "f" or not np.all(ann_ids == np.round(ann_ids)):
+        return None
+    ann_ids = ann_ids.astype(np.int64)
+    if len(np.unique(ann_ids)) != m:
+        return None
+    area = np.asarray([np.nan if v is None else v for v in areas]) if m else np.zeros(0)
+    if area.dtype.kind not in "if":
+        return None
+    area = np.where(np.isnan(area), bbox[:, 2] * bbox[:, 3], area) if m else area
+    polygons = [g if isinstance(g, list) and g and isinstance(g[0], list) else None for g in segs]
+    iscrowd = np.asarray([bool(c) for c in crowd], bool)
+    return sample_index, label_index.astype(np.int32), bbox, area.astype(np.float64), iscrowd, ann_ids, polygons
+
+
+def _annotations_checked(
+    anns: list[Any], image_pos: dict[str, int], cat_index: dict[str, int], path: str, progress: ProgressCallback
+) -> tuple[Any, ...]:
+    """The slow, element-by-element pass whose only job is an exact error message."""
+    m = len(anns)
     sample_index = np.empty(m, np.int64)
     label_index = np.empty(m, np.int32)
     bbox = np.empty((m, 4), np.float64)
@@ -258,7 +357,7 @@ def _read_instances(
     iscrowd = np.zeros(m, bool)
     ann_ids = np.empty(m, np.int64)
     polygons: list[Any] = [None] * m
-    seen_ann: dict[int, int] = {}
+    seen_ann: dict[Any, int] = {}
     step = max(1, m // 20)
     for k, a in enumerate(anns):
         if k % step == 0:
@@ -291,11 +390,7 @@ def _read_instances(
         seg = a.get("segmentation")
         if isinstance(seg, list) and seg and isinstance(seg[0], list):
             polygons[k] = seg
-    progress("read annotations", m, m)
-    bbox, clip_issues = clip_boxes(bbox, sample_index, width, height, path, filepaths)
-    issues += clip_issues
-    anns_rec = AnnotationRecords(sample_index, label_index, bbox, None, iscrowd, area, None, ann_ids)
-    return samples, anns_rec, polygons, issues
+    return sample_index, label_index, bbox, area, iscrowd, ann_ids, polygons
 
 
 def _concat(parts: list[tuple[SampleRecords, AnnotationRecords]]) -> tuple[SampleRecords, AnnotationRecords]:
