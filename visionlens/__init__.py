@@ -15,10 +15,17 @@ from .errors import DatasetExistsError, DatasetNotFoundError, FilterError, Inges
 from .query import FieldFilter, Filters, LabelFilter, Range, Sort
 
 __all__ = [
-    "Dataset", "DatasetExistsError", "DatasetNotFoundError", "FieldFilter", "FilterError", "Filters",
+    "Dataset", "app", "DatasetExistsError", "DatasetNotFoundError", "FieldFilter", "FilterError", "Filters",
     "IngestError", "LabelFilter", "Range", "Sort", "VisionLensError", "delete_dataset", "ingest",
     "list_datasets", "load",
 ]
+
+
+def app(dataset: Any = None, height: int = 900) -> Any:
+    """The VisionLens app as a notebook cell: ``vl.app(ds)``."""
+    from .ui.app import notebook_app
+
+    return notebook_app(dataset, height)
 
 
 def ingest(

@@ -224,6 +224,15 @@ class MetadataStore:
             raise DatasetNotFoundError(f"no dataset named {name!r} (known: {', '.join(known) or 'none'})")
         return DatasetRow(*row)
 
+    def dataset_by_id(self, dataset_id: int) -> DatasetRow:
+        with self.cursor() as cur:
+            row = _first(cur.execute(
+                "SELECT id, name, format, root, created_at, info FROM datasets WHERE id = ?", [dataset_id]
+            ))
+        if row is None:
+            raise DatasetNotFoundError(f"no dataset with id {dataset_id}")
+        return DatasetRow(*row)
+
     def has_dataset(self, name: str) -> bool:
         with self.cursor() as cur:
             return _first(cur.execute("SELECT 1 FROM datasets WHERE name = ?", [name])) is not None
@@ -259,7 +268,7 @@ class MetadataStore:
                 raise DatasetExistsError(f"a dataset named {name!r} exists; pass replace=True (--replace) to overwrite it")
             if old:
                 self._delete_rows(cur, old[0])
-            ds_id = _first(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM datasets"))[0]
+            ds_id = _allocate(cur, "datasets", 1)
             cur.execute(
                 "INSERT INTO datasets (id, name, format, root, info) VALUES (?, ?, ?, ?, ?)",
                 [ds_id, name, parsed.format, parsed.root, _json(parsed.info)],
@@ -347,7 +356,7 @@ class MetadataStore:
     def _insert_samples(self, cur: duckdb.DuckDBPyConnection, ds_id: int, parsed: ParsedDataset) -> np.ndarray:
         s = parsed.samples
         n = len(s)
-        first = _first(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM samples"))[0]
+        first = _allocate(cur, "samples", n)
         ids = np.arange(first, first + n, dtype=np.int64)
         gt = parsed.annotations
         num_gt = np.bincount(gt.sample_index, minlength=n).astype(np.int32) if len(gt) else np.zeros(n, np.int32)
@@ -394,7 +403,7 @@ class MetadataStore:
             return
         # Rows sorted by sample keep DuckDB's zone maps tight, so "boxes of these 60 samples" reads few row groups.
         order = np.argsort(ann.sample_index, kind="stable")
-        first = _first(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations"))[0]
+        first = _allocate(cur, "annotations", n)
         bbox = np.asarray(ann.bbox, np.float32)[order]
         area = ann.area[order] if ann.area is not None else bbox[:, 2] * bbox[:, 3]
         columns = {
@@ -764,6 +773,20 @@ class MetadataStore:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def _allocate(cur: duckdb.DuckDBPyConnection, table: str, n: int) -> int:
+    """First of ``n`` fresh ids. Ids are never reused after a delete: browsers cache thumbnails by id and the
+    vector store keys points by sample id, so a reused id would show another image's thumbnail or vectors."""
+    key = f"next_id:{table}"
+    row = _first(cur.execute("SELECT value FROM meta WHERE key = ?", [key]))
+    if row is None:
+        first = _first(cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}"))[0]
+        cur.execute("INSERT INTO meta VALUES (?, ?)", [key, str(first + n)])
+    else:
+        first = int(row[0])
+        cur.execute("UPDATE meta SET value = ? WHERE key = ?", [str(first + n), key])
+    return int(first)
 
 
 def _first(result: duckdb.DuckDBPyConnection) -> Any:

@@ -1,0 +1,76 @@
+"""Assembles the views around one session state; the same layout serves `panel serve` and notebooks."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import panel as pn
+
+from . import resources
+from .datasets_view import DatasetsView
+from .detail_view import DetailView
+from .filters_view import FiltersView
+from .grid_view import GridView
+from .state import AppState
+from .toolbar_view import ToolbarView
+
+TITLE = "VisionLens"
+CSS = """
+.vl-detail { overflow: hidden; }
+"""
+
+
+def _sync_url(state: AppState) -> None:
+    """Filters, sort, dataset and the open sample live in the URL, so a copied link shows the same view."""
+    loc = pn.state.location
+    if loc is None:
+        return
+    raw = dict(loc.query_params)
+    query = {k: v if isinstance(v, str) else _json(v) for k, v in raw.items()}
+    if query:
+        state.apply_query(query)
+
+    def push(*_: Any) -> None:
+        q = state.to_query()
+        search = "?" + urlencode(q) if q else ""
+        if loc.search != search:
+            loc.search = search
+
+    state.param.watch(push, ["dataset", "filters", "sort", "open_sample"])
+    push()
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if not isinstance(value, (int, float)) else str(value)
+
+
+def build(dataset: str | None = None, thumbnails: str = "route", template: bool = True) -> Any:
+    """The app for one session. ``thumbnails="data"`` inlines images for notebooks, where no route is served."""
+    pn.extension("tabulator", raw_css=[CSS], notifications=True)
+    state = AppState(resources.store(), dataset=dataset)
+    grid = GridView(state=state, thumbnails=thumbnails)
+    detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
+    browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
+    tabs = pn.Tabs(("Browse", browse), ("Datasets", DatasetsView(state=state)), sizing_mode="stretch_both",
+                   dynamic=False)
+    sidebar = FiltersView(state=state)
+    if template:
+        _sync_url(state)
+        tmpl = pn.template.FastListTemplate(title=TITLE, sidebar=[sidebar], main=[tabs], sidebar_width=320,
+                                            accent="#3b6fb6", main_layout=None)
+        tmpl.state = state  # type: ignore[attr-defined] - handy for tests and debugging
+        return tmpl
+    layout = pn.Row(pn.Column(sidebar, width=320), tabs, sizing_mode="stretch_width", height=900)
+    layout.state = state  # type: ignore[attr-defined]
+    return layout
+
+
+def notebook_app(dataset: Any = None, height: int = 900) -> Any:
+    """``vl.app(ds)`` in Jupyter: the same views, images inlined as data URIs (no server route in a kernel)."""
+    name = getattr(dataset, "name", dataset)
+    layout = build(name, thumbnails="data", template=False)
+    layout.height = height
+    return layout

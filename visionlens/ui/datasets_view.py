@@ -1,0 +1,169 @@
+"""The Datasets page: the CLI's operations (list, ingest, delete, pre-generate thumbnails) through the same code."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from .. import media
+from ..errors import VisionLensError
+from ..ingestion import ingest
+from . import resources
+from .state import AppState
+
+
+class DatasetsView(Viewer):
+    """Long work (ingest, thumbnails) runs on a worker thread with a progress bar; the session stays responsive."""
+
+    state = param.ClassSelector(class_=AppState)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._table = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, sizing_mode="stretch_width",
+                                           height=220, layout="fit_data_table")
+        self._path = pn.widgets.TextInput(name="Path or gs:// URI", placeholder="/data/coco or gs://bucket/dataset",
+                                          sizing_mode="stretch_width")
+        self._name = pn.widgets.TextInput(name="Name", placeholder="my-dataset", width=200)
+        self._format = pn.widgets.Select(name="Format", options=["auto", "coco", "yolo", "voc"], width=120)
+        self._preds = pn.widgets.TextAreaInput(name="Predictions (one MODEL=PATH per line)", height=80,
+                                               placeholder="yolov8=/data/preds.json", sizing_mode="stretch_width")
+        self._replace = pn.widgets.Checkbox(name="replace a dataset of the same name")
+        self._ingest = pn.widgets.Button(name="Ingest", button_type="primary", width=120)
+        self._ingest.on_click(self._start_ingest)
+        self._progress = pn.indicators.Progress(value=-1, max=100, visible=False, sizing_mode="stretch_width", height=18)
+        self._status = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
+        self._target = pn.widgets.Select(name="Dataset", options=[], width=220)
+        self._delete = pn.widgets.Button(name="Delete…", button_type="danger", width=140)
+        self._delete.on_click(self._on_delete)
+        self._thumbs = pn.widgets.Button(name="Pre-generate thumbnails", button_type="default", width=200)
+        self._thumbs.on_click(self._start_thumbnails)
+        self._confirming: str | None = None
+        self._busy = False
+        self._layout = pn.Column(
+            pn.pane.HTML("<h3>Datasets</h3>"), self._table,
+            pn.pane.HTML("<h4>Add a dataset</h4>"),
+            pn.Row(self._path, self._name, self._format, sizing_mode="stretch_width"),
+            self._preds, pn.Row(self._replace, self._ingest),
+            pn.pane.HTML("<h4>Manage</h4>"), pn.Row(self._target, self._delete, self._thumbs),
+            self._progress, self._status,
+            sizing_mode="stretch_width", css_classes=["vl-datasets"],
+        )
+        self._refresh_list()
+
+    def _refresh_list(self) -> None:
+        rows = resources.store().list_datasets()
+        df = pd.DataFrame([{"name": d["name"], "format": d["format"], "samples": d["samples"], "GT boxes": d["gt_boxes"],
+                            "predictions": d["pred_boxes"], "models": ", ".join(d["models"]), "root": d["root"]}
+                           for d in rows])
+        self._table.value = df
+        names = [d["name"] for d in rows]
+        self._target.options = names
+        self.state.param.dataset.objects = names
+        if self.state.dataset not in names:
+            self.state.dataset = names[0] if names else None
+
+    def _say(self, text: str, kind: str = "info") -> None:
+        self._status.param.update(object=text, alert_type=kind, visible=bool(text))
+
+    def _report(self, step: str, done: int, total: int) -> None:
+        self._progress.param.update(visible=True, value=int(100 * done / total) if total else -1)
+        self._status.param.update(object=f"{step}: {done:,}/{total:,}" if total else step, alert_type="info", visible=True)
+
+    def _run(self, work: Any, done: Any) -> None:
+        """Run ``work`` on a thread; ``done(result_or_error)`` updates the page when it ends."""
+        if self._busy:
+            self._say("another job of this session is still running", "warning")
+            return
+        self._busy = True
+        self._ingest.disabled = self._thumbs.disabled = True
+
+        def target() -> None:
+            try:
+                result: Any = work()
+            except VisionLensError as e:
+                result = e
+            except Exception as e:  # noqa: BLE001 - show unexpected failures instead of a silent dead thread
+                result = RuntimeError(f"{type(e).__name__}: {e}")
+            self._busy = False
+            self._ingest.disabled = self._thumbs.disabled = False
+            self._progress.visible = False
+            done(result)
+
+        threading.Thread(target=target, name="visionlens-job", daemon=True).start()
+
+    def _start_ingest(self, *_: Any) -> None:
+        path, name = self._path.value.strip(), self._name.value.strip()
+        if not path or not name:
+            self._say("give a path and a name", "warning")
+            return
+        preds = {}
+        for k, line in enumerate(self._preds.value.splitlines(), 1):
+            if line.strip():
+                if "=" not in line:
+                    self._say(f"predictions line {k}: use MODEL=PATH", "danger")
+                    return
+                model, p = line.split("=", 1)
+                preds[model.strip()] = p.strip()
+        fmt, replace = self._format.value, self._replace.value
+
+        def work() -> Any:
+            return ingest(resources.store(), path, name, fmt, predictions=preds, replace=replace, progress=self._report)
+
+        def done(result: Any) -> None:
+            if isinstance(result, Exception):
+                self._say(f"**Ingest failed**, nothing was changed: {result}", "danger")
+                return
+            warnings = "".join(f"<br>⚠ {line}" for line in result.summary_lines())
+            self._say(f"Ingested **{result.name}**: {result.samples:,} samples, {result.gt_boxes:,} boxes "
+                      f"in {result.seconds:.1f}s{warnings}", "success")
+            self._refresh_list()
+            self.state.dataset = result.name
+
+        self._run(work, done)
+
+    def _on_delete(self, *_: Any) -> None:
+        name = self._target.value
+        if not name:
+            return
+        if self._confirming != name:
+            self._confirming = name
+            self._delete.name = f"Really delete {name}?"
+            return
+        self._confirming = None
+        self._delete.name = "Delete…"
+        try:
+            resources.store().delete_dataset(name)
+        except VisionLensError as e:
+            self._say(str(e), "danger")
+            return
+        self._say(f"Deleted **{name}** (image files untouched).", "success")
+        self._refresh_list()
+
+    def _start_thumbnails(self, *_: Any) -> None:
+        name = self._target.value
+        if not name:
+            return
+        store = resources.store()
+
+        def work() -> Any:
+            row = store.get_dataset(name)
+            index, ids = store.sample_index(row.id)
+            items = [(int(i), media.join(row.root, p)) for i, p in zip(ids, index.filepath)]
+            return resources.thumbnails().pregenerate(items, progress=lambda d, t: self._report("thumbnails", d, t))
+
+        def done(result: Any) -> None:
+            if isinstance(result, Exception):
+                self._say(f"Thumbnails failed: {result}", "danger")
+            else:
+                self._say(f"Thumbnails: {result.generated:,} generated, {result.cached:,} already cached, "
+                          f"{result.placeholders:,} unreadable images", "success")
+
+        self._run(work, done)
+
+    def __panel__(self) -> pn.Column:
+        return self._layout

@@ -1,0 +1,234 @@
+"""The filter sidebar, generated from the dataset's field registry: every field a user can filter by shows up."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from ..query import FieldFilter, LabelFilter, Range
+from ..store.metadata import GROUND_TRUTH
+from .state import AppState
+
+_SKIP = {"id", "filepath"}
+_BOOL_OPTIONS = ["any", "yes", "no"]
+
+
+def sparkline(counts: list[int], width: int = 250, height: int = 28) -> str:
+    """A histogram as inline SVG: one per numeric field, cheap enough to redraw on every filter change."""
+    if not counts or max(counts) == 0:
+        return f'<svg width="{width}" height="{height}"></svg>'
+    top = max(counts)
+    bw = width / len(counts)
+    bars = "".join(
+        f'<rect x="{i * bw + 0.5:.1f}" y="{height - max(1.0, c / top * height):.1f}" width="{max(bw - 1, 1):.1f}" '
+        f'height="{max(1.0, c / top * height) if c else 0:.1f}" fill="#5b7db1"/>'
+        for i, c in enumerate(counts)
+    )
+    return f'<svg class="vl-hist" width="{width}" height="{height}">{bars}</svg>'
+
+
+class FiltersView(Viewer):
+    """Sidebar: live count, per-field filters with counts/histograms, object (annotation-level) filter, reset."""
+
+    state = param.ClassSelector(class_=AppState)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._quiet = False
+        self._count = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["vl-count"])
+        self._spinner = pn.indicators.LoadingSpinner(value=False, size=20, width=20)
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self._reset = pn.widgets.Button(name="Reset filters", button_type="light", icon="filter-off")
+        self._reset.on_click(lambda _: self.state.reset())
+        self._dataset = pn.widgets.Select.from_param(self.state.param.dataset, name="Dataset", sizing_mode="stretch_width")
+        self._fields = pn.Column(sizing_mode="stretch_width")
+        self._objects = pn.Column(sizing_mode="stretch_width")
+        self._widgets: dict[str, tuple[str, Any, Any]] = {}
+        self._layout = pn.Column(
+            self._dataset,
+            pn.Row(self._count, self._spinner, sizing_mode="stretch_width"),
+            self._error,
+            self._reset,
+            pn.pane.HTML("<b>Objects</b>", margin=(10, 5, 0, 5)),
+            self._objects,
+            pn.pane.HTML("<b>Sample fields</b>", margin=(10, 5, 0, 5)),
+            self._fields,
+            sizing_mode="stretch_width",
+        )
+        self.state.param.watch(self._rebuild, "dataset")
+        self.state.param.watch(self._refresh_counts, "version")
+        self.state.param.watch(self._on_filters, "filters")
+        self.state.param.watch(lambda e: setattr(self._spinner, "value", e.new), "busy")
+        self.state.param.watch(self._show_error, "error")
+        self._rebuild()
+
+    @contextmanager
+    def _silently(self) -> Iterator[None]:
+        """Widget updates that come from the state must not write back into the state."""
+        self._quiet, old = True, self._quiet
+        try:
+            yield
+        finally:
+            self._quiet = old
+
+    def _show_error(self, *_: Any) -> None:
+        self._error.object = self.state.error
+        self._error.visible = bool(self.state.error)
+
+    # -- building ------------------------------------------------------------------------------------------------
+
+    def _rebuild(self, *_: Any) -> None:
+        ds = self.state.ds
+        self._widgets.clear()
+        if ds is None:
+            self._fields.objects = [pn.pane.Markdown("No dataset yet: add one on the **Datasets** tab.")]
+            self._objects.objects = []
+            return
+        cards = []
+        for name, info in ds.fields().items():
+            if info.level != "sample" or name in _SKIP:
+                continue
+            if info.kind in ("categorical", "tags"):
+                w = pn.widgets.MultiChoice(name=name, options=[], sizing_mode="stretch_width", placeholder="any")
+                w.param.watch(lambda e, n=name: self._on_values(n, e.new), "value")
+                self._widgets[name] = ("values", w, None)
+                cards.append(w)
+            elif info.kind == "bool":
+                w = pn.widgets.RadioButtonGroup(name=name, options=_BOOL_OPTIONS, value="any", button_type="light",
+                                                sizing_mode="stretch_width")
+                w.param.watch(lambda e, n=name: self._on_bool(n, e.new), "value")
+                self._widgets[name] = ("bool", w, None)
+                cards.append(pn.Column(pn.pane.HTML(f"<small>{name}</small>", margin=(0, 5)), w, sizing_mode="stretch_width"))
+            elif info.kind == "numeric":
+                stats = ds.store.numeric_stats(ds.id, name, bins=24)
+                if stats["min"] is None:
+                    continue
+                lo, hi = float(stats["min"]), float(stats["max"])
+                if hi <= lo:
+                    hi = lo + 1
+                step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo > 20 else (hi - lo) / 100
+                w = pn.widgets.EditableRangeSlider(name=name, start=lo, end=hi, value=(lo, hi), step=step,
+                                                   sizing_mode="stretch_width")
+                w.param.watch(lambda e, n=name: self._on_range(n, e.new), "value_throttled")
+                hist = pn.pane.HTML(sparkline(stats["counts"]), margin=(0, 10), height=30)
+                self._widgets[name] = ("range", w, hist)
+                cards.append(pn.Column(w, hist, sizing_mode="stretch_width"))
+        self._fields.objects = cards
+        self._build_objects()
+        self._refresh_counts()
+
+    def _build_objects(self) -> None:
+        ds = self.state.ds
+        sources = [GROUND_TRUTH, *ds.models()] if ds else [GROUND_TRUTH]
+        self._obj_source = pn.widgets.Select(name="Source", options=sources, value=GROUND_TRUTH, sizing_mode="stretch_width")
+        self._obj_labels = pn.widgets.MultiChoice(name="Labels", options=ds.labels() if ds else [], placeholder="any label",
+                                                  sizing_mode="stretch_width")
+        self._obj_conf = pn.widgets.RangeSlider(name="Confidence", start=0, end=1, value=(0, 1), step=0.01,
+                                                disabled=True, sizing_mode="stretch_width")
+        self._obj_mode = pn.widgets.RadioButtonGroup(options=["has", "has none"], value="has", button_type="light",
+                                                     sizing_mode="stretch_width")
+        self._obj_min = pn.widgets.IntInput(name="At least", value=1, start=1, end=1000, sizing_mode="stretch_width")
+        for w in (self._obj_source, self._obj_labels, self._obj_mode, self._obj_min):
+            w.param.watch(self._on_objects, "value")
+        self._obj_conf.param.watch(self._on_objects, "value_throttled")
+        self._objects.objects = [self._obj_source, self._obj_labels, self._obj_conf,
+                                 pn.Row(self._obj_mode, self._obj_min, sizing_mode="stretch_width")]
+
+    # -- widget -> state -----------------------------------------------------------------------------------------
+
+    def _on_values(self, name: str, values: list[Any]) -> None:
+        if not self._quiet:
+            self.state.set_field_filter(name, FieldFilter(field=name, values=tuple(values)) if values else None)
+
+    def _on_bool(self, name: str, value: str) -> None:
+        if not self._quiet:
+            flt = None if value == "any" else FieldFilter(field=name, values=(value == "yes",))
+            self.state.set_field_filter(name, flt)
+
+    def _on_range(self, name: str, value: tuple[float, float]) -> None:
+        if self._quiet:
+            return
+        w = self._widgets[name][1]
+        lo = None if value[0] <= w.start else float(value[0])
+        hi = None if value[1] >= w.end else float(value[1])
+        flt = None if lo is None and hi is None else FieldFilter(field=name, range=Range(min=lo, max=hi))
+        self.state.set_field_filter(name, flt)
+
+    def _on_objects(self, *_: Any) -> None:
+        self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
+        if self._quiet:
+            return
+        labels = tuple(self._obj_labels.value) or None
+        conf = self._obj_conf.value if not self._obj_conf.disabled else (0, 1)
+        rng = None if conf == (0, 1) else Range(min=conf[0] if conf[0] > 0 else None, max=conf[1] if conf[1] < 1 else None)
+        exclude = self._obj_mode.value == "has none"
+        active = labels or rng or exclude or self._obj_min.value > 1 or self._obj_source.value != GROUND_TRUTH
+        flt = LabelFilter(source=self._obj_source.value, labels=labels, confidence=rng, exclude=exclude,
+                          min_count=max(1, int(self._obj_min.value or 1))) if active else None
+        self.state.set_label_filters((flt,) if flt else ())
+
+    # -- state -> widgets ----------------------------------------------------------------------------------------
+
+    def _on_filters(self, *_: Any) -> None:
+        """Filters set elsewhere (a shared link, Reset, a click in the evaluation panel) show in the widgets."""
+        by_field = {f.field: f for f in self.state.filters.fields}
+        with self._silently():
+            for name, (kind, w, _) in self._widgets.items():
+                flt = by_field.get(name)
+                if kind == "values":
+                    vals = list(flt.values or ()) if flt else []
+                    if vals != list(w.value):
+                        missing = [v for v in vals if v not in (w.options.values() if isinstance(w.options, dict) else w.options)]
+                        if missing:
+                            opts = dict(w.options) if isinstance(w.options, dict) else {str(o): o for o in w.options}
+                            opts.update({str(v): v for v in missing})
+                            w.options = opts
+                        w.value = vals
+                elif kind == "bool":
+                    w.value = "any" if not flt or not flt.values else ("yes" if flt.values[0] else "no")
+                else:
+                    lo = flt.range.min if flt and flt.range and flt.range.min is not None else w.start
+                    hi = flt.range.max if flt and flt.range and flt.range.max is not None else w.end
+                    if (lo, hi) != tuple(w.value):
+                        w.value = (lo, hi)
+            obj = self.state.filters.annotations[0] if self.state.filters.annotations else None
+            if hasattr(self, "_obj_source"):
+                self._obj_source.value = obj.source if obj else GROUND_TRUTH
+                self._obj_labels.value = list(obj.labels or ()) if obj else []
+                conf = obj.confidence if obj else None
+                self._obj_conf.value = (conf.min or 0.0, conf.max if conf and conf.max is not None else 1.0) if conf else (0.0, 1.0)
+                self._obj_mode.value = "has none" if obj and obj.exclude else "has"
+                self._obj_min.value = obj.min_count if obj else 1
+                self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
+
+    def _refresh_counts(self, *_: Any) -> None:
+        st = self.state
+        ds = st.ds
+        sel = f" · {len(st.selection):,} selected on map" if st.selection is not None else ""
+        sim = f" · similar to {st.similar_label}" if st.similar is not None else ""
+        self._count.object = (
+            f'<span class="vl-count-n" style="font-size:1.3em;font-weight:600">{st.count:,}</span> '
+            f'of {st.total:,} samples<br><small>{st.query_ms:.0f} ms{sel}{sim}</small>'
+        )
+        if ds is None:
+            return
+        flt = st.effective_filters()
+        with self._silently():
+            for name, (kind, w, hist) in self._widgets.items():
+                if kind == "values":
+                    counts = ds.store.value_counts(ds.id, name, flt, limit=200)
+                    opts = {f"{v} ({n:,})": v for v, n in counts if v is not None}
+                    for v in w.value:
+                        if v not in opts.values():
+                            opts[f"{v} (0)"] = v
+                    w.options = opts
+                elif kind == "range":
+                    stats = ds.store.numeric_stats(ds.id, name, flt, bins=24)
+                    hist.object = sparkline(stats["counts"])
+
+    def __panel__(self) -> pn.Column:
+        return self._layout

@@ -1,0 +1,43 @@
+"""What views draw over images: boxes filtered by the overlay options, and where the image routes are."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Protocol
+
+import panel as pn
+
+from ..store.metadata import GROUND_TRUTH
+from .colors import label_color
+
+
+class OverlayOptions(Protocol):
+    min_confidence: float
+    labels: list[str]
+
+
+def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions) -> dict[int, list[dict[str, Any]]]:
+    """Annotation rows -> drawable boxes per sample, honouring the overlay options of the state."""
+    wanted = set(state.labels)
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for a in rows:
+        pred = a["source"] != GROUND_TRUTH
+        if pred and (a["confidence"] or 0) < state.min_confidence:
+            continue
+        if wanted and a["label"] not in wanted:
+            continue
+        out[a["sample_id"]].append({
+            "x": a["x"], "y": a["y"], "w": a["w"], "h": a["h"], "label": a["label"], "color": label_color(a["label"]),
+            "kind": "pred" if pred else "gt", "score": a["confidence"], "status": a.get("status"),
+            "source": a["source"],
+        })
+    return out
+
+
+def url_prefix() -> str:
+    """Where the server's routes are, relative to the page (an app may be served under a prefix)."""
+    try:
+        rel = pn.state.rel_path
+    except Exception:  # noqa: BLE001 - outside a server session there is no request to be relative to
+        rel = None
+    return rel.rstrip("/") if rel and rel != "." else ""

@@ -1,0 +1,183 @@
+"""The one state object of a session. Views read and write only this; they never talk to each other.
+
+It also owns the session's current result (the ordered ids matching filters + selection), recomputed when any of
+its inputs change, so every view sees the same ids and the same count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import param
+
+from ..dataset import Dataset
+from ..errors import VisionLensError
+from ..query import FieldFilter, Filters, LabelFilter, Sort
+from ..store.metadata import GROUND_TRUTH, MetadataStore
+
+log = logging.getLogger(__name__)
+
+
+class AppState(param.Parameterized):
+    """Shared by the grid, the filters, the detail view, the map and the evaluation panel of one session."""
+
+    dataset = param.Selector(default=None, objects=[], allow_None=True, doc="Name of the active dataset.")
+    filters = param.ClassSelector(class_=Filters, default=Filters(), doc="Sidebar filters.")
+    sort = param.ClassSelector(class_=Sort, default=Sort())
+    selection = param.Array(default=None, allow_None=True, doc="Sample ids picked on the map (lasso/box).")
+    similar = param.Array(default=None, allow_None=True, doc="Ordered ids of a similarity search; replaces sort.")
+    similar_label = param.String(default="", doc="What the similarity search was (shown as a chip).")
+    open_sample = param.Integer(default=None, allow_None=True, doc="Sample shown in the detail view.")
+    picked = param.List(default=[], item_type=int, doc="Tiles picked with shift/ctrl-click (for tagging).")
+
+    show_gt = param.Boolean(default=True, doc="Draw ground-truth boxes.")
+    models = param.List(default=[], item_type=str, doc="Prediction sources to draw.")
+    min_confidence = param.Number(default=0.3, bounds=(0.0, 1.0), doc="Hide predictions below this score.")
+    labels = param.List(default=[], item_type=str, doc="Labels to draw; empty means all.")
+    tile_size = param.Integer(default=180, bounds=(64, 512))
+
+    result_ids = param.Array(default=np.zeros(0, np.int64), precedence=-1, doc="Current result, in display order.")
+    count = param.Integer(default=0, precedence=-1, doc="len(result_ids).")
+    total = param.Integer(default=0, precedence=-1, doc="Samples in the dataset.")
+    version = param.Integer(default=0, precedence=-1, doc="Bumped whenever result_ids changes.")
+    busy = param.Boolean(default=False, precedence=-1)
+    error = param.String(default="", precedence=-1, doc="Last user-facing error (bad filter, ...).")
+    query_ms = param.Number(default=0.0, precedence=-1)
+
+    def __init__(self, store: MetadataStore, **params: Any):
+        self.store = store
+        names = [d["name"] for d in store.list_datasets()]
+        super().__init__(**params)
+        self.param.dataset.objects = names
+        if self.dataset is None and names:
+            self.dataset = names[0]
+        elif self.dataset is not None:
+            self._on_dataset()
+        self.refresh()
+
+    # -- derived -------------------------------------------------------------------------------------------------
+
+    @property
+    def ds(self) -> Dataset | None:
+        if self.dataset is None:
+            return None
+        return self._ds if getattr(self, "_ds", None) is not None and self._ds.name == self.dataset else self._load()
+
+    def _load(self) -> Dataset:
+        self._ds = Dataset(self.store, self.store.get_dataset(self.dataset))
+        return self._ds
+
+    def effective_filters(self) -> Filters:
+        """Sidebar filters plus the map selection: what the grid, counts and metrics are computed over."""
+        if self.selection is None:
+            return self.filters
+        return self.filters.model_copy(update={"sample_ids": tuple(int(i) for i in self.selection)})
+
+    def visible_sources(self) -> list[str]:
+        return ([GROUND_TRUTH] if self.show_gt else []) + list(self.models)
+
+    # -- reactions -----------------------------------------------------------------------------------------------
+
+    @param.depends("dataset", watch=True)
+    def _on_dataset(self) -> None:
+        self._ds = None
+        ds = self.ds
+        with param.parameterized.discard_events(self):
+            self.filters = Filters()
+            self.selection = None
+            self.similar = None
+            self.similar_label = ""
+            self.open_sample = None
+            self.picked = []
+            self.sort = Sort()
+            self.models = ds.models()[:1] if ds else []
+            self.labels = []
+        self.refresh()
+
+    @param.depends("filters", "sort", "selection", "similar", watch=True)
+    def refresh(self) -> None:
+        """Recompute the result. Runs on the session's thread (``--num-threads``), never blocking other sessions."""
+        ds = self.ds
+        if ds is None:
+            self.param.update(result_ids=np.zeros(0, np.int64), count=0, total=0, version=self.version + 1)
+            return
+        self.busy = True
+        start = time.perf_counter()
+        try:
+            flt = self.effective_filters()
+            if self.similar is not None:
+                allowed = set(ds.sample_ids(flt).tolist())
+                ids = np.asarray([i for i in self.similar if int(i) in allowed], np.int64)
+            else:
+                ids = ds.sample_ids(flt, sort_by=self.sort.field, descending=self.sort.descending)
+            total = self.store.count(ds.id, Filters())
+            self.param.update(
+                result_ids=ids, count=len(ids), total=total, version=self.version + 1, error="",
+                query_ms=(time.perf_counter() - start) * 1000,
+            )
+        except VisionLensError as e:
+            self.error = str(e)
+        finally:
+            self.busy = False
+
+    # -- actions views call --------------------------------------------------------------------------------------
+
+    def set_field_filter(self, field: str, flt: FieldFilter | None) -> None:
+        self.filters = self.filters.with_field(flt, field)
+
+    def set_label_filters(self, flts: tuple[LabelFilter, ...]) -> None:
+        self.filters = self.filters.model_copy(update={"annotations": flts})
+
+    def reset(self) -> None:
+        self.param.update(filters=Filters(), selection=None, similar=None, similar_label="")
+
+    def step(self, delta: int) -> None:
+        """Move the detail view to the previous/next sample of the current result."""
+        if self.open_sample is None or not len(self.result_ids):
+            return
+        pos = np.flatnonzero(self.result_ids == self.open_sample)
+        k = int(pos[0]) + delta if len(pos) else 0
+        if 0 <= k < len(self.result_ids):
+            self.open_sample = int(self.result_ids[k])
+
+    def position(self) -> int | None:
+        if self.open_sample is None:
+            return None
+        pos = np.flatnonzero(self.result_ids == self.open_sample)
+        return int(pos[0]) if len(pos) else None
+
+    # -- URL -----------------------------------------------------------------------------------------------------
+
+    def to_query(self) -> dict[str, str]:
+        """The part of the view a shared link carries: dataset, filters, sort and the open sample."""
+        q: dict[str, str] = {}
+        if self.dataset:
+            q["dataset"] = self.dataset
+        if not self.filters.is_empty:
+            q["filters"] = self.filters.to_url()
+        if self.sort != Sort():
+            q["sort"] = ("-" if self.sort.descending else "") + self.sort.field
+        if self.open_sample is not None:
+            q["sample"] = str(self.open_sample)
+        return q
+
+    def apply_query(self, q: dict[str, str]) -> None:
+        """Restore a shared link; a broken one shows an error instead of a blank page."""
+        try:
+            if q.get("dataset") and q["dataset"] in self.param.dataset.objects and q["dataset"] != self.dataset:
+                self.dataset = q["dataset"]
+            update: dict[str, Any] = {}
+            if q.get("filters"):
+                update["filters"] = Filters.from_url(q["filters"])
+            if q.get("sort"):
+                s = q["sort"]
+                update["sort"] = Sort(field=s.lstrip("-"), descending=s.startswith("-"))
+            if update:
+                self.param.update(**update)
+            if q.get("sample"):
+                self.open_sample = int(q["sample"])
+        except (ValueError, VisionLensError) as e:
+            self.error = f"could not restore the link: {e}"

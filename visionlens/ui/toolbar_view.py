@@ -1,0 +1,54 @@
+"""Overlay and sort controls above the grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from ..query import Sort
+from .state import AppState
+
+
+class ToolbarView(Viewer):
+    state = param.ClassSelector(class_=AppState)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        st = self.state
+        self._gt = pn.widgets.Checkbox.from_param(st.param.show_gt, name="ground truth", margin=(18, 10, 0, 10))
+        self._models = pn.widgets.MultiChoice(name="Predictions", options=[], value=[], width=260)
+        self._conf = pn.widgets.FloatSlider.from_param(st.param.min_confidence, name="min confidence", step=0.05, width=170)
+        self._labels = pn.widgets.MultiChoice(name="Show labels", options=[], placeholder="all", width=240)
+        self._sort = pn.widgets.Select(name="Sort by", options=[], width=150)
+        self._desc = pn.widgets.Checkbox(name="descending", margin=(18, 10, 0, 10))
+        self._models.param.watch(lambda e: setattr(st, "models", list(e.new)), "value")
+        self._labels.param.watch(lambda e: setattr(st, "labels", list(e.new)), "value")
+        self._sort.param.watch(self._on_sort, "value")
+        self._desc.param.watch(self._on_sort, "value")
+        st.param.watch(self._on_dataset, "dataset")
+        st.param.watch(self._on_state_sort, "sort")
+        self._on_dataset()
+
+    def _on_dataset(self, *_: Any) -> None:
+        ds = self.state.ds
+        self._models.options = ds.models() if ds else []
+        self._models.value = list(self.state.models)
+        self._labels.options = ds.labels() if ds else []
+        fields = [n for n, f in (ds.fields().items() if ds else []) if f.level == "sample" and f.kind == "numeric"]
+        self._sort.options = ["random", *fields] if ds else []
+        self._on_state_sort()
+
+    def _on_state_sort(self, *_: Any) -> None:
+        self._sort.value = self.state.sort.field if self.state.sort.field in self._sort.options else "id"
+        self._desc.value = self.state.sort.descending
+
+    def _on_sort(self, *_: Any) -> None:
+        if self._sort.value:
+            self.state.sort = Sort(field=self._sort.value, descending=self._desc.value)
+
+    def __panel__(self) -> pn.Row:
+        return pn.Row(self._gt, self._models, self._conf, self._labels, self._sort, self._desc,
+                      sizing_mode="stretch_width", css_classes=["vl-toolbar-row"])
