@@ -1,0 +1,244 @@
+"""The served app in a real browser: `panel serve apps/browse.py` on the demo dataset, driven by Debian's chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[1]
+
+
+NIGHT_CARS = {"fields": [{"field": "time_of_day", "values": ["night"]}], "annotations": [{"labels": ["car"]}]}
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not come up")
+
+
+def _serve(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "VISIONLENS_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", "apps/browse.py", "--port", str(port), "--address", "127.0.0.1",
+         "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "visionlens.ui.routes", "--num-threads", "4",
+         *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url + "/browse")
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("apphome")
+    env = {**os.environ, "VISIONLENS_HOME": str(home)}
+    out = subprocess.run([sys.executable, "-m", "visionlens.cli", "demo", "--n", "150", "--seed", "5"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return home
+
+
+@pytest.fixture(scope="module")
+def expected(demo_home: Path) -> dict[str, int]:
+    """Counts computed through the Python API before the server takes the database (one process per file)."""
+    code = ("import json, visionlens as vl; ds = vl.load('demo'); "
+            f"print(json.dumps({{'night_cars': ds.count(vl.Filters.model_validate({NIGHT_CARS!r}))}}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "VISIONLENS_HOME": str(demo_home)})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def server(demo_home: Path, expected: dict[str, int]) -> Iterator[str]:
+    proc, url = _serve(demo_home)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def _count(page) -> int:
+    text = page.locator(".vl-count-n").first.inner_text()
+    return int(text.replace(",", ""))
+
+
+def _wait_count(page, predicate, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            n = _count(page)
+            if predicate(n):
+                return n
+        except Exception:  # noqa: BLE001 - the element may not be there yet
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("count did not reach the expected value")
+        time.sleep(0.2)
+
+
+def _poll(page, selector: str, predicate_js: str, timeout: float = 15) -> None:
+    """Wait for a JS predicate over the matching elements; locators see into the components' shadow roots."""
+    deadline = time.monotonic() + timeout
+    while not page.locator(selector).evaluate_all(predicate_js):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector}: {predicate_js} never held")
+        time.sleep(0.2)
+
+
+def _tile_titles(page) -> list[str]:
+    return page.locator(".vl-tile .vl-caption").evaluate_all("els => els.map(e => e.textContent)")
+
+
+def test_grid_shows_tiles_with_solid_and_dashed_boxes(server, page):
+    page.goto(server + "/browse")
+    page.wait_for_selector(".vl-tile img", timeout=30000)
+    assert _wait_count(page, lambda n: n == 150) == 150
+    page.wait_for_selector(".vl-tile svg .vl-pred", timeout=15000)
+    gt = page.locator(".vl-tile svg .vl-gt").count()
+    pred_dash = page.locator(".vl-tile svg .vl-pred rect.vl-stroke").evaluate_all(
+        "els => els.map(e => e.getAttribute('stroke-dasharray'))")
+    gt_dash = page.locator(".vl-tile svg .vl-gt rect.vl-stroke").evaluate_all(
+        "els => els.map(e => e.getAttribute('stroke-dasharray'))")
+    assert gt > 0 and pred_dash and all(d and d != "none" for d in pred_dash)
+    assert all(d in (None, "none") for d in gt_dash)
+    # thumbnails are real images served by the route
+    _poll(page, ".vl-tile img", "els => els.some(i => i.complete && i.naturalWidth > 0)")
+    srcs = page.locator(".vl-tile img").evaluate_all("els => els.map(e => e.getAttribute('src'))")
+    assert all("/vl/thumb/" in s for s in srcs if s)
+    ARTIFACTS.mkdir(exist_ok=True)
+    time.sleep(1)
+    page.screenshot(path=str(ARTIFACTS / "app.png"))
+
+
+def test_filter_changes_count_and_tiles_and_url(server, page):
+    page.goto(server + "/browse")
+    page.wait_for_selector(".vl-tile img", timeout=30000)
+    _wait_count(page, lambda n: n == 150)
+    before = _tile_titles(page)
+    split = page.locator(".bk-input-group:has(label:text-is('split')) input").first
+    split.click()
+    page.keyboard.type("val")
+    page.keyboard.press("Enter")
+    n = _wait_count(page, lambda n: n < 150)
+    assert n == 45  # 30% of 150 are val
+    _poll(page, ".vl-tile .vl-caption", "els => els.length > 0")
+    time.sleep(1)
+    after = _tile_titles(page)
+    assert after and after != before
+    assert "filters=" in page.url and "val" in urllib.parse.unquote(page.url)
+
+
+def test_url_with_filters_restores_them(server, page, expected):
+    page.goto(server + "/browse?" + urllib.parse.urlencode({"dataset": "demo", "filters": json.dumps(NIGHT_CARS)}))
+    page.wait_for_selector(".vl-tile", timeout=30000)
+    n = _wait_count(page, lambda n: n < 150)
+    assert n == expected["night_cars"] > 0
+    # the widgets show the restored filter, so the user can see and undo it
+    page.wait_for_selector(".choices__item:has-text('night')", timeout=10000)
+    page.wait_for_selector(".choices__item:has-text('car')", timeout=10000)
+
+
+def test_click_opens_detail_and_keys_page_through(server, page):
+    page.goto(server + "/browse")
+    page.wait_for_selector(".vl-tile img", timeout=30000)
+    first = page.locator(".vl-tile").nth(2)
+    title = first.locator(".vl-caption").inner_text()
+    first.click()
+    page.wait_for_selector(".vl-detail-title", state="visible", timeout=15000)
+    assert page.locator(".vl-detail-title").inner_text() == title
+    _poll(page, ".vl-detail-img", "els => els.length && els[0].complete && els[0].naturalWidth > 0")
+    assert "sample=" in page.url
+    page.keyboard.press("ArrowRight")
+    _poll(page, ".vl-detail-title", f"els => els.length && els[0].textContent !== {json.dumps(title)}")
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".vl-detail-title", state="hidden", timeout=10000)
+    assert "sample=" not in page.url
+
+
+def test_thumbnail_route_refuses_without_login_when_auth_is_on(tmp_path):
+    home = tmp_path / "authhome"  # its own database: DuckDB lets one server process hold a file
+    out = subprocess.run([sys.executable, "-m", "visionlens.cli", "demo", "--n", "8"], capture_output=True, text=True,
+                         env={**os.environ, "VISIONLENS_HOME": str(home)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    proc, url = _serve(home, "--basic-auth", "s3cret-pass", "--cookie-secret", "x" * 32)
+    try:
+        opener = urllib.request.build_opener(_NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as e:
+            opener.open(url + "/vl/thumb/1/1", timeout=10)
+        assert e.value.code in (302, 401, 403)
+        assert "login" in (e.value.headers.get("Location") or "login")
+        # the same route answers once logged in through the server's own login form
+        import http.cookiejar
+
+        jar = http.cookiejar.CookieJar()
+        session = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
+        data = urllib.parse.urlencode({"username": "user", "password": "s3cret-pass"}).encode()
+        with pytest.raises(urllib.error.HTTPError) as login:
+            session.open(url + "/login", data=data, timeout=10)
+        assert login.value.code == 302 and "error" not in (login.value.headers.get("Location") or "")
+        assert any(c.name == "user" for c in jar)
+        resp = session.open(url + "/vl/thumb/1/1", timeout=10)
+        assert resp.status == 200 and resp.headers["Content-Type"] == "image/jpeg"
+        assert resp.read()[:2] == b"\xff\xd8"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_route_serves_only_dataset_samples(server):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server + "/vl/thumb/1/999999", timeout=10)
+    assert e.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server + "/vl/thumb/1/..%2F..%2Fetc%2Fpasswd", timeout=10)
+    assert e.value.code == 404
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        return None
