@@ -242,3 +242,39 @@ def test_route_serves_only_dataset_samples(server):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
         return None
+
+
+def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
+    from tests.factories import coco_doc, simple_coco, write_coco
+
+    good = simple_coco(tmp_path / "good")
+    bad = write_coco(tmp_path / "bad", coco_doc([{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
+                                                [{"id": 1, "image_id": 1, "category_id": 77, "bbox": [0, 0, 1, 1]}]))
+    page.goto(server + "/browse")
+    page.wait_for_selector(".vl-tile", timeout=30000)
+    page.locator(".bk-tab:text-is('Datasets')").click()
+    path = page.get_by_placeholder("/data/coco or gs://bucket/dataset")
+    name = page.get_by_placeholder("my-dataset")
+
+    path.fill(str(bad))
+    name.fill("zz-bad")
+    page.get_by_role("button", name="Ingest").click()
+    page.get_by_text("Ingest failed").wait_for(timeout=30000)
+    message = page.get_by_text("unknown category_id 77")
+    message.wait_for(timeout=5000)
+    assert str(bad) in message.text_content()
+
+    path.fill(str(good))
+    name.fill("zz-good")
+    page.get_by_role("button", name="Ingest").click()
+    page.get_by_text("Ingested").wait_for(timeout=30000)
+    page.get_by_role("gridcell", name="zz-good", exact=True).wait_for(timeout=10000)
+    assert _wait_count(page, lambda n: n == 3) == 3  # the new dataset becomes the active one
+    assert page.get_by_text("unknown field").count() == 0
+
+    select = page.locator(".vl-target select").first
+    select.select_option("zz-good")
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("button", name="Really delete zz-good?").click()
+    page.get_by_text("Deleted").wait_for(timeout=15000)
+    page.get_by_role("gridcell", name="zz-good", exact=True).wait_for(state="detached", timeout=10000)

@@ -17,6 +17,14 @@ from . import resources
 from .state import AppState
 
 
+def _escape(text: str) -> str:
+    """Error text goes into Markdown: paths like ``*.json`` must not turn into italics."""
+    import html
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+!|<>~-])", r"\\\1", html.escape(text, quote=False))
+
+
 class DatasetsView(Viewer):
     """Long work (ingest, thumbnails) runs on a worker thread with a progress bar; the session stays responsive."""
 
@@ -37,7 +45,7 @@ class DatasetsView(Viewer):
         self._ingest.on_click(self._start_ingest)
         self._progress = pn.indicators.Progress(value=-1, max=100, visible=False, sizing_mode="stretch_width", height=18)
         self._status = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
-        self._target = pn.widgets.Select(name="Dataset", options=[], width=220)
+        self._target = pn.widgets.Select(name="Dataset", options=[], width=220, css_classes=["vl-target"])
         self._delete = pn.widgets.Button(name="Delete…", button_type="danger", width=140)
         self._delete.on_click(self._on_delete)
         self._thumbs = pn.widgets.Button(name="Pre-generate thumbnails", button_type="default", width=200)
@@ -63,6 +71,7 @@ class DatasetsView(Viewer):
         self._table.value = df
         names = [d["name"] for d in rows]
         self._target.options = names
+        self._target.value = self._target.value if self._target.value in names else (names[0] if names else None)
         self.state.param.dataset.objects = names
         if self.state.dataset not in names:
             self.state.dataset = names[0] if names else None
@@ -97,12 +106,12 @@ class DatasetsView(Viewer):
         threading.Thread(target=target, name="visionlens-job", daemon=True).start()
 
     def _start_ingest(self, *_: Any) -> None:
-        path, name = self._path.value.strip(), self._name.value.strip()
+        path, name = (self._path.value_input or "").strip(), (self._name.value_input or "").strip()
         if not path or not name:
             self._say("give a path and a name", "warning")
             return
         preds = {}
-        for k, line in enumerate(self._preds.value.splitlines(), 1):
+        for k, line in enumerate((self._preds.value_input or "").splitlines(), 1):
             if line.strip():
                 if "=" not in line:
                     self._say(f"predictions line {k}: use MODEL=PATH", "danger")
@@ -116,9 +125,9 @@ class DatasetsView(Viewer):
 
         def done(result: Any) -> None:
             if isinstance(result, Exception):
-                self._say(f"**Ingest failed**, nothing was changed: {result}", "danger")
+                self._say(f"**Ingest failed**, nothing was changed: {_escape(str(result))}", "danger")
                 return
-            warnings = "".join(f"<br>⚠ {line}" for line in result.summary_lines())
+            warnings = "".join(f"<br>⚠ {_escape(line)}" for line in result.summary_lines())
             self._say(f"Ingested **{result.name}**: {result.samples:,} samples, {result.gt_boxes:,} boxes "
                       f"in {result.seconds:.1f}s{warnings}", "success")
             self._refresh_list()
@@ -139,7 +148,7 @@ class DatasetsView(Viewer):
         try:
             resources.store().delete_dataset(name)
         except VisionLensError as e:
-            self._say(str(e), "danger")
+            self._say(_escape(str(e)), "danger")
             return
         self._say(f"Deleted **{name}** (image files untouched).", "success")
         self._refresh_list()
@@ -158,7 +167,7 @@ class DatasetsView(Viewer):
 
         def done(result: Any) -> None:
             if isinstance(result, Exception):
-                self._say(f"Thumbnails failed: {result}", "danger")
+                self._say(f"Thumbnails failed: {_escape(str(result))}", "danger")
             else:
                 self._say(f"Thumbnails: {result.generated:,} generated, {result.cached:,} already cached, "
                           f"{result.placeholders:,} unreadable images", "success")

@@ -83,6 +83,7 @@ class FiltersView(Viewer):
 
     def _rebuild(self, *_: Any) -> None:
         ds = self.state.ds
+        self._built_for = self.state.dataset
         self._widgets.clear()
         if ds is None:
             self._fields.objects = [pn.pane.Markdown("No dataset yet: add one on the **Datasets** tab.")]
@@ -215,6 +216,9 @@ class FiltersView(Viewer):
             f'of {st.total:,} samples<br><small>{st.query_ms:.0f} ms{sel}{sim}</small>'
         )
         if ds is None:
+            return
+        if getattr(self, "_built_for", None) != st.dataset:  # the result of a new dataset arrived before _rebuild
+            self._rebuild()
             return
         flt = st.effective_filters()
         with self._silently():

@@ -29,7 +29,7 @@ class GridView(Viewer):
     def __init__(self, **params: Any):
         super().__init__(**params)
         self._prefix = url_prefix()
-        self._grid = ImageGrid(provider=self._provider, tile_size=self.state.tile_size, sizing_mode="stretch_both",
+        self._grid = ImageGrid(provider=self.window, tile_size=self.state.tile_size, sizing_mode="stretch_both",
                                min_height=500)
         self._grid.show_result(self.state.count, scroll_to_top=True)
         self._grid.param.watch(lambda e: setattr(self.state, "open_sample", e.new), "clicked")
@@ -51,7 +51,8 @@ class GridView(Viewer):
         result = resources.thumbnails().get(media.join(root, row["filepath"]), row["id"])
         return "data:image/jpeg;base64," + base64.b64encode(result.data).decode()
 
-    def _provider(self, offset: int, limit: int) -> list[dict[str, Any]]:
+    def window(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Tiles for rows ``offset .. offset+limit`` of the current result: what the grid asks for as it scrolls."""
         state = self.state
         ds = state.ds
         ids = np.asarray(state.result_ids[offset: offset + limit], np.int64)
