@@ -19,6 +19,7 @@ Search semantics the callers rely on:
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -73,6 +74,9 @@ class IndexParams:
 
     m: int = 16
     ef_construct: int = 128
+    # Qdrant adds payload-aware graph links per value of every indexed payload field; filtered searches here are
+    # exact scans through the payload index and never walk them, and they tripled the build time: keep them off.
+    payload_m: int = 0
     search_ef: int = 128
     full_scan_threshold_kb: int = 10_000  # Qdrant's unit: below this much vector data a segment is scanned
     indexing_threshold_kb: int = 10_000  # embedded store: segments above this size get an HNSW graph on optimize
@@ -327,6 +331,7 @@ class EdgeVectorStore:
             m=self.index.m,
             ef_construct=self.index.ef_construct,
             full_scan_threshold=self.index.full_scan_threshold_kb,
+            payload_m=self.index.payload_m,
         )
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=int(dim), distance=metric),
@@ -345,14 +350,26 @@ class EdgeVectorStore:
             raise VectorStoreError(f"{action} failed for collection {name!r} in {self.path}: {exc}") from exc
 
     def ensure_collection(self, name: str, dim: int, distance: Distance = "cosine") -> None:
-        """Create the collection, or reopen it after checking it holds ``dim``-d ``distance`` vectors."""
+        """Create the collection, or check that the existing one holds ``dim``-d ``distance`` vectors.
+
+        An open collection is left open (other threads may be searching it); the shape is read from the
+        ``edge_config.json`` Qdrant Edge persists in every shard directory.
+        """
         config = self._config(dim, distance)
         directory = self._dir(name)
         with self._mutex:
             if self._closed:
                 raise VectorStoreError(f"vector store {self.path} is closed")
-            self._close_shard(name)
             existing = directory.is_dir() and any(directory.iterdir())
+            if existing:
+                stored = json.loads((directory / "edge_config.json").read_text())["vectors"][""]
+                if (stored["size"], stored["distance"].lower()) != (int(dim), distance):
+                    raise VectorStoreError(
+                        f"collection {name!r} in {self.path} holds {stored['size']}-d {stored['distance'].lower()} "
+                        f"vectors, not {dim}-d {distance}"
+                    )
+                if name in self._shards:
+                    return
             try:
                 shard = (self._qe.EdgeShard.load if existing else self._qe.EdgeShard.create)(str(directory), config)
             except Exception as exc:  # noqa: BLE001
@@ -596,6 +613,7 @@ class ClientVectorStore:
                 m=self.index.m,
                 ef_construct=self.index.ef_construct,
                 full_scan_threshold=self.index.full_scan_threshold_kb,
+                payload_m=self.index.payload_m,
             ),
         )
 
