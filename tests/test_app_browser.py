@@ -274,6 +274,7 @@ def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
 
     select = page.locator(".vl-target select").first
     select.select_option("zz-good")
+    time.sleep(0.5)  # let the choice reach the server before the click that reads it
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("button", name="Really delete zz-good?").click()
     page.get_by_text("Deleted").wait_for(timeout=15000)

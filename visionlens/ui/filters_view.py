@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -14,6 +15,7 @@ from ..store.metadata import GROUND_TRUTH
 from .state import AppState
 
 _SKIP = {"id", "filepath"}
+_COUNTS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vl-counts")
 _BOOL_OPTIONS = ["any", "yes", "no"]
 
 
@@ -39,7 +41,7 @@ class FiltersView(Viewer):
     def __init__(self, **params: Any):
         super().__init__(**params)
         self._quiet = False
-        self._count = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["vl-count"])
+        self._count = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["vl-result-count"])
         self._spinner = pn.indicators.LoadingSpinner(value=False, size=20, width=20)
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self._reset = pn.widgets.Button(name="Reset filters", button_type="light", icon="filter-off")
@@ -120,7 +122,7 @@ class FiltersView(Viewer):
                 cards.append(pn.Column(w, hist, sizing_mode="stretch_width"))
         self._fields.objects = cards
         self._build_objects()
-        self._refresh_counts()
+        self._refresh_counts_now()
 
     def _build_objects(self) -> None:
         ds = self.state.ds
@@ -207,18 +209,26 @@ class FiltersView(Viewer):
                 self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
 
     def _refresh_counts(self, *_: Any) -> None:
+        """Counts and histograms update after the grid: they run on a worker so the new tiles go out first."""
+        if self.state.ds is not None and getattr(self, "_built_for", None) != self.state.dataset:
+            self._rebuild()  # the result of a new dataset arrived before _rebuild ran
+            return
+        _COUNTS_POOL.submit(self._refresh_counts_now, self.state.version)
+
+    def _refresh_counts_now(self, version: int | None = None) -> None:
+        if version is not None and version != self.state.version:
+            return  # a newer result is on its way; its own refresh will run
         st = self.state
         ds = st.ds
         sel = f" · {len(st.selection):,} selected on map" if st.selection is not None else ""
         sim = f" · similar to {st.similar_label}" if st.similar is not None else ""
         self._count.object = (
             f'<span class="vl-count-n" style="font-size:1.3em;font-weight:600">{st.count:,}</span> '
-            f'of {st.total:,} samples<br><small>{st.query_ms:.0f} ms{sel}{sim}</small>'
+            f'of {st.total:,} samples<br><small><span class="vl-query-ms">{st.query_ms:.0f}</span> ms{sel}{sim}</small>'
         )
         if ds is None:
             return
-        if getattr(self, "_built_for", None) != st.dataset:  # the result of a new dataset arrived before _rebuild
-            self._rebuild()
+        if getattr(self, "_built_for", None) != st.dataset:
             return
         flt = st.effective_filters()
         with self._silently():

@@ -19,6 +19,9 @@ from .routes import thumb_url
 from .state import AppState
 
 
+PUSHED_TILES = 48  # about two screens of default-size tiles
+
+
 class GridView(Viewer):
     """Thumbnails of the current result with GT (solid) and prediction (dashed) boxes."""
 
@@ -31,7 +34,7 @@ class GridView(Viewer):
         self._prefix = url_prefix()
         self._grid = ImageGrid(provider=self.window, tile_size=self.state.tile_size, sizing_mode="stretch_both",
                                min_height=500)
-        self._grid.show_result(self.state.count, scroll_to_top=True)
+        self._show(scroll_to_top=True)
         self._grid.param.watch(lambda e: setattr(self.state, "open_sample", e.new), "clicked")
         self._grid.param.watch(lambda e: setattr(self.state, "picked", list(e.new)), "selected")
         self._grid.param.watch(lambda e: setattr(self.state, "tile_size", e.new), "tile_size")
@@ -40,10 +43,22 @@ class GridView(Viewer):
         self.state.param.watch(lambda e: setattr(self._grid, "tile_size", e.new), "tile_size")
 
     def _on_result(self, _: Any = None) -> None:
-        self._grid.show_result(self.state.count, scroll_to_top=True)
+        self._show(scroll_to_top=True)
 
     def _on_overlay(self, _: Any = None) -> None:
-        self._grid.show_result(self.state.count)
+        self._show(scroll_to_top=False)
+
+    def _show(self, scroll_to_top: bool) -> None:
+        """New result: send its first tiles along with it, saving the browser a round trip before it can paint."""
+        generation = self._grid.generation + 1
+        first = self._grid.first_visible if not scroll_to_top else 0
+        offset = max(0, min(first, self.state.count - 1))
+        update: dict[str, Any] = {"total": self.state.count, "generation": generation,
+                                  "items": {"generation": generation, "offset": offset, "seq": None,
+                                            "items": self.window(offset, PUSHED_TILES)}}
+        if scroll_to_top:
+            update["scroll_to"] = 0
+        self._grid.param.update(**update)
 
     def _thumb(self, ds_id: int, root: str, row: dict[str, Any]) -> str:
         if self.thumbnails == "route":
