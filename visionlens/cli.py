@@ -211,6 +211,38 @@ def demo(
     )
 
 
+@app.command()
+def evaluate(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    models: Annotated[list[str], typer.Argument(help="Model name(s); several are shown side by side.")],
+    iou: Annotated[float, typer.Option(help="IoU threshold of the stored per-object TP/FP/FN (mAP always uses .50:.95).")] = 0.5,
+    class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="Match boxes ignoring labels.")] = False,
+) -> None:
+    """COCO-exact evaluation: mAP table, per-class AP; per-object TP/FP/FN stored for filtering in the app."""
+    from .dataset import load
+
+    out = Console()
+    results = []
+    with friendly_errors(), progress_bar() as report:
+        ds = load(name, _store())
+        for model in models:
+            results.append(ds.evaluate(model, iou, class_agnostic, progress=report))
+    summary = Table("metric", *[m.model for m in results], title=f"{name}: COCO bbox metrics ({results[0].samples:,} images)")
+    for stat in results[0].stats:
+        summary.add_row(stat, *[f"{m.stats[stat]:.4f}" for m in results])
+    out.print(summary)
+    if not class_agnostic:
+        per_class = Table("label", "GT", *[f"AP {m.model}" for m in results], *[f"AP50 {m.model}" for m in results],
+                          title="per-class AP")
+        for k, row in enumerate(results[0].per_class):
+            per_class.add_row(row["label"], f"{row['gt']:,}", *[f"{m.per_class[k]['AP']:.3f}" for m in results],
+                              *[f"{m.per_class[k]['AP50']:.3f}" for m in results])
+        out.print(per_class)
+    for m in results:
+        console.print(f"stored per-object results as [bold]{m.key}[/]: filter with fields {m.key}.tp / .fp / .fn "
+                      f"({m.seconds:.2f}s)")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

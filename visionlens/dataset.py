@@ -61,8 +61,10 @@ class Dataset:
     def sample_ids(self, filters: Filters | dict[str, Any] | None = None, sort_by: str = "id", descending: bool = False) -> np.ndarray:
         return self.store.matching_ids(self.id, as_filters(filters), Sort(field=sort_by, descending=descending))
 
-    def annotations(self, sample_ids: Any, sources: list[str] | None = None, as_: Literal["pandas", "arrow"] = "pandas") -> Any:
-        table: pa.Table = self.store.annotations(self.id, np.atleast_1d(np.asarray(sample_ids, np.int64)), sources)
+    def annotations(self, sample_ids: Any, sources: list[str] | None = None, as_: Literal["pandas", "arrow"] = "pandas",
+                    evaluation: str | None = None) -> Any:
+        table: pa.Table = self.store.annotations(
+            self.id, np.atleast_1d(np.asarray(sample_ids, np.int64)), sources, evaluation)
         return table.to_pandas() if as_ == "pandas" else table
 
     def fields(self) -> dict[str, FieldInfo]:
@@ -91,6 +93,24 @@ class Dataset:
 
         preds = add_predictions(self.store, self.name, model, path, format, replace, progress)
         return len(preds.annotations)
+
+    def evaluate(self, model: str, iou: float = 0.5, class_agnostic: bool = False,
+                 progress: ProgressCallback = no_progress) -> Any:
+        """COCO-exact evaluation of ``model``; per-object TP/FP/FN and per-sample counts are stored and filterable
+        (fields ``<key>.tp``, ``<key>.fp``, ``<key>.fn``; ``{"annotations": [{"source": model, "status": ["fp"]}]}``)."""
+        from .metrics import evaluate_model
+
+        return evaluate_model(self.store, self.id, model, iou, class_agnostic, progress)
+
+    def metrics(self, model: str, filters: Filters | dict[str, Any] | None = None, iou: float = 0.5,
+                class_agnostic: bool = False) -> Any:
+        """mAP, per-class AP, PR curves and confusion on any filtered subset, without storing anything."""
+        from .metrics import subset_metrics
+
+        return subset_metrics(self.store, self.id, model, as_filters(filters), iou, class_agnostic)
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        return self.store.evaluations(self.id)
 
     def summary(self) -> dict[str, Any]:
         info = next(d for d in self.store.list_datasets() if d["id"] == self.id)

@@ -39,6 +39,8 @@ class LabelFilter(BaseModel):
     """Samples having at least ``min_count`` annotations of ``source`` matching every given condition.
 
     ``exclude`` turns it into "samples with no such annotation" (e.g. images where model X found no person).
+    ``status`` keeps boxes with that outcome in ``evaluation`` (default: the evaluation named after ``source``),
+    e.g. false positives of model X, or ground truth that model X missed (source ground_truth, status fn).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -48,6 +50,8 @@ class LabelFilter(BaseModel):
     area: Range | None = None
     min_count: int = Field(default=1, ge=1)
     exclude: bool = False
+    status: tuple[Literal["tp", "fp", "fn", "ignored"], ...] | None = None
+    evaluation: str | None = None
 
 
 class Filters(BaseModel):

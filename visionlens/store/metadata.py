@@ -49,6 +49,12 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS fields (
         dataset_id INTEGER NOT NULL, name VARCHAR NOT NULL, column_name VARCHAR NOT NULL,
         level VARCHAR NOT NULL, kind VARCHAR NOT NULL, builtin BOOLEAN NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS evaluations (
+        dataset_id INTEGER NOT NULL, key VARCHAR NOT NULL, model VARCHAR NOT NULL, iou DOUBLE NOT NULL,
+        class_agnostic BOOLEAN NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT current_timestamp, stats JSON)""",
+    """CREATE TABLE IF NOT EXISTS eval_objects (
+        dataset_id INTEGER NOT NULL, eval_key VARCHAR NOT NULL, ann_id BIGINT NOT NULL, sample_id BIGINT NOT NULL,
+        is_pred BOOLEAN NOT NULL, status TINYINT NOT NULL, match_id BIGINT, iou FLOAT, error TINYINT)""",
     """CREATE TABLE IF NOT EXISTS ingest_issues (
         dataset_id INTEGER NOT NULL, source VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR,
         location VARCHAR, message VARCHAR)""",
@@ -72,6 +78,7 @@ BUILTIN_ANNOTATION_FIELDS: list[tuple[str, str, str]] = [
     ("area", "area", "numeric"),
     ("iscrowd", "iscrowd", "bool"),
 ]
+STATUS_CODES = {"tp": 1, "fp": 2, "fn": 3, "ignored": 4}
 _KIND_SQL_TYPE = {"numeric": "DOUBLE", "categorical": "VARCHAR", "text": "VARCHAR", "bool": "BOOLEAN"}
 _CATEGORICAL_MAX_DISTINCT = 1000
 
@@ -150,6 +157,7 @@ class MetadataStore:
         self._source_cache: dict[int, dict[str, int]] = {}
         self._field_cache: dict[int, dict[str, FieldInfo]] = {}
         self._names = itertools.count()
+        self.generation = 0  # bumped by every committed write, so caches of derived data know when to drop
         self.closed = False
         with self.cursor() as cur:
             for stmt in SCHEMA:
@@ -179,6 +187,7 @@ class MetadataStore:
                 self._invalidate()
                 raise
             cur.execute("COMMIT")
+            self.generation += 1
             self._invalidate()
 
     def close(self) -> None:
@@ -244,7 +253,8 @@ class MetadataStore:
 
     @staticmethod
     def _delete_rows(cur: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
-        for table in ("annotations", "samples", "labels", "sources", "fields", "ingest_issues", "datasets"):
+        for table in ("eval_objects", "evaluations", "annotations", "samples", "labels", "sources", "fields",
+                      "ingest_issues", "datasets"):
             column = "id" if table == "datasets" else "dataset_id"
             cur.execute(f"DELETE FROM {table} WHERE {column} = ?", [dataset_id])
 
@@ -304,6 +314,9 @@ class MetadataStore:
                     f"dataset {name!r} already has predictions named {model!r}; pass replace=True to overwrite them"
                 )
             if existing:
+                for key in [r[0] for r in cur.execute(
+                        "SELECT key FROM evaluations WHERE dataset_id = ? AND model = ?", [row.id, model]).fetchall()]:
+                    self._delete_evaluation(cur, row.id, key)
                 cur.execute("DELETE FROM annotations WHERE dataset_id = ? AND source_id = ?", [row.id, existing[0]])
                 cur.execute("DELETE FROM sources WHERE dataset_id = ? AND id = ?", [row.id, existing[0]])
                 cur.execute("DELETE FROM ingest_issues WHERE dataset_id = ? AND source = ?", [row.id, model])
@@ -614,6 +627,14 @@ class MetadataStore:
             if rng is not None and rng.max is not None:
                 where.append(f"a.{column} <= ?")
                 params.append(rng.max)
+        if flt.status:
+            key = flt.evaluation or flt.source
+            codes = [STATUS_CODES[s] for s in flt.status]
+            where.append(
+                f"a.id IN (SELECT e.ann_id FROM eval_objects e WHERE e.dataset_id = ? AND e.eval_key = ? "
+                f"AND e.status IN ({', '.join('?' * len(codes))}))"
+            )
+            params += [dataset_id, key, *codes]
         sub = f"SELECT a.sample_id FROM annotations a WHERE {' AND '.join(where)}"
         if flt.min_count > 1:
             sub += " GROUP BY a.sample_id HAVING count(*) >= ?"
@@ -676,11 +697,19 @@ class MetadataStore:
             )
 
     def annotations(
-        self, dataset_id: int, sample_ids: Sequence[int] | np.ndarray, sources: Sequence[str] | None = None
+        self,
+        dataset_id: int,
+        sample_ids: Sequence[int] | np.ndarray,
+        sources: Sequence[str] | None = None,
+        evaluation: str | None = None,
     ) -> pa.Table:
-        """Boxes of the given samples with label and source names resolved."""
+        """Boxes of the given samples with label and source names resolved.
+
+        With ``evaluation`` (a key), each box also gets its ``status`` (tp/fp/fn/ignored) and FP ``error`` from
+        that evaluation: predictions of the evaluated model and ground truth; other boxes get NULL.
+        """
         ids = np.asarray(sample_ids, np.int64)
-        params: list[Any] = [dataset_id]
+        params: list[Any] = [evaluation or "", dataset_id]
         source_clause = ""
         if sources is not None:
             known = self.source_ids(dataset_id)
@@ -695,15 +724,105 @@ class MetadataStore:
             lo, hi = (int(ids.min()), int(ids.max())) if len(ids) else (0, -1)
             return _arrow_query(cur,
                 f"""SELECT a.id, a.sample_id, c.name AS source, l.name AS label, a.x, a.y, a.w, a.h,
-                           a.confidence, a.iscrowd, a.area
+                           a.confidence, a.iscrowd, a.area,
+                           CASE e.status WHEN 1 THEN 'tp' WHEN 2 THEN 'fp' WHEN 3 THEN 'fn' WHEN 4 THEN 'ignored'
+                           END AS status,
+                           CASE e.error WHEN 1 THEN 'localization' WHEN 2 THEN 'confusion' WHEN 3 THEN 'duplicate'
+                                WHEN 4 THEN 'background' END AS error,
+                           e.iou AS match_iou
                     FROM annotations a
                     JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
                     JOIN sources c ON c.dataset_id = a.dataset_id AND c.id = a.source_id
+                    LEFT JOIN eval_objects e ON e.dataset_id = a.dataset_id AND e.ann_id = a.id AND e.eval_key = ?
                     WHERE a.dataset_id = ? {source_clause}
                       AND a.sample_id BETWEEN ? AND ? AND a.sample_id IN (SELECT id FROM {name})
                     ORDER BY a.sample_id, a.source_id, a.confidence DESC NULLS FIRST, a.id""",
                 params + [lo, hi],
             )
+
+    def boxes(self, dataset_id: int, source: str) -> dict[str, np.ndarray]:
+        """All boxes of one source as numpy columns: what the evaluator consumes."""
+        sources = self.source_ids(dataset_id)
+        if source not in sources:
+            raise FilterError(f"unknown source {source!r}; this dataset has: {', '.join(sources)}")
+        with self.cursor() as cur:
+            res = cur.execute(
+                "SELECT id, sample_id, label_id, x, y, w, h, confidence, iscrowd, area FROM annotations "
+                "WHERE dataset_id = ? AND source_id = ? ORDER BY id",
+                [dataset_id, sources[source]],
+            ).fetchnumpy()
+        return {k: np.asarray(v) for k, v in res.items()}
+
+    def write_evaluation(
+        self,
+        dataset_id: int,
+        key: str,
+        model: str,
+        iou: float,
+        class_agnostic: bool,
+        stats: dict[str, Any],
+        objects: dict[str, np.ndarray],
+        per_sample: dict[str, np.ndarray],
+    ) -> None:
+        """Replace one evaluation: its per-object rows, its per-sample tp/fp/fn fields and its summary.
+
+        ``objects`` columns: ann_id, sample_id, is_pred, status, match_id, iou, error (aligned);
+        ``per_sample``: sample_id, tp, fp, fn.
+        """
+        table = pa.table({
+            "dataset_id": pa.array(np.full(len(objects["ann_id"]), dataset_id, np.int32)),
+            "eval_key": pa.array([key] * len(objects["ann_id"]), pa.string()),
+            **{k: pa.array(np.asarray(objects[k])) for k in ("ann_id", "sample_id", "is_pred", "status", "match_id")},
+            "iou": pa.array(np.asarray(objects["iou"], np.float32)),
+            "error": pa.array(np.asarray(objects["error"], np.int8)),
+        })
+        counts = pa.table({k: pa.array(np.asarray(per_sample[k])) for k in ("sample_id", "tp", "fp", "fn")})
+        with self.transaction() as cur:
+            self._delete_evaluation(cur, dataset_id, key)
+            cur.execute(
+                "INSERT INTO evaluations (dataset_id, key, model, iou, class_agnostic, stats) VALUES (?, ?, ?, ?, ?, ?)",
+                [dataset_id, key, model, float(iou), bool(class_agnostic), _json(stats)],
+            )
+            cur.register("_vl_eval", table)
+            cur.execute("INSERT INTO eval_objects SELECT * FROM _vl_eval")
+            cur.unregister("_vl_eval")
+            cur.register("_vl_counts", counts)
+            for kind in ("tp", "fp", "fn"):
+                name = f"{key}.{kind}"
+                column = _custom_column(f"eval_{key}_{kind}", "numeric")
+                cur.execute(f"ALTER TABLE samples ADD COLUMN IF NOT EXISTS {_quote(column)} DOUBLE")
+                cur.execute(
+                    f"UPDATE samples SET {_quote(column)} = c.{kind} FROM _vl_counts c "
+                    "WHERE samples.id = c.sample_id AND samples.dataset_id = ?",
+                    [dataset_id],
+                )
+                cur.execute("INSERT INTO fields VALUES (?, ?, ?, 'sample', 'numeric', false)", [dataset_id, name, column])
+            cur.unregister("_vl_counts")
+
+    @staticmethod
+    def _delete_evaluation(cur: duckdb.DuckDBPyConnection, dataset_id: int, key: str) -> None:
+        cur.execute("DELETE FROM eval_objects WHERE dataset_id = ? AND eval_key = ?", [dataset_id, key])
+        cur.execute("DELETE FROM evaluations WHERE dataset_id = ? AND key = ?", [dataset_id, key])
+        for kind in ("tp", "fp", "fn"):
+            column = _custom_column(f"eval_{key}_{kind}", "numeric")
+            if _first(cur.execute("SELECT 1 FROM fields WHERE dataset_id = ? AND column_name = ?", [dataset_id, column])):
+                cur.execute(f"UPDATE samples SET {_quote(column)} = NULL WHERE dataset_id = ?", [dataset_id])
+            cur.execute("DELETE FROM fields WHERE dataset_id = ? AND column_name = ?", [dataset_id, column])
+
+    def evaluations(self, dataset_id: int) -> list[dict[str, Any]]:
+        import orjson
+
+        with self.cursor() as cur:
+            rows = cur.execute(
+                "SELECT key, model, iou, class_agnostic, created_at, stats FROM evaluations WHERE dataset_id = ? "
+                "ORDER BY created_at",
+                [dataset_id],
+            ).fetchall()
+        return [
+            {"key": r[0], "model": r[1], "iou": r[2], "class_agnostic": r[3], "created_at": r[4],
+             "stats": orjson.loads(r[5]) if r[5] else {}}
+            for r in rows
+        ]
 
     def value_counts(
         self, dataset_id: int, field: str, filters: Filters | None = None, limit: int = 200
