@@ -59,6 +59,7 @@ class DetailView(Viewer):
                     "box-shadow": "0 10px 40px rgba(0,0,0,.45)", "border-radius": "8px", "padding": "8px"},
         )
         self.state.param.watch(self._on_open, "open_sample")
+        self.state.param.watch(self._render, "evaluation")
         self.state.param.watch(self._on_dataset, "dataset")
         self._on_dataset()
         self._on_open()
@@ -94,7 +95,8 @@ class DetailView(Viewer):
             return
         row = rows[0]
         sources = ([GROUND_TRUTH] if self._show_gt.value else []) + list(self._models.value)
-        anns = ds.store.annotations(ds.id, [row["id"]], sources=sources).to_pylist() if sources else []
+        anns = (ds.store.annotations(ds.id, [row["id"]], sources=sources, evaluation=st.evaluation).to_pylist()
+                if sources else [])
         overlay = _Overlay(self._min_conf.value)
         boxes = boxes_for(anns, overlay).get(row["id"], [])
         if self.thumbnails == "route":
@@ -116,7 +118,7 @@ class DetailView(Viewer):
         table = pd.DataFrame([
             {"source": a["source"], "label": a["label"], "confidence": a["confidence"], "x": round(a["x"], 1),
              "y": round(a["y"], 1), "w": round(a["w"], 1), "h": round(a["h"], 1), "crowd": bool(a["iscrowd"]),
-             **({"status": a["status"]} if "status" in a else {})}
+             "status": a.get("status"), "error": a.get("error")}
             for a in anns if a["source"] == GROUND_TRUTH or (a["confidence"] or 0) >= self._min_conf.value
         ])
         self._table.value = table
@@ -132,3 +134,4 @@ class _Overlay:
 
     min_confidence: float
     labels: list[str] = field(default_factory=list)
+    box_status: list[str] = field(default_factory=list)

@@ -39,7 +39,8 @@ class GridView(Viewer):
         self._grid.param.watch(lambda e: setattr(self.state, "picked", list(e.new)), "selected")
         self._grid.param.watch(lambda e: setattr(self.state, "tile_size", e.new), "tile_size")
         self.state.param.watch(self._on_result, "version")
-        self.state.param.watch(self._on_overlay, ["show_gt", "models", "min_confidence", "labels"])
+        self.state.param.watch(self._on_overlay, ["show_gt", "models", "min_confidence", "labels", "evaluation",
+                                                  "box_status"])
         self.state.param.watch(lambda e: setattr(self._grid, "tile_size", e.new), "tile_size")
 
     def _on_result(self, _: Any = None) -> None:
@@ -75,7 +76,7 @@ class GridView(Viewer):
             return []
         rows = ds.store.samples_by_id(ds.id, ids).to_pylist()
         sources = state.visible_sources()
-        anns = ds.store.annotations(ds.id, ids, sources=sources).to_pylist() if sources else []
+        anns = ds.store.annotations(ds.id, ids, sources=sources, evaluation=state.evaluation).to_pylist() if sources else []
         boxes = boxes_for(anns, state)
         items = []
         for row in rows:

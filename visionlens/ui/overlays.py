@@ -14,11 +14,13 @@ from .colors import label_color
 class OverlayOptions(Protocol):
     min_confidence: float
     labels: list[str]
+    box_status: list[str]
 
 
 def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions) -> dict[int, list[dict[str, Any]]]:
     """Annotation rows -> drawable boxes per sample, honouring the overlay options of the state."""
     wanted = set(state.labels)
+    statuses = set(getattr(state, "box_status", None) or ())
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for a in rows:
         pred = a["source"] != GROUND_TRUTH
@@ -26,10 +28,12 @@ def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions) -> dict[int, li
             continue
         if wanted and a["label"] not in wanted:
             continue
+        if statuses and a.get("status") not in statuses:
+            continue
         out[a["sample_id"]].append({
             "x": a["x"], "y": a["y"], "w": a["w"], "h": a["h"], "label": a["label"], "color": label_color(a["label"]),
             "kind": "pred" if pred else "gt", "score": a["confidence"], "status": a.get("status"),
-            "source": a["source"],
+            "source": a["source"], "error": a.get("error"),
         })
     return out
 

@@ -38,6 +38,10 @@ class AppState(param.Parameterized):
     min_confidence = param.Number(default=0.3, bounds=(0.0, 1.0), doc="Hide predictions below this score.")
     labels = param.List(default=[], item_type=str, doc="Labels to draw; empty means all.")
     tile_size = param.Integer(default=180, bounds=(64, 512))
+    evaluation = param.String(default=None, allow_None=True,
+                              doc="Evaluation key whose TP/FP/FN statuses mark the boxes (None: no marks).")
+    box_status = param.ListSelector(default=[], objects=["tp", "fp", "fn"],
+                                    doc="Draw only boxes with these statuses (e.g. only FPs); empty draws all.")
 
     result_ids = param.Array(default=np.zeros(0, np.int64), precedence=-1, doc="Current result, in display order.")
     count = param.Integer(default=0, precedence=-1, doc="len(result_ids).")
@@ -95,6 +99,9 @@ class AppState(param.Parameterized):
             self.sort = Sort()
             self.models = ds.models()[:1] if ds else []
             self.labels = []
+            done = {e["key"] for e in ds.evaluations()} if ds else set()
+            self.evaluation = self.models[0] if self.models and self.models[0] in done else None
+            self.box_status = []
         self.refresh()
 
     @param.depends("filters", "sort", "selection", "similar", watch=True)
