@@ -185,8 +185,8 @@ def test_url_with_filters_restores_them(server, page, expected):
 
 def test_click_opens_detail_and_keys_page_through(server, page):
     page.goto(server + "/browse")
-    page.wait_for_selector(".vl-tile img", timeout=30000)
-    first = page.locator(".vl-tile").nth(2)
+    page.wait_for_selector(".vl-tile[data-id] img", timeout=30000)
+    first = page.locator(".vl-tile[data-id]").nth(2)
     title = first.locator(".vl-caption").inner_text()
     first.click()
     page.wait_for_selector(".vl-detail-title", state="visible", timeout=15000)

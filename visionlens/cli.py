@@ -243,6 +243,56 @@ def evaluate(
                       f"({m.seconds:.2f}s)")
 
 
+@app.command()
+def embed(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    embedder: Annotated[str, typer.Option(help="'builtin' (offline, no weights) or 'clip[:MODEL[/PRETRAINED]]'.")] = "builtin",
+    weights: Annotated[Optional[Path], typer.Option(help="Local open_clip checkpoint, when the hub is unreachable.")] = None,
+    project: Annotated[str, typer.Option(help="Map to compute afterwards: umap, pca, both or none.")] = "both",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding images.")] = 2,
+) -> None:
+    """Compute image embeddings into the vector store (resumable), then the 2-D map for the app."""
+    from .embedding_jobs import embed_dataset, project_dataset
+    from .embeddings import load_embedder
+
+    options = {"weights": str(weights)} if weights else {}
+    with friendly_errors(), progress_bar() as report:
+        store = _store()
+        ds_id = store.get_dataset(name).id
+        emb = load_embedder(embedder, **options)
+        summary = embed_dataset(store, ds_id, emb, batch_size=batch_size, num_workers=workers, progress=report)
+        methods = {"both": ["pca", "umap"], "none": []}.get(project, [project])
+        for method in methods:
+            project_dataset(store, ds_id, emb.name, method, progress=report)
+    console.print(f"[green]embedded[/] {summary.embedded:,} images into {emb.name!r} ({summary.skipped:,} already there, "
+                  f"{len(summary.failed):,} unreadable) in {summary.seconds:.1f}s; maps: {', '.join(methods) or 'none'}")
+    for failure in summary.failed[:5]:
+        console.print(f"[yellow]warning:[/] {failure}", highlight=False)
+
+
+@app.command()
+def doctor(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+    """Check that DuckDB and the vector store hold the same sample ids."""
+    from .embedding_jobs import doctor as check, vector_store
+
+    with friendly_errors():
+        store = _store()
+        ds_id = store.get_dataset(name).id
+        collections = vector_store().collections()
+        problems = 0
+        for collection in collections:
+            r = check(store, ds_id, collection)
+            state = "[green]ok[/]" if r.ok else "[red]mismatch[/]"
+            console.print(f"{collection}: {state}: {r.in_qdrant:,}/{r.in_duckdb:,} samples have vectors; "
+                          f"{len(r.missing_vectors):,} missing, {len(r.orphan_vectors):,} vectors without a sample")
+            problems += len(r.orphan_vectors)
+        if not collections:
+            console.print("no vector collections yet: run `visionlens embed NAME`")
+    if problems:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

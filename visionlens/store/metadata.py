@@ -55,6 +55,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS eval_objects (
         dataset_id INTEGER NOT NULL, eval_key VARCHAR NOT NULL, ann_id BIGINT NOT NULL, sample_id BIGINT NOT NULL,
         is_pred BOOLEAN NOT NULL, status TINYINT NOT NULL, match_id BIGINT, iou FLOAT, error TINYINT)""",
+    """CREATE TABLE IF NOT EXISTS projections (
+        dataset_id INTEGER NOT NULL, method VARCHAR NOT NULL, collection VARCHAR NOT NULL, sample_id BIGINT NOT NULL,
+        x FLOAT NOT NULL, y FLOAT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS collections (
+        collection VARCHAR NOT NULL, spec VARCHAR NOT NULL, options JSON, dim INTEGER)""",
     """CREATE TABLE IF NOT EXISTS ingest_issues (
         dataset_id INTEGER NOT NULL, source VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR,
         location VARCHAR, message VARCHAR)""",
@@ -253,7 +258,7 @@ class MetadataStore:
 
     @staticmethod
     def _delete_rows(cur: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
-        for table in ("eval_objects", "evaluations", "annotations", "samples", "labels", "sources", "fields",
+        for table in ("projections", "eval_objects", "evaluations", "annotations", "samples", "labels", "sources", "fields",
                       "ingest_issues", "datasets"):
             column = "id" if table == "datasets" else "dataset_id"
             cur.execute(f"DELETE FROM {table} WHERE {column} = ?", [dataset_id])
@@ -823,6 +828,91 @@ class MetadataStore:
              "stats": orjson.loads(r[5]) if r[5] else {}}
             for r in rows
         ]
+
+    def write_projection(
+        self, dataset_id: int, method: str, collection: str, sample_ids: np.ndarray, xy: np.ndarray
+    ) -> None:
+        """Replace the 2-D map of a dataset for one method (umap/pca)."""
+        table = pa.table({
+            "dataset_id": pa.array(np.full(len(sample_ids), dataset_id, np.int32)),
+            "method": pa.array([method] * len(sample_ids), pa.string()),
+            "collection": pa.array([collection] * len(sample_ids), pa.string()),
+            "sample_id": pa.array(np.asarray(sample_ids, np.int64)),
+            "x": pa.array(np.asarray(xy[:, 0], np.float32)),
+            "y": pa.array(np.asarray(xy[:, 1], np.float32)),
+        })
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM projections WHERE dataset_id = ? AND method = ?", [dataset_id, method])
+            cur.register("_vl_proj", table)
+            cur.execute("INSERT INTO projections SELECT * FROM _vl_proj")
+            cur.unregister("_vl_proj")
+
+    def register_collection(self, collection: str, spec: str, options: dict[str, Any], dim: int) -> None:
+        """Remember which embedder filled a vector collection, so text queries can be embedded the same way."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM collections WHERE collection = ?", [collection])
+            cur.execute("INSERT INTO collections VALUES (?, ?, ?, ?)", [collection, spec, _json(options), dim])
+
+    def collection_spec(self, collection: str) -> tuple[str, dict[str, Any]] | None:
+        import orjson
+
+        with self.cursor() as cur:
+            row = _first(cur.execute("SELECT spec, options FROM collections WHERE collection = ?", [collection]))
+        return (row[0], orjson.loads(row[1]) if row[1] else {}) if row else None
+
+    def projection_methods(self, dataset_id: int) -> list[tuple[str, str]]:
+        """(method, collection) pairs that have a stored map."""
+        with self.cursor() as cur:
+            return [tuple(r) for r in cur.execute(
+                "SELECT DISTINCT method, collection FROM projections WHERE dataset_id = ? ORDER BY method", [dataset_id]
+            ).fetchall()]
+
+    def projection(self, dataset_id: int, method: str, color: str | None = None) -> pa.Table:
+        """Map points (sample_id, x, y) and, optionally, a sample field to colour them by.
+
+        ``color`` is a sample field name, or ``"label"`` for each sample's most frequent ground-truth label.
+        """
+        select, join, params = "", "", [dataset_id, method]
+        if color == "label":
+            select = ", lab.label AS color"
+            join = ("LEFT JOIN (SELECT a.sample_id, arg_max(l.name, c) AS label FROM (SELECT sample_id, label_id, "
+                    "count(*) AS c FROM annotations WHERE dataset_id = ? AND source_id = 0 GROUP BY ALL) a "
+                    "JOIN labels l ON l.dataset_id = ? AND l.id = a.label_id GROUP BY a.sample_id) lab "
+                    "ON lab.sample_id = p.sample_id")
+            params = [dataset_id, dataset_id] + params
+        elif color:
+            info = self.sample_field(dataset_id, color)
+            select = f", CAST(s.{_quote(info.column)} AS VARCHAR) AS color"
+            join = "JOIN samples s ON s.id = p.sample_id"
+        with self.cursor() as cur:
+            return _arrow_query(cur,
+                f"SELECT p.sample_id, p.x, p.y{select} FROM projections p {join} "
+                "WHERE p.dataset_id = ? AND p.method = ? ORDER BY p.sample_id",
+                params,
+            )
+
+    def all_sample_ids(self) -> np.ndarray:
+        with self.cursor() as cur:
+            return np.asarray(cur.execute("SELECT id FROM samples ORDER BY id").fetchnumpy()["id"], np.int64)
+
+    def payloads(self, dataset_id: int, sample_ids: np.ndarray) -> list[dict[str, Any]]:
+        """What the vector store keeps per point for filtered similarity search: dataset, split, GT labels."""
+        ids = np.asarray(sample_ids, np.int64)
+        with self.cursor() as cur:
+            name = self._temp_name()
+            cur.register(name, pa.table({"id": pa.array(ids), "pos": pa.array(np.arange(len(ids)))}))
+            rows = cur.execute(
+                f"""SELECT w.pos, s.split, list_sort(list_distinct(list(l.name) FILTER (WHERE l.name IS NOT NULL)))
+                    FROM {name} w JOIN samples s ON s.id = w.id
+                    LEFT JOIN annotations a ON a.sample_id = s.id AND a.dataset_id = s.dataset_id AND a.source_id = 0
+                    LEFT JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
+                    WHERE s.dataset_id = ? GROUP BY w.pos, s.split ORDER BY w.pos""",
+                [dataset_id],
+            ).fetchall()
+        out: list[dict[str, Any]] = [{"dataset": dataset_id, "split": None, "labels": []} for _ in range(len(ids))]
+        for pos, split, labels in rows:
+            out[pos] = {"dataset": dataset_id, "split": split, "labels": labels or []}
+        return out
 
     def value_counts(
         self, dataset_id: int, field: str, filters: Filters | None = None, limit: int = 200

@@ -34,6 +34,9 @@ class DetailView(Viewer):
         self._prev = pn.widgets.Button(name="◀ Prev", button_type="light", width=90)
         self._next = pn.widgets.Button(name="Next ▶", button_type="light", width=90)
         self._close = pn.widgets.Button(name="✕ Close", button_type="light", width=90, css_classes=["vl-detail-close"])
+        self._similar = pn.widgets.Button(name="Find similar", button_type="primary", width=120,
+                                          css_classes=["vl-find-similar"])
+        self._similar.on_click(lambda _: self.state.find_similar(sample_ids=[self.state.open_sample]))
         self._prev.on_click(lambda _: self.state.step(-1))
         self._next.on_click(lambda _: self.state.step(1))
         self._close.on_click(lambda _: setattr(self.state, "open_sample", None))
@@ -52,7 +55,7 @@ class DetailView(Viewer):
             width=420, sizing_mode="stretch_height",
         )
         self._layout = pn.Column(
-            pn.Row(self._title, self._prev, self._next, self._close, sizing_mode="stretch_width"),
+            pn.Row(self._title, self._similar, self._prev, self._next, self._close, sizing_mode="stretch_width"),
             pn.Row(self._image, side, sizing_mode="stretch_both"),
             visible=False, sizing_mode="stretch_both", css_classes=["vl-detail"], margin=(self.top_offset, 10, 10, 10),
             styles={"position": "fixed", "inset": "0", "z-index": "1000", "background": "white",

@@ -40,6 +40,8 @@ class AppState(param.Parameterized):
     tile_size = param.Integer(default=180, bounds=(64, 512))
     evaluation = param.String(default=None, allow_None=True,
                               doc="Evaluation key whose TP/FP/FN statuses mark the boxes (None: no marks).")
+    collection = param.String(default=None, allow_None=True, doc="Vector collection for similarity search.")
+    similar_k = param.Integer(default=100, bounds=(1, 10_000), doc="How many similar samples a search returns.")
     box_status = param.ListSelector(default=[], objects=["tp", "fp", "fn"],
                                     doc="Draw only boxes with these statuses (e.g. only FPs); empty draws all.")
 
@@ -102,6 +104,7 @@ class AppState(param.Parameterized):
             done = {e["key"] for e in ds.evaluations()} if ds else set()
             self.evaluation = self.models[0] if self.models and self.models[0] in done else None
             self.box_status = []
+            self.collection = self._first_collection(ds)
         self.refresh()
 
     @param.depends("filters", "sort", "selection", "similar", watch=True)
@@ -129,6 +132,48 @@ class AppState(param.Parameterized):
             self.error = str(e)
         finally:
             self.busy = False
+
+    def _first_collection(self, ds: Dataset | None) -> str | None:
+        if ds is None:
+            return None
+        from ..embedding_jobs import dataset_collections
+
+        found = dataset_collections(self.store, ds.id)
+        return found[0] if found else None
+
+    def find_similar(self, sample_ids: list[int] | None = None, text: str | None = None) -> None:
+        """Exact top-k among the current filters, by one or several samples (their mean vector) or by text."""
+        from .. import similarity
+        from ..embedding_jobs import text_embedder, vector_store
+
+        ds = self.ds
+        if ds is None:
+            return
+        if not self.collection:
+            self.error = f"no embeddings for {ds.name!r} yet: run `visionlens embed {ds.name}`"
+            return
+        try:
+            if text:
+                emb = text_embedder(self.store, self.collection)
+                if emb is None:
+                    raise VisionLensError(f"{self.collection!r} has no text encoder: embed with `--embedder clip` "
+                                          "for text search")
+                ids, _ = similarity.similar_to_text(self.store, ds.id, self.collection, text, emb, self.similar_k,
+                                                    self.effective_filters())
+                label = f"“{text}”"
+            else:
+                picked = [int(i) for i in (sample_ids or [])]
+                if not picked:
+                    return
+                vs = vector_store()
+                query = vs.get_vectors(self.collection, np.asarray(picked, np.int64)).mean(axis=0)
+                ids, _ = similarity.search_vector(self.store, ds.id, self.collection, query, self.similar_k,
+                                                  self.effective_filters(), vs)
+                label = f"sample {picked[0]}" if len(picked) == 1 else f"{len(picked)} samples"
+        except VisionLensError as e:
+            self.error = str(e)
+            return
+        self.param.update(similar=np.asarray(ids, np.int64), similar_label=label, open_sample=None)
 
     # -- actions views call --------------------------------------------------------------------------------------
 

@@ -24,6 +24,17 @@ class ToolbarView(Viewer):
         self._labels = pn.widgets.MultiChoice(name="Show labels", options=[], placeholder="all", width=240)
         self._sort = pn.widgets.Select(name="Sort by", options=[], width=150)
         self._desc = pn.widgets.Checkbox(name="descending", margin=(18, 10, 0, 10))
+        self._search = pn.widgets.TextInput(placeholder="Search images by text (CLIP embeddings)", width=330,
+                                            css_classes=["vl-text-search"])
+        self._similar = pn.widgets.Button(name="Find similar to picked", button_type="default", disabled=True,
+                                          css_classes=["vl-similar-picked"])
+        self._clear_similar = pn.widgets.Button(name="✕ similarity", button_type="light", visible=False)
+        self._k = pn.widgets.IntInput.from_param(st.param.similar_k, name="", width=90)
+        self._search.param.watch(lambda e: st.find_similar(text=e.new.strip()) if e.new.strip() else None, "value")
+        self._similar.on_click(lambda _: st.find_similar(sample_ids=list(st.picked)))
+        self._clear_similar.on_click(lambda _: st.param.update(similar=None, similar_label=""))
+        st.param.watch(self._on_picked, "picked")
+        st.param.watch(self._on_similar, ["similar", "similar_label"])
         self._models.param.watch(lambda e: setattr(st, "models", list(e.new)), "value")
         self._labels.param.watch(lambda e: setattr(st, "labels", list(e.new)), "value")
         self._sort.param.watch(self._on_sort, "value")
@@ -31,6 +42,17 @@ class ToolbarView(Viewer):
         st.param.watch(self._on_dataset, "dataset")
         st.param.watch(self._on_state_sort, "sort")
         self._on_dataset()
+        self._on_picked()
+
+    def _on_picked(self, *_: Any) -> None:
+        n = len(self.state.picked)
+        self._similar.disabled = n == 0
+        self._similar.name = f"Find similar to {n} picked" if n else "Find similar to picked (shift-click tiles)"
+
+    def _on_similar(self, *_: Any) -> None:
+        active = self.state.similar is not None
+        self._clear_similar.visible = active
+        self._clear_similar.name = f"✕ similar to {self.state.similar_label}" if active else "✕ similarity"
 
     def _on_dataset(self, *_: Any) -> None:
         ds = self.state.ds
@@ -50,5 +72,10 @@ class ToolbarView(Viewer):
             self.state.sort = Sort(field=self._sort.value, descending=self._desc.value)
 
     def __panel__(self) -> pn.Row:
-        return pn.Row(self._gt, self._models, self._conf, self._labels, self._sort, self._desc,
-                      sizing_mode="stretch_width", css_classes=["vl-toolbar-row"])
+        return pn.Column(
+            pn.Row(self._gt, self._models, self._conf, self._labels, self._sort, self._desc,
+                   sizing_mode="stretch_width", css_classes=["vl-toolbar-row"]),
+            pn.Row(self._search, self._similar, pn.pane.HTML("k", margin=(12, 2, 0, 10)), self._k, self._clear_similar,
+                   sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

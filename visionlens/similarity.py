@@ -1,0 +1,73 @@
+"""Similarity and text search: the exact top-k among the samples the user is looking at.
+
+Filters the vector store can apply (dataset, split, GT labels) travel as its payload filter; everything else
+(any other field, annotation filters, a lasso selection) becomes a DuckDB id set the vector store restricts to.
+Either way the vector store returns exactly the top k of the allowed points, never fewer when k exist.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .embedding_jobs import vector_store
+from .query import Filters
+from .store.metadata import MetadataStore
+from .store.vectors import VectorStore
+
+_PAYLOAD_FIELDS = {"split"}
+
+
+def _payload_filter(dataset_id: int, filters: Filters) -> tuple[dict[str, list], bool]:
+    """(payload filter, whether it says everything the filters say)."""
+    pf: dict[str, list] = {"dataset": [dataset_id]}
+    complete = filters.sample_ids is None and not filters.annotations
+    for f in filters.fields:
+        if f.field in _PAYLOAD_FIELDS and f.values and None not in f.values and not f.exclude and f.range is None:
+            pf[f.field] = list(f.values)
+        else:
+            complete = False
+    return pf, complete
+
+
+def search_vector(
+    store: MetadataStore, dataset_id: int, collection: str, query: np.ndarray, k: int = 50,
+    filters: Filters | None = None, vectors: VectorStore | None = None, exclude: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k sample ids (and cosine scores) nearest to ``query`` among the samples matching ``filters``."""
+    vs = vectors or vector_store()
+    filters = filters or Filters()
+    pf, complete = _payload_filter(dataset_id, filters)
+    allowed = None if complete else store.matching_ids(dataset_id, filters)
+    if allowed is not None and exclude is not None:
+        allowed = allowed[allowed != exclude]
+    extra = 1 if exclude is not None and allowed is None else 0
+    ids, scores = vs.search(collection, query, k + extra, payload_filter=pf, allowed_ids=allowed)
+    if extra:
+        keep = ids != exclude
+        ids, scores = ids[keep][:k], scores[keep][:k]
+    return ids, scores
+
+
+def similar_to_sample(
+    store: MetadataStore, dataset_id: int, collection: str, sample_id: int, k: int = 50,
+    filters: Filters | None = None, vectors: VectorStore | None = None, include_self: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    vs = vectors or vector_store()
+    query = vs.get_vectors(collection, np.asarray([sample_id], np.int64))[0]
+    ids, scores = search_vector(store, dataset_id, collection, query, k, filters, vs,
+                                exclude=None if include_self else sample_id)
+    return ids, scores
+
+
+def similar_to_text(
+    store: MetadataStore, dataset_id: int, collection: str, text: str, embedder: object, k: int = 50,
+    filters: Filters | None = None, vectors: VectorStore | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CLIP text search: ``embedder`` must be the CLIP model that filled ``collection``."""
+    embed_text = getattr(embedder, "embed_text", None)
+    if embed_text is None:
+        from .errors import VisionLensError
+
+        raise VisionLensError(f"{collection!r} was made by an image-only embedder; text search needs a CLIP collection")
+    query = np.asarray(embed_text([text]))[0]
+    return search_vector(store, dataset_id, collection, query, k, filters, vectors)
