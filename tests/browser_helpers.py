@@ -1,0 +1,93 @@
+"""Helpers for browser tests: serve a Panel app in-process and drive Debian's chromium with Playwright."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll a Python-side condition (e.g. a param the browser sets) until it holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+@contextmanager
+def serve_panel(app: Callable[[], Any], extra_patterns: list[tuple] | None = None) -> Iterator[str]:
+    """Serve `app` on a free localhost port in a background thread; yields the URL."""
+    import panel as pn
+
+    port = free_port()
+    server = pn.serve(
+        {"app": app},
+        port=port,
+        address="127.0.0.1",
+        websocket_origin=f"127.0.0.1:{port}",
+        threaded=True,
+        show=False,
+        verbose=False,
+        extra_patterns=extra_patterns or [],
+    )
+    try:
+        # the server thread binds asynchronously; wait until it accepts connections
+        wait_until(lambda: _accepts(port), timeout=20)
+        yield f"http://127.0.0.1:{port}/app"
+    finally:
+        server.stop()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's chromium through Playwright; closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required for browser tests (make browser)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def chromium_page(width: int = 1200, height: int = 800) -> Iterator[Any]:
+    """A fresh chromium page in its own browser."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        yield page
