@@ -173,6 +173,8 @@ def demo(
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if any dataset exists.")] = False,
     replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
     source: Annotated[str, typer.Option(help="'generated' (offline) or 'coco-val2017' (downloads ~1 GB).")] = "generated",
+    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Also evaluate the two models and embed "
+                                          "the images (builtin embedder, PCA map) so every view has data.")] = True,
     base_url: Annotated[Optional[str], typer.Option(help="Mirror to download COCO from.")] = None,
 ) -> None:
     """Generate the offline demo dataset (JPEGs, COCO ground truth, two models with planted failures) and ingest it."""
@@ -204,6 +206,20 @@ def demo(
                 store, paths.root, name, "coco", predictions={m: str(p) for m, p in paths.predictions.items()},
                 replace=replace, progress=report,
             )
+        if analyse:
+            from .embedding_jobs import close_vector_stores, embed_dataset, project_dataset
+
+            with progress_bar() as report:
+                ds_id = store.get_dataset(name).id
+                from .metrics import evaluate_model
+
+                for model in result.predictions:
+                    evaluate_model(store, ds_id, model, progress=report)
+                emb = embed_dataset(store, ds_id, "builtin", progress=report)
+                project_dataset(store, ds_id, "builtin-colorstats-v1", "pca", progress=report)
+            close_vector_stores()
+            console.print(f"evaluated {', '.join(result.predictions)}; embedded {emb.embedded:,} images (builtin), PCA map "
+                          f"stored. For UMAP: `visionlens embed {name} --project umap`")
     console.print(
         f"[green]demo ready[/]: {result.samples:,} images, {result.gt_boxes:,} GT boxes, "
         + ", ".join(f"{m}: {k:,}" for m, k in result.predictions.items())
