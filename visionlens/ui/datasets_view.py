@@ -50,6 +50,8 @@ class DatasetsView(Viewer):
         self._delete.on_click(self._on_delete)
         self._thumbs = pn.widgets.Button(name="Pre-generate thumbnails", button_type="default", width=200)
         self._thumbs.on_click(self._start_thumbnails)
+        self._embed = pn.widgets.Button(name="Compute embeddings + map", button_type="default", width=220)
+        self._embed.on_click(self._start_embedding)
         self._confirming: str | None = None
         self._busy = False
         self._layout = pn.Column(
@@ -57,7 +59,7 @@ class DatasetsView(Viewer):
             pn.pane.HTML("<h4>Add a dataset</h4>"),
             pn.Row(self._path, self._name, self._format, sizing_mode="stretch_width"),
             self._preds, pn.Row(self._replace, self._ingest),
-            pn.pane.HTML("<h4>Manage</h4>"), pn.Row(self._target, self._delete, self._thumbs),
+            pn.pane.HTML("<h4>Manage</h4>"), pn.Row(self._target, self._delete, self._thumbs, self._embed),
             self._progress, self._status,
             sizing_mode="stretch_width", css_classes=["vl-datasets"],
         )
@@ -89,7 +91,7 @@ class DatasetsView(Viewer):
             self._say("another job of this session is still running", "warning")
             return
         self._busy = True
-        self._ingest.disabled = self._thumbs.disabled = True
+        self._ingest.disabled = self._thumbs.disabled = self._embed.disabled = True
 
         def target() -> None:
             try:
@@ -99,7 +101,7 @@ class DatasetsView(Viewer):
             except Exception as e:  # noqa: BLE001 - show unexpected failures instead of a silent dead thread
                 result = RuntimeError(f"{type(e).__name__}: {e}")
             self._busy = False
-            self._ingest.disabled = self._thumbs.disabled = False
+            self._ingest.disabled = self._thumbs.disabled = self._embed.disabled = False
             self._progress.visible = False
             done(result)
 
@@ -171,6 +173,33 @@ class DatasetsView(Viewer):
             else:
                 self._say(f"Thumbnails: {result.generated:,} generated, {result.cached:,} already cached, "
                           f"{result.placeholders:,} unreadable images", "success")
+
+        self._run(work, done)
+
+    def _start_embedding(self, *_: Any) -> None:
+        """Builtin embedder (no weights needed) + PCA and UMAP maps, resumable, on the worker thread."""
+        name = self._target.value
+        if not name:
+            return
+        store = resources.store()
+
+        def work() -> Any:
+            from ..embedding_jobs import embed_dataset, project_dataset
+
+            ds_id = store.get_dataset(name).id
+            summary = embed_dataset(store, ds_id, "builtin", num_workers=0, progress=self._report)
+            for method in ("pca", "umap"):
+                project_dataset(store, ds_id, "builtin-colorstats-v1", method, progress=self._report)
+            return summary
+
+        def done(result: Any) -> None:
+            if isinstance(result, Exception):
+                self._say(f"Embedding failed: {_escape(str(result))}", "danger")
+            else:
+                self._say(f"Embedded {result.embedded:,} images ({result.skipped:,} already done, "
+                          f"{len(result.failed):,} unreadable); PCA and UMAP maps stored.", "success")
+                if self.state.dataset == name:
+                    self.state.collection = self.state.collection or "builtin-colorstats-v1"
 
         self._run(work, done)
 
