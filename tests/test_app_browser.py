@@ -48,7 +48,7 @@ def _serve(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(url + "/browse")
+        _wait_http(url + "/vl/thumb/0/0")  # answers (404) as soon as the server listens, without building a session
     except AssertionError:
         proc.kill()
         raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
@@ -130,6 +130,15 @@ def _poll(page, selector: str, predicate_js: str, timeout: float = 15) -> None:
         time.sleep(0.2)
 
 
+def _wait_url(page, predicate, timeout: float = 10) -> None:
+    """The app rewrites the URL (history API) after the server has handled a change: poll for it."""
+    deadline = time.monotonic() + timeout
+    while not predicate(page.url):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"URL never matched: {page.url}")
+        time.sleep(0.1)
+
+
 def _tile_titles(page) -> list[str]:
     return page.locator(".vl-tile .vl-caption").evaluate_all("els => els.map(e => e.textContent)")
 
@@ -170,7 +179,7 @@ def test_filter_changes_count_and_tiles_and_url(server, page):
     time.sleep(1)
     after = _tile_titles(page)
     assert after and after != before
-    assert "filters=" in page.url and "val" in urllib.parse.unquote(page.url)
+    _wait_url(page, lambda url: "filters=" in url and "val" in urllib.parse.unquote(url))
 
 
 def test_url_with_filters_restores_them(server, page, expected):
@@ -192,12 +201,12 @@ def test_click_opens_detail_and_keys_page_through(server, page):
     page.wait_for_selector(".vl-detail-title", state="visible", timeout=15000)
     assert page.locator(".vl-detail-title").inner_text() == title
     _poll(page, ".vl-detail-img", "els => els.length && els[0].complete && els[0].naturalWidth > 0")
-    assert "sample=" in page.url
+    _wait_url(page, lambda url: "sample=" in url)
     page.keyboard.press("ArrowRight")
     _poll(page, ".vl-detail-title", f"els => els.length && els[0].textContent !== {json.dumps(title)}")
     page.keyboard.press("Escape")
     page.wait_for_selector(".vl-detail-title", state="hidden", timeout=10000)
-    assert "sample=" not in page.url
+    _wait_url(page, lambda url: "sample=" not in url)
 
 
 def test_thumbnail_route_refuses_without_login_when_auth_is_on(tmp_path):
@@ -258,6 +267,7 @@ def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
 
     path.fill(str(bad))
     name.fill("zz-bad")
+    time.sleep(0.5)  # --num-threads handles a session's events on a pool: let the typing land before the click
     page.get_by_role("button", name="Ingest").click()
     page.get_by_text("Ingest failed").wait_for(timeout=30000)
     message = page.get_by_text("unknown category_id 77")
@@ -266,6 +276,7 @@ def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
 
     path.fill(str(good))
     name.fill("zz-good")
+    time.sleep(0.5)
     page.get_by_role("button", name="Ingest").click()
     page.get_by_text("Ingested").wait_for(timeout=30000)
     page.get_by_role("gridcell", name="zz-good", exact=True).wait_for(timeout=10000)
