@@ -84,6 +84,12 @@ def test_sort_page_and_offset(demo_ds):
     assert list(page["id"]) == list(ids[20:30])
     window = ds.store.samples_by_id(ds.id, ids[50:55]).to_pandas()
     assert list(window["id"]) == list(ids[50:55])
+    night = {"time_of_day": "night"}
+    night_ids = ds.sample_ids(night, sort_by="brightness")
+    rows, total = ds.page(night, limit=7, offset=3, sort_by="brightness")
+    assert total == ds.count(night) == len(night_ids) and list(rows["id"]) == list(night_ids[3:10])
+    rows, total = ds.page(night, limit=7, offset=10_000)
+    assert total == len(night_ids) and rows.empty
 
 
 def test_sidebar_counts_ignore_their_own_filter(demo_ds):

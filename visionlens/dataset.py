@@ -58,6 +58,15 @@ class Dataset:
         table = self.store.page(self.id, as_filters(filters), Sort(field=sort_by, descending=descending), limit, offset)
         return table.to_pandas() if as_ == "pandas" else table
 
+    def page(
+        self, filters: Filters | dict[str, Any] | None = None, limit: int = 100, offset: int = 0, sort_by: str = "id",
+        descending: bool = False,
+    ) -> tuple[Any, int]:
+        """(one page as pandas, total matching) from one filtered scan: what a paged UI asks for."""
+        table, total = self.store.page_and_count(
+            self.id, as_filters(filters), Sort(field=sort_by, descending=descending), limit, offset)
+        return table.to_pandas(), total
+
     def sample_ids(self, filters: Filters | dict[str, Any] | None = None, sort_by: str = "id", descending: bool = False) -> np.ndarray:
         return self.store.matching_ids(self.id, as_filters(filters), Sort(field=sort_by, descending=descending))
 
