@@ -482,21 +482,25 @@ class MetadataStore:
 
     # -- registry ------------------------------------------------------------------------------------------------
 
-    def fields(self, dataset_id: int) -> dict[str, FieldInfo]:
+    def _cached(self, cache: dict[int, Any], dataset_id: int, sql: str, build: Any) -> Any:
+        """Registry lookups happen on every query; they change only in transactions, which clear these caches."""
         with self._cache_lock:
-            cached = self._field_cache.get(dataset_id)
-        if cached is not None:
-            return cached
+            hit = cache.get(dataset_id)
+        if hit is not None:
+            return hit
         with self.cursor() as cur:
-            rows = cur.execute(
-                "SELECT name, column_name, level, kind, builtin FROM fields WHERE dataset_id = ? "
-                "ORDER BY level DESC, builtin DESC, name",
-                [dataset_id],
-            ).fetchall()
-        result = {r[0] if r[2] == "sample" else f"annotation.{r[0]}": FieldInfo(*r) for r in rows}
+            result = build(cur.execute(sql, [dataset_id]).fetchall())
         with self._cache_lock:
-            self._field_cache[dataset_id] = result
+            cache[dataset_id] = result
         return result
+
+    def fields(self, dataset_id: int) -> dict[str, FieldInfo]:
+        return self._cached(
+            self._field_cache, dataset_id,
+            "SELECT name, column_name, level, kind, builtin FROM fields WHERE dataset_id = ? "
+            "ORDER BY level DESC, builtin DESC, name",
+            lambda rows: {r[0] if r[2] == "sample" else f"annotation.{r[0]}": FieldInfo(*r) for r in rows},
+        )
 
     def sample_field(self, dataset_id: int, name: str) -> FieldInfo:
         info = self.fields(dataset_id).get(name)
@@ -506,28 +510,12 @@ class MetadataStore:
         return info
 
     def label_ids(self, dataset_id: int) -> dict[str, int]:
-        with self._cache_lock:
-            cached = self._label_cache.get(dataset_id)
-        if cached is not None:
-            return cached
-        with self.cursor() as cur:
-            rows = cur.execute("SELECT name, id FROM labels WHERE dataset_id = ? ORDER BY id", [dataset_id]).fetchall()
-        result = dict(rows)
-        with self._cache_lock:
-            self._label_cache[dataset_id] = result
-        return result
+        return self._cached(self._label_cache, dataset_id,
+                            "SELECT name, id FROM labels WHERE dataset_id = ? ORDER BY id", dict)
 
     def source_ids(self, dataset_id: int) -> dict[str, int]:
-        with self._cache_lock:
-            cached = self._source_cache.get(dataset_id)
-        if cached is not None:
-            return cached
-        with self.cursor() as cur:
-            rows = cur.execute("SELECT name, id FROM sources WHERE dataset_id = ? ORDER BY id", [dataset_id]).fetchall()
-        result = dict(rows)
-        with self._cache_lock:
-            self._source_cache[dataset_id] = result
-        return result
+        return self._cached(self._source_cache, dataset_id,
+                            "SELECT name, id FROM sources WHERE dataset_id = ? ORDER BY id", dict)
 
     def sample_index(self, dataset_id: int) -> tuple[SampleIndex, np.ndarray]:
         """What prediction readers need to attach boxes to existing samples, plus the samples' ids in order."""
