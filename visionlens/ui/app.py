@@ -10,6 +10,7 @@ import panel as pn
 from . import resources
 from .datasets_view import DatasetsView
 from .detail_view import DetailView
+from .evaluation_view import EvaluationView
 from .filters_view import FiltersView
 from .grid_view import GridView
 from .state import AppState
@@ -54,8 +55,8 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     grid = GridView(state=state, thumbnails=thumbnails)
     detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
     browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
-    tabs = pn.Tabs(("Browse", browse), ("Datasets", DatasetsView(state=state)), sizing_mode="stretch_both",
-                   dynamic=False)
+    tabs = pn.Tabs(("Browse", browse), ("Evaluation", EvaluationView(state=state)),
+                   ("Datasets", DatasetsView(state=state)), sizing_mode="stretch_both", dynamic=False)
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
