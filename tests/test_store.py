@@ -142,3 +142,27 @@ def test_sort_field_random_is_stable(demo_ds):
     a = demo_ds.sample_ids(sort_by="random")
     b = demo_ds.store.matching_ids(demo_ds.id, Filters(), Sort(field="random"))
     assert list(a) == list(b) and sorted(a) == sorted(demo_ds.sample_ids()) and list(a) != sorted(a)
+
+
+def test_many_threads_query_one_store(demo_ds):
+    """Panel serves sessions on a thread pool: concurrent queries must all succeed and agree."""
+    import threading
+
+    ds = demo_ds
+    expected = ds.count({"split": "val"})
+    errors, results = [], []
+
+    def work() -> None:
+        try:
+            for _ in range(15):
+                results.append(ds.count({"split": "val"}))
+                ds.page({"split": "val"}, limit=5, offset=3)
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and results == [expected] * 120

@@ -157,6 +157,7 @@ class MetadataStore:
                 ) from None
             raise
         self._write_lock = threading.RLock()
+        self._cursor_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._label_cache: dict[int, dict[str, int]] = {}
         self._source_cache: dict[int, dict[str, int]] = {}
@@ -174,7 +175,10 @@ class MetadataStore:
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._con.cursor()
+        # DuckDB 2 refuses (rather than waits) when two threads call the shared connection at once, and making a
+        # cursor is such a call: serialise only that, queries then run on their own cursors in parallel.
+        with self._cursor_lock:
+            cur = self._con.cursor()
         try:
             yield cur
         finally:

@@ -33,6 +33,16 @@ def sparkline(counts: list[int], width: int = 250, height: int = 28) -> str:
     return f'<svg class="vl-hist" width="{width}" height="{height}">{bars}</svg>'
 
 
+def _describe(flt: LabelFilter) -> str:
+    """A one-line reading of an object filter the widgets above do not show (a second one, from a click)."""
+    import html
+
+    parts = ["none of" if flt.exclude else "has", ", ".join(flt.labels) if flt.labels else "any label", f"from {flt.source}"]
+    if flt.status:
+        parts.append("/".join(s.upper() for s in flt.status))
+    return html.escape(" ".join(parts))
+
+
 class FiltersView(Viewer):
     """Sidebar: live count, per-field filters with counts/histograms, object (annotation-level) filter, reset."""
 
@@ -49,6 +59,7 @@ class FiltersView(Viewer):
         self._dataset = pn.widgets.Select.from_param(self.state.param.dataset, name="Dataset", sizing_mode="stretch_width")
         self._fields = pn.Column(sizing_mode="stretch_width")
         self._objects = pn.Column(sizing_mode="stretch_width")
+        self._more_objects = pn.pane.HTML("", visible=False, sizing_mode="stretch_width")
         self._widgets: dict[str, tuple[str, Any, Any]] = {}
         self._layout = pn.Column(
             self._dataset,
@@ -57,16 +68,24 @@ class FiltersView(Viewer):
             self._reset,
             pn.pane.HTML("<b>Objects</b>", margin=(10, 5, 0, 5)),
             self._objects,
+            self._more_objects,
             pn.pane.HTML("<b>Sample fields</b>", margin=(10, 5, 0, 5)),
             self._fields,
             sizing_mode="stretch_width",
         )
         self.state.param.watch(self._rebuild, "dataset")
+        self.state.param.watch(self._on_fields_changed, "evaluation")
         self.state.param.watch(self._refresh_counts, "version")
         self.state.param.watch(self._on_filters, "filters")
         self.state.param.watch(lambda e: setattr(self._spinner, "value", e.new), "busy")
         self.state.param.watch(self._show_error, "error")
         self._rebuild()
+
+    def _on_fields_changed(self, *_: Any) -> None:
+        """An evaluation adds fields (``<key>.tp/.fp/.fn``): rebuild when the registry grew."""
+        ds = self.state.ds
+        if ds is not None and set(ds.fields()) != getattr(self, "_built_fields", set()):
+            self._rebuild()
 
     @contextmanager
     def _silently(self) -> Iterator[None]:
@@ -86,6 +105,7 @@ class FiltersView(Viewer):
     def _rebuild(self, *_: Any) -> None:
         ds = self.state.ds
         self._built_for = self.state.dataset
+        self._built_fields = set(ds.fields()) if ds is not None else set()
         self._widgets.clear()
         if ds is None:
             self._fields.objects = [pn.pane.Markdown("No dataset yet: add one on the **Datasets** tab.")]
@@ -198,6 +218,10 @@ class FiltersView(Viewer):
                     hi = flt.range.max if flt and flt.range and flt.range.max is not None else w.end
                     if (lo, hi) != tuple(w.value):
                         w.value = (lo, hi)
+            extra = self.state.filters.annotations[1:]
+            self._more_objects.object = (
+                "<small>+ " + "; ".join(_describe(f) for f in extra) + "</small>" if extra else "")
+            self._more_objects.visible = bool(extra)
             obj = self.state.filters.annotations[0] if self.state.filters.annotations else None
             if hasattr(self, "_obj_source"):
                 self._obj_source.value = obj.source if obj else GROUND_TRUTH

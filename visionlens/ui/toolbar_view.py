@@ -40,9 +40,15 @@ class ToolbarView(Viewer):
         self._sort.param.watch(self._on_sort, "value")
         self._desc.param.watch(self._on_sort, "value")
         st.param.watch(self._on_dataset, "dataset")
+        st.param.watch(self._on_models, "models")
         st.param.watch(self._on_state_sort, "sort")
         self._on_dataset()
         self._on_picked()
+
+    def _on_models(self, *_: Any) -> None:
+        """Another view (the evaluation panel) may add a model to draw: show it here too."""
+        if list(self._models.value) != list(self.state.models):
+            self._models.value = [m for m in self.state.models if m in self._models.options]
 
     def _on_picked(self, *_: Any) -> None:
         n = len(self.state.picked)
