@@ -205,6 +205,7 @@ class EvaluationView(Viewer):
         self._boxes.param.watch(self._on_box_mode, "value")
         self.state.param.watch(lambda _: self._on_dataset(), "dataset")
         self.state.param.watch(lambda _: self._schedule(), "version")
+        self.state.param.watch(lambda e: self._schedule() if getattr(self, "_stale", False) else None, "active_view")
         self.state.param.watch(self._on_state_boxes, "box_status")
         self._layout = pn.Column(
             pn.Row(self._models, self._iou, self._agnostic, self._evaluate, self._progress,
@@ -301,6 +302,10 @@ class EvaluationView(Viewer):
         if self._quiet:
             return
         st = self.state
+        if st.active_view not in (None, "Evaluation"):
+            self._stale = True  # computed when the tab is opened: metrics over 1M images are not free
+            return
+        self._stale = False
         if self._built_for != st.dataset:
             self._on_dataset()  # the new dataset's result arrived before our dataset watcher ran
             return

@@ -45,6 +45,10 @@ class AppState(param.Parameterized):
     box_status = param.ListSelector(default=[], objects=["tp", "fp", "fn"],
                                     doc="Draw only boxes with these statuses (e.g. only FPs); empty draws all.")
 
+    active_view = param.String(default=None, allow_None=True,
+                               doc="The main view on screen when the layout has tabs (None: all are visible). "
+                                   "Costly views (evaluation) compute only while shown.")
+
     result_ids = param.Array(default=np.zeros(0, np.int64), precedence=-1, doc="Current result, in display order.")
     count = param.Integer(default=0, precedence=-1, doc="len(result_ids).")
     total = param.Integer(default=0, precedence=-1, doc="Samples in the dataset.")
