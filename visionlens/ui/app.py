@@ -13,6 +13,7 @@ from .detail_view import DetailView
 from .evaluation_view import EvaluationView
 from .filters_view import FiltersView
 from .grid_view import GridView
+from .map_view import MapView
 from .state import AppState
 from .toolbar_view import ToolbarView
 
@@ -57,6 +58,7 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
     tabs = pn.Tabs(("Browse", browse), ("Evaluation", EvaluationView(state=state)),
                    ("Datasets", DatasetsView(state=state)), sizing_mode="stretch_both", dynamic=False)
+    tabs.insert(1, ("Map", MapView(state=state, thumbnails=thumbnails)))
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
