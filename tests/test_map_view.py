@@ -318,3 +318,13 @@ def test_map_tab_renders_datashaded_points_and_lasso_narrows_the_grid(map_server
         page.screenshot(path=str(ARTIFACTS / "map.png"))
         page.locator(".vl-map-reset button").first.click()
         _wait_text(page, ".vl-count-n", lambda t: t.replace(",", "") == "80")
+
+
+def test_points_load_only_once_the_map_tab_is_shown(mapped, store):
+    state = AppState(store, dataset="demo", active_view="Browse")
+    view = MapView(state=state)
+    view.wait()
+    assert view.frame is None  # another tab is on screen: nothing loaded yet
+    state.active_view = "Map"
+    view.wait()
+    assert view.frame is not None and len(view.frame) == state.total
