@@ -56,9 +56,12 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     grid = GridView(state=state, thumbnails=thumbnails)
     detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
     browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
-    tabs = pn.Tabs(("Browse", browse), ("Evaluation", EvaluationView(state=state)),
-                   ("Datasets", DatasetsView(state=state)), sizing_mode="stretch_both", dynamic=False)
-    tabs.insert(1, ("Map", MapView(state=state, thumbnails=thumbnails)))
+    views = [("Browse", browse), ("Map", MapView(state=state, thumbnails=thumbnails)),
+             ("Evaluation", EvaluationView(state=state)), ("Datasets", DatasetsView(state=state))]
+    tabs = pn.Tabs(*views, sizing_mode="stretch_both", dynamic=False)
+    names = [name for name, _ in views]
+    tabs.param.watch(lambda e: setattr(state, "active_view", names[e.new]), "active")
+    state.active_view = names[tabs.active]
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
