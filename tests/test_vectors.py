@@ -160,6 +160,17 @@ def test_allowed_ids_is_exact_and_never_underfills(store, data, size):
     assert len(store.search("emb", query, 20, allowed_ids=np.array([], np.int64))[0]) == 0
 
 
+def test_large_id_set_far_from_the_query_is_still_exact_and_full(store, data):
+    """A big id set is applied after an over-fetching scan; when that scan holds too few allowed points (the set
+    lies far from the query) the engine must still return the exact, full top-k."""
+    ids, vectors, _ = data
+    query = vectors[42]
+    far = ids[np.argsort(vectors @ query)[:1200]]  # the 40% of points least like the query
+    got = store.search("emb", query, 50, allowed_ids=far)
+    assert len(got[0]) == 50
+    assert_same(got, brute_force(ids, vectors, query, 50, np.isin(ids, far)))
+
+
 def test_upsert_replaces_and_delete_removes(fresh_store, data):
     store = fresh_store
     ids, vectors, _ = data
