@@ -108,8 +108,8 @@ def main() -> None:
                 failed += summary.failed
                 n_chunk = len(items[start : start + chunk])
                 ratios.append(seconds / summary.seconds)
-                print(f"chunk {r}: model {n_chunk / seconds:.1f} / job {summary.embedded / summary.seconds:.1f} images/s",
-                      flush=True)
+                job_rate = summary.embedded / summary.seconds
+                print(f"chunk {r}: model {n_chunk / seconds:.1f} / job {job_rate:.1f} images/s", flush=True)
         model_only, pipeline = len(paths) / model_s, len(paths) / job_s
 
         print()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -195,7 +196,7 @@ def test_bad_input_fails_clearly(store, data):
         store.upsert("emb", np.array([0, 1]), vectors[:2])
     with pytest.raises(VectorStoreError, match=r"shape \(3, dim\)"):
         store.upsert("emb", ids[:3], vectors[:2])
-    with pytest.raises(VectorStoreError, match="holds 32-d|cannot hold 64-d"):
+    with pytest.raises(VectorStoreError, match="holds 32-d"):
         store.ensure_collection("emb", 64)
     with pytest.raises(VectorStoreError, match="strings"):
         store.search("emb", vectors[0], 5, payload_filter={"split": ["val", 3]})
@@ -238,7 +239,9 @@ def test_edge_hnsw_recall_and_filtered_exactness_after_indexing(tmp_path):
 @pytest.mark.parametrize("kind", ["edge", "client"])
 def test_persists_across_reopen(tmp_path, data, kind):
     ids, vectors, payloads = data
-    make = (lambda: EdgeVectorStore(tmp_path / "v")) if kind == "edge" else (lambda: ClientVectorStore(path=tmp_path / "v"))
+    def make():
+        return EdgeVectorStore(tmp_path / "v") if kind == "edge" else ClientVectorStore(path=tmp_path / "v")
+
     with make() as store:
         store.ensure_collection("emb", DIM)
         store.upsert("emb", ids[:500], vectors[:500], payloads[:500])
@@ -265,7 +268,7 @@ def test_second_process_gets_a_clear_lock_error(tmp_path, kind):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert "LOCKED" in out.stdout, out.stderr
         assert str(path) in out.stdout
-        assert "process" in out.stdout and str(__import__("os").getpid()) in out.stdout
+        assert f"process {os.getpid()}" in out.stdout
         # the same process opening it twice is refused as well
         with pytest.raises(StoreLockedError, match=str(path)):
             EdgeVectorStore(path) if kind == "edge" else ClientVectorStore(path=path)

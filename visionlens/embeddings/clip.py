@@ -141,7 +141,8 @@ class ClipEmbedder:
         self.transform = transform
         self.tokenizer = open_clip.get_tokenizer(model)
         self.name = _collection_name(model, source)
-        self.image_size = int(net.visual.image_size[0] if isinstance(net.visual.image_size, tuple) else net.visual.image_size)
+        size = net.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.dim = int(self.embed_text(["a photo"]).shape[1])
 
     def __repr__(self) -> str:

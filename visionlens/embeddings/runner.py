@@ -184,11 +184,14 @@ def _check_ids(ids: np.ndarray, valid_ids: np.ndarray | None, source: str) -> No
         raise EmbedderError(f"{source}: sample ids must be positive, found {int(ids.min())}")
     unique, counts = np.unique(ids, return_counts=True)
     if len(unique) != len(ids):
-        raise EmbedderError(f"{source}: {int((counts > 1).sum())} sample id(s) appear twice, e.g. {unique[counts > 1][:5].tolist()}")
+        twice = unique[counts > 1]
+        raise EmbedderError(f"{source}: {len(twice)} sample id(s) appear twice, e.g. {twice[:5].tolist()}")
     if valid_ids is not None:
         unknown = ids[~np.isin(ids, valid_ids)]
         if unknown.size:
-            raise EmbedderError(f"{source}: {unknown.size} id(s) are not samples of this dataset, e.g. {unknown[:5].tolist()}")
+            raise EmbedderError(
+                f"{source}: {unknown.size} id(s) are not samples of this dataset, e.g. {unknown[:5].tolist()}"
+            )
 
 
 def _read_ids(path: str | Path) -> np.ndarray:

@@ -12,8 +12,8 @@ Search semantics the callers rely on:
 * Without a filter, search walks the HNSW graph (``IndexParams`` are chosen for recall >= 0.95 on clustered data,
   see ``benchmarks/bench_vectors.py``); ``exact=True`` forces a full scan.
 * With a payload filter or an id set, search is exact: Qdrant scores every matching point (through the payload
-  index or the id tracker) and returns the true top-k among them, never fewer than k when k match.
-  Over-fetching and filtering afterwards would under-fill, so the filter always goes to the engine.
+  index or the id tracker) and returns the true top-k among them, never fewer than k when k match. Large id
+  sets take a cheaper exact route with a fallback that keeps this guarantee (see ``_Searching``).
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ class _Searching:
                 limit = min(total, k + int(np.ceil(_OVERFETCH_FACTOR * k * total / len(allowed))))
                 ids, scores = self._query(name, q, limit, terms, None, True)
                 keep = np.isin(ids, allowed)
-                if keep.sum() >= k or limit >= total:
+                if keep.sum() >= k or len(ids) < limit:  # enough survivors, or the scan returned every point
                     return ids[keep][:k], scores[keep][:k]
         return self._query(name, q, int(k), terms, allowed, exact)
 
@@ -550,7 +550,9 @@ class EdgeVectorStore(_Searching):
     ) -> tuple[np.ndarray, np.ndarray]:
         qe = self._qe
         params = qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=self.index.ef_for(limit))
-        request = qe.QueryRequest(query=qe.Query.Nearest(q), limit=limit, filter=self._filter(terms, allowed), params=params)
+        request = qe.QueryRequest(
+            query=qe.Query.Nearest(q), limit=limit, filter=self._filter(terms, allowed), params=params
+        )
         shard = self._shard(name)
         with self._engine(name, "search"):
             points = shard.query(request)
@@ -570,7 +572,9 @@ class EdgeVectorStore(_Searching):
         offset = None
         with self._engine(name, "scroll"):
             while True:
-                request = self._qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=False, with_vector=False)
+                request = self._qe.ScrollRequest(
+                    offset=offset, limit=_SCROLL_PAGE, with_payload=False, with_vector=False
+                )
                 records, offset = shard.scroll(request)
                 out.extend(r.id for r in records)
                 if offset is None:
