@@ -11,7 +11,7 @@ import numpy as np
 
 from .embedding_jobs import vector_store
 from .query import Filters
-from .store.metadata import MetadataStore
+from .store.metadata import GROUND_TRUTH, MetadataStore
 from .store.vectors import VectorStore
 
 _PAYLOAD_FIELDS = {"split"}
@@ -20,7 +20,14 @@ _PAYLOAD_FIELDS = {"split"}
 def _payload_filter(dataset_id: int, filters: Filters) -> tuple[dict[str, list], bool]:
     """(payload filter, whether it says everything the filters say)."""
     pf: dict[str, list] = {"dataset": [dataset_id]}
-    complete = filters.sample_ids is None and not filters.annotations
+    complete = filters.sample_ids is None
+    for a in filters.annotations:
+        plain = (a.source == GROUND_TRUTH and a.labels and not a.exclude and a.min_count == 1 and not a.status
+                 and a.confidence is None and a.area is None and "labels" not in pf)
+        if plain:
+            pf["labels"] = list(a.labels)  # "has any of these GT labels" is exactly the payload's any-of
+        else:
+            complete = False
     for f in filters.fields:
         if f.field in _PAYLOAD_FIELDS and f.values and None not in f.values and not f.exclude and f.range is None:
             pf[f.field] = list(f.values)
