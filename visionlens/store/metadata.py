@@ -164,6 +164,7 @@ class MetadataStore:
         self._field_cache: dict[int, dict[str, FieldInfo]] = {}
         self._names = itertools.count()
         self.generation = 0  # bumped by every committed write, so caches of derived data know when to drop
+        self._memo: dict[Any, Any] = {}  # results that only a write can change, keyed with the generation
         self.closed = False
         with self.cursor() as cur:
             for stmt in SCHEMA:
@@ -204,8 +205,22 @@ class MetadataStore:
             self._con.close()
             self.closed = True
 
+    def _memoised(self, key: Any, compute: Any) -> Any:
+        """Dataset-wide answers every session asks for (dataset list, field ranges, totals) until the next write."""
+        full = (self.generation, key)
+        with self._cache_lock:
+            if full in self._memo:
+                return self._memo[full]
+        value = compute()
+        with self._cache_lock:
+            if len(self._memo) > 512:
+                self._memo.clear()
+            self._memo[full] = value
+        return value
+
     def _invalidate(self) -> None:
         with self._cache_lock:
+            self._memo.clear()
             self._label_cache.clear()
             self._source_cache.clear()
             self._field_cache.clear()
@@ -216,6 +231,9 @@ class MetadataStore:
     # -- datasets ------------------------------------------------------------------------------------------------
 
     def list_datasets(self) -> list[dict[str, Any]]:
+        return [dict(d) for d in self._memoised("datasets", self._list_datasets)]
+
+    def _list_datasets(self) -> list[dict[str, Any]]:
         with self.cursor() as cur:
             rows = cur.execute(
                 """SELECT d.id, d.name, d.format, d.root, d.created_at,
@@ -657,6 +675,11 @@ class MetadataStore:
         return ", ".join(cols)
 
     def count(self, dataset_id: int, filters: Filters) -> int:
+        if filters.is_empty:
+            return self._memoised(("total", dataset_id), lambda: self._count(dataset_id, filters))
+        return self._count(dataset_id, filters)
+
+    def _count(self, dataset_id: int, filters: Filters) -> int:
         with self.cursor() as cur:
             where, params = self._where(cur, dataset_id, filters)
             return _first(cur.execute(f"SELECT count(*) FROM samples s WHERE {where}", params))[0]
@@ -945,9 +968,9 @@ class MetadataStore:
             raise FilterError(f"field {field!r} is {info.kind}, not numeric")
         col = f"s.{_quote(info.column)}"
         with self.cursor() as cur:
-            lo, hi = _first(cur.execute(
+            lo, hi = self._memoised(("range", dataset_id, info.column), lambda: _first(cur.execute(
                 f"SELECT min({col}), max({col}) FROM samples s WHERE s.dataset_id = ?", [dataset_id]
-            ))
+            )))
             if lo is None:
                 return {"min": None, "max": None, "counts": [], "edges": []}
             where, params = self._where(cur, dataset_id, (filters or Filters()).without_field(field))

@@ -127,7 +127,7 @@ class FiltersView(Viewer):
                 self._widgets[name] = ("bool", w, None)
                 cards.append(pn.Column(pn.pane.HTML(f"<small>{name}</small>", margin=(0, 5)), w, sizing_mode="stretch_width"))
             elif info.kind == "numeric":
-                stats = ds.store.numeric_stats(ds.id, name, bins=24)
+                stats = ds.store.numeric_stats(ds.id, name, self.state.effective_filters(), bins=24)
                 if stats["min"] is None:
                     continue
                 lo, hi = float(stats["min"]), float(stats["max"])
@@ -142,7 +142,7 @@ class FiltersView(Viewer):
                 cards.append(pn.Column(w, hist, sizing_mode="stretch_width"))
         self._fields.objects = cards
         self._build_objects()
-        self._refresh_counts_now()
+        self._refresh_counts_now(numeric=False)  # the histograms were just drawn with the current filters
 
     def _build_objects(self) -> None:
         ds = self.state.ds
@@ -239,7 +239,7 @@ class FiltersView(Viewer):
             return
         _COUNTS_POOL.submit(self._refresh_counts_now, self.state.version)
 
-    def _refresh_counts_now(self, version: int | None = None) -> None:
+    def _refresh_counts_now(self, version: int | None = None, numeric: bool = True) -> None:
         if version is not None and version != self.state.version:
             return  # a newer result is on its way; its own refresh will run
         st = self.state
@@ -264,7 +264,7 @@ class FiltersView(Viewer):
                         if v not in opts.values():
                             opts[f"{v} (0)"] = v
                     w.options = opts
-                elif kind == "range":
+                elif kind == "range" and numeric:
                     stats = ds.store.numeric_stats(ds.id, name, flt, bins=24)
                     hist.object = sparkline(stats["counts"])
 

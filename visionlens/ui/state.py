@@ -63,10 +63,11 @@ class AppState(param.Parameterized):
         super().__init__(**params)
         self.param.dataset.objects = names
         if self.dataset is None and names:
-            self.dataset = names[0]
+            self.dataset = names[0]  # the watcher resets the view and computes the result
         elif self.dataset is not None:
             self._on_dataset()
-        self.refresh()
+        else:
+            self.refresh()
 
     # -- derived -------------------------------------------------------------------------------------------------
 

@@ -74,8 +74,9 @@ class ToolbarView(Viewer):
         self._desc.value = self.state.sort.descending
 
     def _on_sort(self, *_: Any) -> None:
-        if self._sort.value:
-            self.state.sort = Sort(field=self._sort.value, descending=self._desc.value)
+        sort = Sort(field=self._sort.value, descending=self._desc.value) if self._sort.value else None
+        if sort is not None and sort != self.state.sort:
+            self.state.sort = sort
 
     def __panel__(self) -> pn.Row:
         return pn.Column(
