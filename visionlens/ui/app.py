@@ -49,6 +49,29 @@ def _json(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, (int, float)) else str(value)
 
 
+def _lazy_tabs(state: AppState, factories: dict[str, Any]) -> pn.Column:
+    """Tabs whose views are built on first visit and then kept (hidden, not torn down).
+
+    A page that renders every tab's plots and tables at load takes seconds on a small machine, and Panel's
+    ``dynamic`` tabs rebuild a view on every visit, which would throw away the grid's scroll position.
+    """
+    names = list(factories)
+    header = pn.Tabs(*[(name, pn.Spacer(height=0)) for name in names], sizing_mode="stretch_width")
+    holders = {name: pn.Column(sizing_mode="stretch_both", visible=False) for name in names}
+
+    def show(index: int) -> None:
+        name = names[index]
+        if not holders[name].objects:
+            holders[name].append(factories[name]())
+        for other, holder in holders.items():
+            holder.visible = other == name
+        state.active_view = name
+
+    header.param.watch(lambda e: show(e.new), "active")
+    show(header.active)
+    return pn.Column(header, *holders.values(), sizing_mode="stretch_both")
+
+
 def build(dataset: str | None = None, thumbnails: str = "route", template: bool = True) -> Any:
     """The app for one session. ``thumbnails="data"`` inlines images for notebooks, where no route is served."""
     pn.extension("tabulator", raw_css=[CSS], notifications=True)
@@ -56,12 +79,12 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     grid = GridView(state=state, thumbnails=thumbnails)
     detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
     browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
-    views = [("Browse", browse), ("Map", MapView(state=state, thumbnails=thumbnails)),
-             ("Evaluation", EvaluationView(state=state)), ("Datasets", DatasetsView(state=state))]
-    tabs = pn.Tabs(*views, sizing_mode="stretch_both", dynamic=False)
-    names = [name for name, _ in views]
-    tabs.param.watch(lambda e: setattr(state, "active_view", names[e.new]), "active")
-    state.active_view = names[tabs.active]
+    tabs = _lazy_tabs(state, {
+        "Browse": lambda: browse,
+        "Map": lambda: MapView(state=state, thumbnails=thumbnails),
+        "Evaluation": lambda: EvaluationView(state=state),
+        "Datasets": lambda: DatasetsView(state=state),
+    })
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
