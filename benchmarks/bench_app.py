@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_ingest_query import machine, print_table  # noqa: E402
+from bench_ingest_query import print_table  # noqa: E402
+from machine import machine  # noqa: E402
 
 from visionlens.demo import build_demo  # noqa: E402
 from visionlens.formats.base import AnnotationRecords, ParsedDataset, ParsedPredictions, SampleRecords  # noqa: E402

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_vectors import machine  # noqa: E402
+from machine import machine  # noqa: E402
 
 from visionlens.embeddings.clip import ClipEmbedder  # noqa: E402
 from visionlens.embeddings.runner import embed_images, load_image  # noqa: E402

@@ -14,29 +14,18 @@ import argparse
 import contextlib
 import io
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from machine import machine
+
 from visionlens.evaluation import Detections, evaluate, match_objects
 from visionlens.evaluation.synthetic import make_dataset, to_coco
 
 N_CLASSES = 80
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
@@ -158,7 +147,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of N for the fast tools")
     args = ap.parse_args()
     rows = [bench_size(int(s), args.skip_pycocotools_above, args.repeat) for s in args.sizes.split(",")]
-    print(f"\nmachine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}")
+    print(f"\nmachine: {machine()}")
     print("times in seconds: evaluate+accumulate+summarize (COCO index build in brackets, not in the total)")
     head = (
         f"{'images':>7} {'GT':>8} {'preds':>8} | {'pycocotools':>20} | {'faster-coco-eval':>20} | "

@@ -9,8 +9,6 @@ p95 of count + one page under 50 ms over 50 varied filters at 1M samples / 10M a
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+
+from machine import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,18 +27,6 @@ from visionlens.query import FieldFilter, Filters, LabelFilter, Range, Sort  # n
 from visionlens.store.metadata import MetadataStore  # noqa: E402
 
 CLASSES = [f"class_{i}" for i in range(80)]
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}"
 
 
 def write_coco(root: Path, n_images: int, boxes_per_image: float, seed: int = 0) -> tuple[Path, Path]:
@@ -195,7 +183,7 @@ def main() -> None:
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-query", action="store_true")
     args = ap.parse_args()
-    print(f"machine: {machine()}, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as d:
         if not args.skip_ingest:
             print_table("COCO ingest (JSON files -> DuckDB, one transaction)", bench_ingest(args.images, Path(d)))

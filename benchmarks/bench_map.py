@@ -12,31 +12,17 @@ the points, at different places. Hit-tests are cross-checked against a plain sha
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from machine import machine
+
 RENDER_TARGET_MS = 150.0
 LASSO_TARGET_MS = 200.0
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", load avg %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    return f"{os.cpu_count()} cores, {model}{load}"
 
 
 def clustered_frame(n: int, seed: int = 0, categories: int = 10) -> pd.DataFrame:

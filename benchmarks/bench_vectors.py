@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -20,22 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import machine
+
 from visionlens.store.vectors import EdgeVectorStore, IndexParams
 
 LABELS = [f"class{i:02d}" for i in range(20)]
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (OSError, ValueError):
-        mem = float("nan")
-    return f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB RAM"
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ import posixpath
 from typing import Any
 
 import numpy as np
-import panel as pn
 import param
 from panel.viewable import Viewer
 
