@@ -30,7 +30,7 @@ class DatasetNotFoundError(VisionLensError):
 
 
 class StoreLockedError(VisionLensError):
-    """Another process holds the database file; DuckDB allows one writer process per file."""
+    """Another process holds a store: DuckDB and the embedded Qdrant engine each allow one process per file."""
 
 
 class FilterError(VisionLensError):

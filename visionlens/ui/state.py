@@ -124,8 +124,8 @@ class AppState(param.Parameterized):
         try:
             flt = self.effective_filters()
             if self.similar is not None:
-                allowed = set(ds.sample_ids(flt).tolist())
-                ids = np.asarray([i for i in self.similar if int(i) in allowed], np.int64)
+                similar = np.asarray(self.similar, np.int64)
+                ids = similar[np.isin(similar, ds.sample_ids(flt))]  # keeps the similarity order
             else:
                 ids = ds.sample_ids(flt, sort_by=self.sort.field, descending=self.sort.descending)
             total = self.store.count(ds.id, Filters())
