@@ -99,3 +99,21 @@ def test_clip_text_search_with_the_real_model_code(demo_ds):
         assert len(search_vector(demo_ds.store, demo_ds.id, emb.name, q, 50, flt)[0]) == 24
     finally:
         close_vector_stores()
+
+
+def test_app_state_find_similar_respects_filters_and_order(embedded):
+    from visionlens.ui.state import AppState
+
+    ds, _ = embedded
+    state = AppState(ds.store, dataset=ds.name)
+    assert state.collection == "builtin-colorstats-v1"
+    state.similar_k = 10
+    state.filters = Filters(fields=(FieldFilter(field="split", values=("train",)),))
+    anchor = int(state.result_ids[3])
+    state.find_similar(sample_ids=[anchor])
+    train = set(ds.sample_ids({"split": "train"}).tolist())
+    assert state.count == 10 and int(state.result_ids[0]) == anchor and set(state.result_ids.tolist()) <= train
+    expected, _ = similar_to_sample(ds.store, ds.id, state.collection, anchor, k=10, filters=state.filters)
+    assert list(state.result_ids) == list(expected)
+    state.find_similar(text="a dog")  # the builtin embedder has no text side: a clear message, no crash
+    assert "text" in state.error and list(state.result_ids) == list(expected)
