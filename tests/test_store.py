@@ -13,6 +13,7 @@ import visionlens as vl
 from visionlens.errors import DatasetExistsError, FilterError, StoreLockedError
 from visionlens.ingestion import ingest
 from visionlens.query import FieldFilter, Filters, LabelFilter, Range, Sort
+from visionlens.store.metadata import MetadataStore
 
 
 def _snapshot(store) -> dict:
@@ -21,16 +22,39 @@ def _snapshot(store) -> dict:
                 ("datasets", "samples", "annotations", "labels", "sources", "fields", "ingest_issues")}
 
 
+# the write step that raises, and whether it first does its work (so the failure comes after it wrote rows)
+_FAIL_IN = {
+    "samples": ("_insert_annotations", False),  # samples and labels are written, GT boxes are not
+    "annotations": ("_insert_issues", True),  # GT boxes written, then the failure
+    "predictions": ("_insert_predictions", True),  # one model's predictions written, then the failure
+}
+
+
+def _inject_failure(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    name, do_work = _FAIL_IN[step]
+    original = MetadataStore.__dict__[name]
+    static = isinstance(original, staticmethod)
+    work = original.__func__ if static else original
+
+    def boom(*args, **kwargs):
+        if do_work:
+            work(*args, **kwargs)
+        raise RuntimeError(f"injected failure after {step}")
+
+    monkeypatch.setattr(MetadataStore, name, staticmethod(boom) if static else boom)
+
+
 @pytest.mark.parametrize("step", ["samples", "annotations", "predictions"])
-def test_failure_mid_ingest_leaves_database_unchanged(store, demo_files, step):
+def test_failure_mid_ingest_leaves_database_unchanged(store, demo_files, step, monkeypatch):
     preds = {m: str(p) for m, p in demo_files.predictions.items()}
     ingest(store, demo_files.root, "first", predictions=preds)
     before = _snapshot(store)
+    _inject_failure(monkeypatch, step)
     with pytest.raises(RuntimeError, match="injected"):
-        ingest(store, demo_files.root, "second", predictions=preds, fail_after=step)
+        ingest(store, demo_files.root, "second", predictions=preds)
     assert _snapshot(store) == before
     with pytest.raises(RuntimeError, match="injected"):
-        ingest(store, demo_files.root, "first", predictions=preds, replace=True, fail_after=step)
+        ingest(store, demo_files.root, "first", predictions=preds, replace=True)
     assert _snapshot(store) == before
 
 

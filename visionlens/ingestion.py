@@ -58,7 +58,6 @@ def ingest(
     prediction_format: str = "auto",
     replace: bool = False,
     progress: ProgressCallback = no_progress,
-    fail_after: str | None = None,
 ) -> IngestReport:
     import time
 
@@ -85,7 +84,7 @@ def ingest(
         index.labels = index.labels + p.new_labels
         index.label_ext_ids = index.label_ext_ids + [None] * len(p.new_labels)
     progress("write database", 0, 1)
-    store.insert_dataset(name, parsed, preds, replace=replace, fail_after=fail_after)
+    store.insert_dataset(name, parsed, preds, replace=replace)
     progress("write database", 1, 1)
     return IngestReport(
         name=name,

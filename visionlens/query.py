@@ -127,5 +127,3 @@ def as_filters(value: Filters | dict[str, Any] | None) -> Filters:
             fields.append(FieldFilter(field=key, values=(v,)))
     return Filters(fields=tuple(fields), annotations=tuple(annotations), sample_ids=sample_ids)
 
-
-FieldKind = Literal["categorical", "numeric", "bool", "tags", "text"]

@@ -291,13 +291,8 @@ class MetadataStore:
         parsed: ParsedDataset,
         predictions: dict[str, ParsedPredictions] | None = None,
         replace: bool = False,
-        fail_after: str | None = None,
     ) -> int:
-        """Write a parsed dataset and its models' predictions in one transaction.
-
-        ``fail_after`` names a step after which to raise: the tests use it to prove a failure mid-ingest leaves the
-        database exactly as it was.
-        """
+        """Write a parsed dataset and its models' predictions in one transaction."""
         predictions = predictions or {}
         with self.transaction() as cur:
             old = _first(cur.execute("SELECT id FROM datasets WHERE name = ?", [name]))
@@ -316,18 +311,12 @@ class MetadataStore:
                 "INSERT INTO sources (dataset_id, id, name, kind) VALUES (?, 0, ?, 'ground_truth')", [ds_id, GROUND_TRUTH]
             )
             sample_ids = self._insert_samples(cur, ds_id, parsed)
-            if fail_after == "samples":
-                raise RuntimeError("injected failure after samples")
             self._insert_annotations(cur, ds_id, 0, sample_ids, parsed.annotations)
             self._insert_issues(cur, ds_id, GROUND_TRUTH, parsed.issues)
             self._register_builtin_fields(cur, ds_id)
-            if fail_after == "annotations":
-                raise RuntimeError("injected failure after annotations")
             n_labels = len(parsed.labels)
             for model, preds in predictions.items():
                 n_labels = self._insert_predictions(cur, ds_id, model, sample_ids, preds, n_labels)
-            if fail_after == "predictions":
-                raise RuntimeError("injected failure after predictions")
         return ds_id
 
     def add_predictions(self, name: str, model: str, preds: ParsedPredictions, replace: bool = False) -> None:
