@@ -756,11 +756,16 @@ class MetadataStore:
                     FROM annotations a
                     JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
                     JOIN sources c ON c.dataset_id = a.dataset_id AND c.id = a.source_id
-                    LEFT JOIN eval_objects e ON e.dataset_id = a.dataset_id AND e.ann_id = a.id AND e.eval_key = ?
+                    LEFT JOIN (
+                        -- only this window's rows of the evaluation: its table has a row per box of the dataset
+                        SELECT ann_id, status, error, iou FROM eval_objects
+                        WHERE eval_key = ? AND dataset_id = ? AND sample_id BETWEEN ? AND ?
+                          AND sample_id IN (SELECT id FROM {name})
+                    ) e ON e.ann_id = a.id
                     WHERE a.dataset_id = ? {source_clause}
                       AND a.sample_id BETWEEN ? AND ? AND a.sample_id IN (SELECT id FROM {name})
                     ORDER BY a.sample_id, a.source_id, a.confidence DESC NULLS FIRST, a.id""",
-                params + [lo, hi],
+                [params[0], dataset_id, lo, hi] + params[1:] + [lo, hi],
             )
 
     def boxes(self, dataset_id: int, source: str) -> dict[str, np.ndarray]:
