@@ -133,9 +133,10 @@ def _poll(page, selector: str, predicate_js: str, timeout: float = 15) -> None:
 def _wait_url(page, predicate, timeout: float = 10) -> None:
     """The app rewrites the URL (history API) after the server has handled a change: poll for it."""
     deadline = time.monotonic() + timeout
-    while not predicate(page.url):
+    # read the address bar from the page: Playwright's page.url can miss a history.replaceState
+    while not predicate(page.evaluate("window.location.href")):
         if time.monotonic() > deadline:
-            raise AssertionError(f"URL never matched: {page.url}")
+            raise AssertionError(f"URL never matched: {page.evaluate('window.location.href')}")
         time.sleep(0.1)
 
 
@@ -188,8 +189,8 @@ def test_url_with_filters_restores_them(server, page, expected):
     n = _wait_count(page, lambda n: n < 150)
     assert n == expected["night_cars"] > 0
     # the widgets show the restored filter, so the user can see and undo it
-    page.wait_for_selector(".choices__item:has-text('night')", timeout=10000)
-    page.wait_for_selector(".choices__item:has-text('car')", timeout=10000)
+    page.wait_for_selector(".choices__list--multiple .choices__item:has-text('night')", timeout=10000)
+    page.wait_for_selector(".choices__list--multiple .choices__item:has-text('car')", timeout=10000)
 
 
 def test_click_opens_detail_and_keys_page_through(server, page):

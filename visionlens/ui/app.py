@@ -23,8 +23,9 @@ CSS = """
 """
 
 
-def _sync_url(state: AppState) -> None:
-    """Filters, sort, dataset and the open sample live in the URL, so a copied link shows the same view."""
+def _restore_url(state: AppState) -> None:
+    """A shared link's dataset, filters, sort and sample, applied before any view exists so each view starts
+    from them instead of racing to catch up."""
     loc = pn.state.location
     if loc is None:
         return
@@ -33,14 +34,29 @@ def _sync_url(state: AppState) -> None:
     if query:
         state.apply_query(query)
 
-    def push(*_: Any) -> None:
+
+def _sync_url(state: AppState) -> None:
+    """Filters, sort, dataset and the open sample live in the URL, so a copied link shows the same view."""
+    loc = pn.state.location
+    if loc is None:
+        return
+    doc = pn.state.curdoc
+
+    def write() -> None:
         q = state.to_query()
         search = "?" + urlencode(q) if q else ""
         if loc.search != search:
             loc.search = search
 
+    def push(*_: Any) -> None:
+        # Changes arrive on worker threads (--num-threads); the location is written on the session's event loop.
+        if doc is not None and doc.session_context is not None:
+            doc.add_next_tick_callback(write)
+        else:
+            write()
+
     state.param.watch(push, ["dataset", "filters", "sort", "open_sample"])
-    push()
+    pn.state.onload(push)  # after the browser has reported its own location
 
 
 def _json(value: Any) -> str:
@@ -76,6 +92,8 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     """The app for one session. ``thumbnails="data"`` inlines images for notebooks, where no route is served."""
     pn.extension("tabulator", raw_css=[CSS], notifications=True)
     state = AppState(resources.store(), dataset=dataset)
+    if template:
+        _restore_url(state)
     grid = GridView(state=state, thumbnails=thumbnails)
     detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
     browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")

@@ -80,6 +80,7 @@ class FiltersView(Viewer):
         self.state.param.watch(lambda e: setattr(self._spinner, "value", e.new), "busy")
         self.state.param.watch(self._show_error, "error")
         self._rebuild()
+        self._on_filters()  # filters restored from a link before this view existed
 
     def _on_fields_changed(self, *_: Any) -> None:
         """An evaluation adds fields (``<key>.tp/.fp/.fn``): rebuild when the registry grew."""
