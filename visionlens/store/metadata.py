@@ -201,9 +201,10 @@ class MetadataStore:
             self._invalidate()
 
     def close(self) -> None:
-        if not self.closed:
-            self._con.close()
-            self.closed = True
+        with self._cursor_lock:  # not while another thread is making a cursor: DuckDB 2 would refuse
+            if not self.closed:
+                self._con.close()
+                self.closed = True
 
     def _memoised(self, key: Any, compute: Any) -> Any:
         """Dataset-wide answers every session asks for (dataset list, field ranges, totals) until the next write."""

@@ -12,8 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 - registers the bokeh backend's options without hv.extension()
@@ -28,6 +27,7 @@ from ..metrics import Metrics, eval_key, evaluate_model, subset_metrics
 from ..query import LabelFilter
 from ..store.metadata import GROUND_TRUTH
 from .colors import label_color
+from .quiet import Quiet
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def pr_plot(metrics: dict[str, Metrics], model: str, label: str) -> hv.Overlay:
                                    backend="bokeh")
 
 
-class EvaluationView(Viewer):
+class EvaluationView(Quiet, Viewer):
     """Model picker, evaluate button, live summary / per-class / PR / confusion of the current filtered view."""
 
     state = param.ClassSelector(class_=AppState)
@@ -163,7 +163,6 @@ class EvaluationView(Viewer):
         self._doc = pn.state.curdoc  # the session's document: worker results hop back onto its event loop
         self._ticket = 0
         self._inputs: tuple[Any, ...] | None = None
-        self._quiet = False
         self._job: threading.Thread | None = None
         self._built_for: str | None = None
 
@@ -239,15 +238,6 @@ class EvaluationView(Viewer):
                 pass
             return
         fn()
-
-    @contextmanager
-    def _silently(self) -> Iterator[None]:
-        """Widget updates that come from the state must not write back into the state."""
-        self._quiet, old = True, self._quiet
-        try:
-            yield
-        finally:
-            self._quiet = old
 
     def _say(self, text: str, kind: str = "info") -> None:
         self._message.param.update(object=text, alert_type=kind, visible=bool(text))

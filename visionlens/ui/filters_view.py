@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import panel as pn
 import param
@@ -12,6 +11,7 @@ from panel.viewable import Viewer
 
 from ..query import FieldFilter, LabelFilter, Range
 from ..store.metadata import GROUND_TRUTH
+from .quiet import Quiet
 from .state import AppState
 
 _SKIP = {"id", "filepath"}
@@ -43,14 +43,13 @@ def _describe(flt: LabelFilter) -> str:
     return html.escape(" ".join(parts))
 
 
-class FiltersView(Viewer):
+class FiltersView(Quiet, Viewer):
     """Sidebar: live count, per-field filters with counts/histograms, object (annotation-level) filter, reset."""
 
     state = param.ClassSelector(class_=AppState)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self._quiet = False
         self._count = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["vl-result-count"])
         self._spinner = pn.indicators.LoadingSpinner(value=False, size=20, width=20)
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
@@ -87,15 +86,6 @@ class FiltersView(Viewer):
         ds = self.state.ds
         if ds is not None and set(ds.fields()) != getattr(self, "_built_fields", set()):
             self._rebuild()
-
-    @contextmanager
-    def _silently(self) -> Iterator[None]:
-        """Widget updates that come from the state must not write back into the state."""
-        self._quiet, old = True, self._quiet
-        try:
-            yield
-        finally:
-            self._quiet = old
 
     def _show_error(self, *_: Any) -> None:
         self._error.object = self.state.error
