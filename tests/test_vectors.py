@@ -190,6 +190,26 @@ def test_upsert_replaces_and_delete_removes(fresh_store, data):
         store.count("emb")
 
 
+def test_delete_matching_removes_exactly_the_matching_points(fresh_store, data):
+    """Deleting a dataset's points by payload: only they go, with the count, and an empty filter is refused."""
+    store = fresh_store
+    ids, vectors, payloads = data
+    test_split = ids[[p["split"] == "test" for p in payloads]]
+    assert store.delete_matching("emb", {"split": "test"}) == len(test_split)
+    assert store.count("emb") == N - len(test_split)
+    assert not np.isin(store.all_ids("emb"), test_split).any()
+    assert store.delete_matching("emb", {"split": "test"}) == 0
+    extra = np.array([1, 2, 3], np.int64)  # integer payloads, as the app writes {"dataset": <id>}
+    store.upsert("emb", extra, vectors[:3], [{"dataset": 7}, {"dataset": 8}, {"dataset": 7}])
+    assert store.delete_matching("emb", {"dataset": 7}) == 2
+    np.testing.assert_array_equal(np.intersect1d(store.all_ids("emb"), extra), [2])
+    assert store.delete_matching("emb", {"dataset": []}) == 0
+    with pytest.raises(VectorStoreError, match="needs a payload filter"):
+        store.delete_matching("emb", {})
+    with pytest.raises(CollectionNotFoundError):
+        store.delete_matching("emb-missing", {"dataset": 7})
+
+
 def test_bad_input_fails_clearly(store, data):
     ids, vectors, _ = data
     with pytest.raises(VectorStoreError, match="positive"):

@@ -128,6 +128,8 @@ class VectorStore(Protocol):
 
     def delete_ids(self, name: str, ids: np.ndarray) -> None: ...
 
+    def delete_matching(self, name: str, payload_filter: PayloadFilter) -> int: ...
+
     def drop(self, name: str) -> None: ...
 
     def close(self) -> None: ...
@@ -213,6 +215,14 @@ def _filter_terms(payload_filter: PayloadFilter | None) -> list[tuple[str, list[
                 f"filter values for {key!r} must all be strings, all integers or all booleans, got {values!r}"
             )
         terms.append((str(key), values))
+    return terms
+
+
+def _delete_terms(name: str, payload_filter: PayloadFilter) -> list[tuple[str, list[PayloadValue]]]:
+    """Filter terms for a delete; an empty filter is refused because it would mean "every point"."""
+    terms = _filter_terms(payload_filter)
+    if terms is None:
+        raise VectorStoreError(f"delete_matching on {name!r} needs a payload filter; it never deletes every point")
     return terms
 
 
@@ -533,6 +543,24 @@ class EdgeVectorStore(_Searching):
             for start in range(0, len(ids), _SCROLL_PAGE):
                 shard.update(self._qe.UpdateOperation.delete_points(ids[start : start + _SCROLL_PAGE].tolist()))
 
+    def delete_matching(self, name: str, payload_filter: PayloadFilter) -> int:
+        """Delete every point whose payload matches (e.g. ``{"dataset": 3}``); returns how many matched.
+
+        Needed beside ``delete_ids`` because a dataset's points are findable by payload even after its sample
+        rows are gone (a crash between the stores), when nobody can list their ids any more.
+        """
+        terms = _delete_terms(name, payload_filter)
+        if any(not values for _, values in terms):
+            return 0
+        qe = self._qe
+        flt = self._filter(terms, None)
+        shard = self._shard(name)
+        with self._engine(name, "delete"):
+            matched = int(shard.count(qe.CountRequest(filter=flt, exact=True)))
+            if matched:
+                shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+        return matched
+
     # -- reads --------------------------------------------------------------------------------------------------
 
     def _filter(self, terms: FilterTerms, allowed: np.ndarray | None) -> Any:
@@ -727,6 +755,19 @@ class ClientVectorStore(_Searching):
             for start in range(0, len(ids), _SCROLL_PAGE):
                 selector = self._m.PointIdsList(points=ids[start : start + _SCROLL_PAGE].tolist())
                 self._client.delete(name, points_selector=selector, wait=True)
+
+    def delete_matching(self, name: str, payload_filter: PayloadFilter) -> int:
+        """Delete every point whose payload matches (e.g. ``{"dataset": 3}``); returns how many matched."""
+        terms = _delete_terms(name, payload_filter)
+        if any(not values for _, values in terms):
+            return 0
+        flt = self._filter(terms, None)
+        with self._engine(name, "delete"):
+            matched = int(self._client.count(name, count_filter=flt, exact=True).count)
+            if matched:
+                selector = self._m.FilterSelector(filter=flt)
+                self._client.delete(name, points_selector=selector, wait=True)
+        return matched
 
     def _filter(self, terms: FilterTerms, allowed: np.ndarray | None) -> Any:
         m = self._m
