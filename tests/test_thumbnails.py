@@ -226,3 +226,38 @@ def test_pregenerate_skips_cached_and_reports_progress(tmp_path: Path, cache: Th
 
     again = cache.pregenerate(items[:6], workers=3)
     assert (again.generated, again.cached) == (0, 6)
+
+
+def test_housekeeping_names_removes_and_finds_stray_files(tmp_path: Path, cache: ThumbnailCache) -> None:
+    """Deleting a dataset and `doctor` rely on this: a source's files at every size, and files of no source."""
+    srcs = []
+    for i in range(3):
+        p = tmp_path / f"h{i}.jpg"
+        halves(90 + i, 60, RED, BLUE).save(p, "JPEG")
+        srcs.append(str(p))
+    for uri in srcs:
+        for side in (64, 128):
+            assert not cache.get(uri, 1, side).placeholder
+    assert cache.sizes() == [64, 128]
+    assert sorted(cache.files()) == sorted(cache.keys_for(srcs)) and len(cache.keys_for(srcs)) == 6
+    foreign = tmp_path / "cache" / "README.txt"
+    foreign.write_text("not a thumbnail")
+    young = cache.path_for(srcs[0]).parent / ".tmp-young123.jpg"
+    young.write_bytes(b"half a jpeg")
+    stale = cache.path_for(srcs[0]).parent / ".tmp-stale456.jpg"
+    stale.write_bytes(b"left by a crash")
+    os.utime(stale, (1, 1))
+
+    assert cache.remove([srcs[0]]) == 2
+    assert not cache.path_for(srcs[0]).exists() and not cache.path_for(srcs[0], 128).exists()
+    assert cache.remove([srcs[0]]) == 0
+
+    stray = cache.stray_files([srcs[1]])  # srcs[2] is "no longer a sample"
+    expected = sorted(cache.keys_for([srcs[2]]) | {str(stale.relative_to(tmp_path / "cache"))})
+    assert stray == expected  # the young temp file and the foreign file are not listed
+    os.utime(srcs[1], ns=(1, 1))  # the image changed: its old thumbnails no longer match it
+    assert len(cache.stray_files([srcs[1]])) == len(expected) + 2
+    assert cache.remove_files(stray) == 3 and foreign.exists() and young.exists()
+    with pytest.raises(ValueError, match="not a thumbnail cache file"):
+        cache.remove_files(["../../etc/passwd"])
+    assert ThumbnailCache(tmp_path / "nothing-here").stray_files(srcs) == []

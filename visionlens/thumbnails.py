@@ -11,9 +11,11 @@ import hashlib
 import io
 import logging
 import os
+import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,11 @@ _RENDER_VERSION = "1"
 _THUMB_QUALITY = 80
 _FULL_QUALITY = 90
 _LOCK_STRIPES = 64
+# A temp file older than this is a crashed writer's leftover, not a write in progress.
+_STALE_TEMP_SECONDS = 3600
+_TEMP_PREFIX = ".tmp-"
+# SIDE/xx/KEY.jpg, or a writer's temp file next to it: the only names housekeeping ever lists or deletes.
+_CACHE_FILE_RE = re.compile(r"^[0-9]+/[0-9a-f]{2}/(?:[0-9a-f]{40}|\.tmp-[A-Za-z0-9_]+)\.jpg$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,19 +185,91 @@ class ThumbnailCache:
 
     def path_for(self, uri: str, max_side: int | None = None) -> Path | None:
         """Where the thumbnail for uri lives (or would live); None when a local source file is missing."""
-        side = int(max_side or self.size)
-        fingerprint = ""
-        local = _local_path(uri)
-        if local is not None:
+        fingerprint = _fingerprint(uri)
+        if fingerprint is None:
+            return None
+        return self.cache_dir / _relative_path(uri, int(max_side or self.size), fingerprint)
+
+    # -- housekeeping: which files belong to which images ----------------------------------------------------------
+    #
+    # A cache file's name is a hash of its source, so the only way to know whose file it is, is to hash every
+    # known source again. Deleting a dataset and `visionlens doctor` both do that, for every size on disk.
+
+    def sizes(self) -> list[int]:
+        """Thumbnail sides that have a folder in the cache (the grid may have asked for more than one size)."""
+        try:
+            entries = list(os.scandir(self.cache_dir))
+        except OSError:
+            return []
+        return sorted(int(e.name) for e in entries if e.name.isdigit() and e.is_dir(follow_symlinks=False))
+
+    def keys_for(self, uris: Iterable[str], sizes: Iterable[int] | None = None) -> set[str]:
+        """Cache file paths (relative to ``cache_dir``) these sources have or would have, at every size on disk.
+
+        A local source that is gone has no key: its old cache files can no longer be named, and only a full
+        scan (``stray_files``) finds them.
+        """
+        sides = list(self.sizes() if sizes is None else sizes)
+        keys: set[str] = set()
+        if not sides:
+            return keys
+        for uri in uris:
+            fingerprint = _fingerprint(uri)
+            if fingerprint is not None:
+                keys.update(_relative_path(uri, side, fingerprint) for side in sides)
+        return keys
+
+    def remove(self, uris: Iterable[str]) -> int:
+        """Delete the cached thumbnails of these sources at every size; returns how many files went."""
+        return self.remove_files(self.keys_for(uris))
+
+    def files(self) -> Iterator[str]:
+        """Every file in the cache layout (``SIDE/xx/KEY.jpg``, and writers' temp files), as relative paths.
+
+        Anything else in the folder is not ours and is never listed, so it is never deleted.
+        """
+        for side in self.sizes():
+            for sub in _scandir(self.cache_dir / str(side)):
+                if not sub.is_dir(follow_symlinks=False):
+                    continue
+                for entry in _scandir(Path(sub.path)):
+                    rel = f"{side}/{sub.name}/{entry.name}"
+                    if _CACHE_FILE_RE.match(rel) and entry.is_file(follow_symlinks=False):
+                        yield rel
+
+    def stray_files(self, uris: Iterable[str]) -> list[str]:
+        """Cache files of no source in ``uris`` (deleted samples, changed or vanished images, crashed writes).
+
+        Temp files younger than an hour are skipped: another process may be writing them right now.
+        """
+        expected = self.keys_for(uris)
+        now = time.time()
+        stray = []
+        for rel in self.files():
+            if rel in expected:
+                continue
+            if rel.rsplit("/", 1)[-1].startswith(_TEMP_PREFIX):
+                try:
+                    if now - (self.cache_dir / rel).stat().st_mtime < _STALE_TEMP_SECONDS:
+                        continue
+                except FileNotFoundError:
+                    continue
+            stray.append(rel)
+        return sorted(stray)
+
+    def remove_files(self, relative_paths: Iterable[str]) -> int:
+        """Delete cache files named as ``files`` names them; returns how many went. Other names are refused, so
+        a bad caller cannot delete outside the cache."""
+        removed = 0
+        for rel in relative_paths:
+            if not _CACHE_FILE_RE.match(rel):
+                raise ValueError(f"{rel!r} is not a thumbnail cache file name")
             try:
-                st = os.stat(local)
-            except OSError:
-                return None
-            fingerprint = f"{st.st_mtime_ns}:{st.st_size}"
-        key = hashlib.blake2b(
-            f"{_RENDER_VERSION}\0{uri}\0{side}\0{fingerprint}".encode(), digest_size=20
-        ).hexdigest()
-        return self.cache_dir / str(side) / key[:2] / f"{key}.jpg"
+                (self.cache_dir / rel).unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     def get(self, uri: str, sample_id: int, max_side: int | None = None) -> ThumbResult:
         """Thumbnail JPEG for one sample; never raises. sample_id only labels log lines."""
@@ -251,6 +330,31 @@ class ThumbnailCache:
         return PregenerateStats(total, generated, cached, placeholders)
 
 
+def _fingerprint(uri: str) -> str | None:
+    """What besides the uri keys a cache file: a local file's mtime and size (None when it is missing)."""
+    local = _local_path(uri)
+    if local is None:
+        return ""
+    try:
+        st = os.stat(local)
+    except OSError:
+        return None
+    return f"{st.st_mtime_ns}:{st.st_size}"
+
+
+def _relative_path(uri: str, side: int, fingerprint: str) -> str:
+    key = hashlib.blake2b(f"{_RENDER_VERSION}\0{uri}\0{side}\0{fingerprint}".encode(), digest_size=20).hexdigest()
+    return f"{side}/{key[:2]}/{key}.jpg"
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except OSError:
+        return []
+
+
 def _read_if_exists(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -260,7 +364,7 @@ def _read_if_exists(path: Path) -> bytes | None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX, suffix=".jpg")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
