@@ -18,8 +18,11 @@ from visionlens.store.metadata import MetadataStore
 
 def _snapshot(store) -> dict:
     with store.cursor() as cur:
-        return {t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in
+        rows = {t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in
                 ("datasets", "samples", "annotations", "labels", "sources", "fields", "ingest_issues")}
+        rows["columns"] = cur.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' "
+                                      "ORDER BY column_index").fetchall()
+        return rows
 
 
 # the write step that raises, and whether it first does its work (so the failure comes after it wrote rows)
@@ -32,7 +35,7 @@ _FAIL_IN = {
 
 def _inject_failure(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     name, do_work = _FAIL_IN[step]
-    original = MetadataStore.__dict__[name]
+    original = next(c.__dict__[name] for c in MetadataStore.__mro__ if name in c.__dict__)
     static = isinstance(original, staticmethod)
     work = original.__func__ if static else original
 

@@ -35,3 +35,7 @@ class StoreLockedError(VisionLensError):
 
 class FilterError(VisionLensError):
     """A filter names a field or value the dataset does not have."""
+
+
+class FieldNameError(VisionLensError):
+    """A field name that would share or hide another field (letter case, a built-in, an evaluation's)."""

@@ -1,0 +1,104 @@
+"""The DuckDB connection of a process: cursors, transactions, and memos that only a write can invalidate.
+
+DuckDB locks a database file to one process, so a process holds one connection per file; each call takes its own
+cursor so Panel sessions on different threads never share a statement.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from ..errors import StoreLockedError
+from . import schema
+
+T = TypeVar("T")
+_MEMO_LIMIT = 512
+
+
+class Connection:
+    """One DuckDB connection with a write lock, a generation counter and generation-keyed memos."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                holder = re.search(r"\(PID \d+\)", str(e))
+                raise StoreLockedError(
+                    f"{self.path} is open in another process{' ' + holder.group(0) if holder else ''}. "
+                    "DuckDB lets one process write a database file: stop that process (for example the running "
+                    "app, whose Datasets page does the same work) or point VISIONLENS_HOME elsewhere."
+                ) from None
+            raise
+        self._write_lock = threading.RLock()
+        self._cursor_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._names = itertools.count()
+        self.generation = 0  # bumped by every committed write, so caches of derived data know when to drop
+        self._memo: dict[Any, Any] = {}  # results that only a write can change, keyed with the generation
+        self.closed = False
+        with self.cursor() as cur:
+            schema.create(cur)
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # DuckDB 2 refuses (rather than waits) when two threads call the shared connection at once, and making a
+        # cursor is such a call: serialise only that, queries then run on their own cursors in parallel.
+        with self._cursor_lock:
+            cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One writer at a time in this process; everything inside commits together or not at all."""
+        with self._write_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            with self._cache_lock:
+                self.generation += 1
+                self._memo.clear()
+
+    def close(self) -> None:
+        with self._cursor_lock:  # not while another thread is making a cursor: DuckDB 2 would refuse
+            if not self.closed:
+                self._con.close()
+                self.closed = True
+
+    def _memoised(self, key: Any, compute: Callable[[], T]) -> T:
+        """Answers every session asks for (registry, dataset list, field ranges, totals) until the next write.
+
+        The generation is read before computing: an answer computed while a write commits is filed under the old
+        generation, which nobody asks for again, so a stale answer can never be served as current.
+        """
+        with self._cache_lock:
+            full = (self.generation, key)
+            if full in self._memo:
+                return self._memo[full]
+        value = compute()
+        with self._cache_lock:
+            if full[0] == self.generation:
+                if len(self._memo) > _MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[full] = value
+        return value
+
+    def _temp_name(self) -> str:
+        return f"_vl_tmp_{next(self._names)}"
