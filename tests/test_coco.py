@@ -104,16 +104,16 @@ def test_bad_input_is_named(store, tmp_path, images, annotations, message):
     assert store.list_datasets() == []
 
 
-def test_boxes_outside_the_image_are_clipped_and_reported(store, tmp_path):
+def test_boxes_outside_the_image_are_kept_as_given_and_reported(store, tmp_path):
     doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
                    [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [-5, 40, 20, 20]},
                     {"id": 2, "image_id": 1, "category_id": 1, "bbox": [10, 10, 5, 5]}])
     ds = vl.ingest(write_coco(tmp_path / "c", doc), "c", store=store)
     ann = ds.annotations(ds.sample_ids()).sort_values("w")
-    assert list(ann[["x", "y", "w", "h"]].iloc[1]) == [0, 40, 15, 8]
+    assert list(ann[["x", "y", "w", "h"]].iloc[1]) == [-5, 40, 20, 20]
     assert list(ann[["x", "y", "w", "h"]].iloc[0]) == [10, 10, 5, 5]
-    clipped = [i for i in ds.issues() if i.kind == "clipped_boxes"]
-    assert len(clipped) == 1 and "1 boxes in 1 images" in clipped[0].message
+    past = [i for i in ds.issues() if i.kind == "boxes_past_border"]
+    assert len(past) == 1 and "1 boxes in 1 images" in past[0].message and "kept as given" in past[0].message
 
 
 def test_missing_images_are_recorded_and_the_rest_ingested(store, tmp_path):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import fsspec
 import numpy as np
@@ -112,14 +113,136 @@ def existing_mask(root: str, relpaths: list[str]) -> np.ndarray:
     return np.fromiter((p in present for p in relpaths), dtype=bool, count=len(relpaths))
 
 
+class UnreadableImageError(Exception):
+    """An image whose header cannot be read: ``reason`` says why in words a user can act on."""
+
+    def __init__(self, uri: str, reason: str):
+        self.uri = str(uri)
+        self.reason = reason
+        super().__init__(f"{uri}: {reason}")
+
+
 def image_size(uri: str) -> tuple[int, int]:
-    """(width, height) from the image header only, after EXIF rotation, as annotation tools see the image."""
+    """(width, height) from the image header only, after EXIF rotation, as annotation tools see the image.
+
+    Raises ``UnreadableImageError`` for anything that stops Pillow reading the header: a missing or empty file,
+    bytes that are no image, a header cut short, or a decompression bomb (Pillow refuses images above twice
+    ``Image.MAX_IMAGE_PIXELS``). Pillow's plugins raise many exception types on bad bytes (OSError, SyntaxError,
+    ValueError, struct.error, ...), so every one of them becomes this one error and the readers turn it into an
+    issue on the sample instead of a traceback that would stop the whole ingest.
+    """
     from PIL import Image
 
-    with fsspec.open(str(uri), "rb") as f, Image.open(f) as im:
-        w, h = im.size
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # noqa: BLE001 - a broken EXIF block must not hide the size
-            orientation = 1
+    try:
+        with fsspec.open(str(uri), "rb") as f, Image.open(f) as im:
+            w, h = im.size
+            try:
+                orientation = im.getexif().get(0x0112, 1)
+            except Exception:  # noqa: BLE001 - a broken EXIF block must not hide the size
+                orientation = 1
+    except FileNotFoundError:
+        raise UnreadableImageError(uri, "file not found (or a link to nothing)") from None
+    except Image.DecompressionBombError as e:
+        raise UnreadableImageError(uri, f"refused as a possible decompression bomb: {e}") from None
+    except Exception as e:  # noqa: BLE001 - see the docstring: any failure to read a header is one kind of problem
+        raise UnreadableImageError(uri, _unreadable_reason(uri, e)) from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _unreadable_reason(uri: str, error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    try:
+        fs, path = fs_path(uri)
+        if fs.size(path) == 0:
+            return "the file is empty (0 bytes)"
+    except Exception:  # noqa: BLE001 - the size only sharpens the message
+        pass
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image Pillow can read (corrupt bytes or an unsupported format)"
+    return f"the image header could not be read ({type(error).__name__}: {error}); the file may be truncated"
+
+
+def pixel_limit() -> int | None:
+    """Pillow's ``Image.MAX_IMAGE_PIXELS``: above it Pillow warns that decoding may be a decompression bomb."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def exceeds_pixel_limit(width: int, height: int) -> bool:
+    limit = pixel_limit()
+    return limit is not None and int(width) * int(height) > limit
+
+
+def is_within(uri: str, root: str) -> bool:
+    """Whether ``uri`` (after ``..`` and, on local disks, links are resolved) lies inside the folder ``root``.
+
+    The one test for "inside the dataset folder": the app serves a dataset's files to everyone who opens it, so a
+    path that leads out of the folder the user ingested must not be followed.
+    """
+    if is_remote(uri) or is_remote(root):
+        u_proto, u_path = split_protocol(str(uri))
+        r_proto, r_path = split_protocol(str(root))
+        if u_proto != r_proto:
+            return False
+        u, r = posixpath.normpath("/" + (u_path or "")), posixpath.normpath("/" + (r_path or ""))
+    else:
+        u, r = os.path.realpath(fs_path(uri)[1]), os.path.realpath(fs_path(root)[1])
+    return u == r or u.startswith(r.rstrip("/") + "/")
+
+
+def normalize(uri: str) -> str:
+    """``uri`` with ``..`` and (local) links resolved, so the same folder always reads the same."""
+    if is_remote(uri):
+        proto, path = split_protocol(str(uri))
+        return f"{proto}://{posixpath.normpath('/' + (path or '')).lstrip('/')}"
+    return os.path.realpath(fs_path(uri)[1])
+
+
+def split_protocol(uri: str) -> tuple[str | None, str]:
+    if "://" in uri:
+        proto, path = uri.split("://", 1)
+        return proto, path
+    return None, uri
+
+
+def links_outside(folder: str, relpaths: Sequence[str], root: str) -> dict[int, str]:
+    """Indices of ``relpaths`` (relative to ``folder``) whose real location lies outside ``root``, with that location.
+
+    A dataset unpacked from an archive can carry symbolic links (``images/a.jpg -> /home/me/.ssh/id_rsa``);
+    following them would let anyone who opens the app read files outside the dataset folder. Object stores have
+    no links, so remote folders answer empty. The cost is one directory scan per folder that holds the files and a
+    ``realpath`` only for the entries that are links, not one per file.
+    """
+    if is_remote(folder) or is_remote(root):
+        return {}
+    base = fs_path(folder)[1]
+    real_root = os.path.realpath(fs_path(root)[1]).rstrip("/")
+
+    def inside(p: str) -> bool:
+        return p == real_root or p.startswith(real_root + "/")
+
+    by_dir: dict[str, list[int]] = {}
+    for i, rel in enumerate(relpaths):
+        by_dir.setdefault(posixpath.dirname(rel), []).append(i)
+    out: dict[int, str] = {}
+    for sub, idx in by_dir.items():
+        dpath = os.path.join(base, sub) if sub else base
+        real_dir = os.path.realpath(dpath)
+        if not inside(real_dir):
+            for i in idx:
+                out[i] = os.path.join(real_dir, posixpath.basename(relpaths[i]))
+            continue
+        try:
+            with os.scandir(dpath) as entries:
+                links = {e.name for e in entries if e.is_symlink()}
+        except OSError:  # no such folder: its files are reported missing elsewhere
+            continue
+        for i in idx:
+            name = posixpath.basename(relpaths[i])
+            if name in links:
+                target = os.path.realpath(os.path.join(dpath, name))
+                if not inside(target):
+                    out[i] = target
+    return out

@@ -1,7 +1,16 @@
-"""COCO instances JSON (one file, or one per split in a folder) and COCO results JSON for predictions."""
+"""COCO instances JSON (one file, or one per split in a folder) and COCO results JSON for predictions.
+
+Boxes are kept exactly as the file gives them; bad boxes and scores follow the policy shared by every format (see
+``boxes``): a NaN or infinite coordinate or score, or a negative width or height, drops that box with an issue naming
+``annotations[k]`` (predictions: ``[k]``); zero-size boxes, boxes past the border and scores outside [0, 1] are kept
+as given. Images listed twice (twice in one file, or in two split files that share an image folder) are an error
+naming both entries. An image that cannot be read when its size must come from its header is kept, flagged missing,
+with an issue (see ``files.read_sizes``); one that is a link out of the dataset folder is not read (``outside_root``).
+"""
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from typing import Any, ClassVar
@@ -20,22 +29,35 @@ from .base import (
     SampleIndex,
     SampleRecords,
 )
-from .boxes import clip_boxes
+from .boxes import check_boxes, check_scores, note_past_border
+from .files import declared_size, first_repeat, flag_links_outside, read_sizes, refuse_links_outside
 
 _STANDARD_IMAGE_KEYS = {"id", "file_name", "width", "height", "license", "flickr_url", "coco_url", "date_captured"}
 
 
 def load_json(uri: str) -> Any:
-    """Parse JSON, naming the line and column of a syntax error (orjson is ~5x faster than json on 100 MB files)."""
+    """Parse JSON, naming the line and column of a syntax error (orjson is ~5x faster than json on 100 MB files).
+
+    orjson is strict JSON, but Python's own ``json.dump`` writes ``NaN`` and ``Infinity`` by default, so results
+    files from Python scripts often hold them: a file orjson refuses is read again with ``json``, and the boxes or
+    scores that are not finite are then dropped with an issue instead of the whole file failing.
+    """
     data = media.read_bytes(uri) if not isinstance(uri, bytes) else uri
+    if not data.strip():
+        raise IngestError("the file is empty; expected a COCO JSON document", str(uri))
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        text = data.decode("utf-8", errors="replace")
-        line = text.count("\n", 0, e.pos) + 1
-        col = e.pos - (text.rfind("\n", 0, e.pos) + 1) + 1
-        media.decode_utf8(data, str(uri))  # a non-UTF-8 file gets the clearer encoding error
-        raise IngestError(f"malformed JSON: {e.msg}", str(uri), f"line {line}, column {col}") from None
+        error = e
+    text = media.decode_utf8(data, str(uri))  # a non-UTF-8 file gets the clearer encoding error
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    raw = data.decode("utf-8", errors="replace")
+    line = raw.count("\n", 0, error.pos) + 1
+    col = error.pos - (raw.rfind("\n", 0, error.pos) + 1) + 1
+    raise IngestError(f"malformed JSON: {error.msg}", str(uri), f"line {line}, column {col}") from None
 
 
 def _is_instances(doc: Any) -> bool:
@@ -63,11 +85,17 @@ class CocoReader:
         return files
 
     def detect(self, source: str) -> bool:
+        """A JSON file named directly is COCO's (no other format reads JSON), so ``read`` can name what is wrong
+        with it; in a folder, the first JSON file must look like COCO, or be an empty file in ``annotations/``."""
+        if source.lower().endswith(".json"):
+            return True
         for path in self._json_files(source)[:1]:
             try:
                 head = media.read_bytes(path)[:4096]
             except OSError:
                 return False
+            if not head.strip() and posixpath.basename(posixpath.dirname(path)) == "annotations":
+                return True
             return b'"images"' in head or b'"categories"' in head or b'"info"' in head or b'"licenses"' in head
         return False
 
@@ -89,6 +117,8 @@ class CocoReader:
         files = self._json_files(source)
         if not files:
             raise IngestError("no COCO JSON file found (looked in ./annotations and the folder itself)", source)
+        if not source.lower().endswith(".json"):  # files found by listing the folder, not named by the user
+            refuse_links_outside(source, [f[len(source.rstrip("/")) + 1 :] for f in files], source)
         multi = len(files) > 1
         root = source if not source.lower().endswith(".json") else None
         labels: list[str] = []
@@ -96,6 +126,7 @@ class CocoReader:
         parts: list[tuple[SampleRecords, AnnotationRecords]] = []
         issues: list[Issue] = []
         polygons: list[Any] = []
+        origins: list[tuple[str, int]] = []
         for i, path in enumerate(files):
             progress("read annotation files", i, len(files))
             doc = load_json(path)
@@ -108,15 +139,25 @@ class CocoReader:
             prefix = _relative_to(image_dir, root, path)
             labels, label_ext = _merge_categories(doc.get("categories", []), labels, label_ext, path)
             cat_index = {e: j for j, e in enumerate(label_ext)}
-            samples, anns, polys, file_issues = _read_instances(doc, path, image_dir, prefix, split, cat_index, progress)
+            samples, anns, polys, file_issues = _read_instances(
+                doc, path, image_dir, root, prefix, split, cat_index, progress
+            )
             parts.append((samples, anns))
+            origins += [(path, k) for k in range(len(samples))]
             polygons.extend(polys)
             issues += file_issues
         progress("read annotation files", len(files), len(files))
         samples, anns = _concat(parts)
-        if len(set(samples.filepath)) != len(samples.filepath):
-            dup = _first_duplicate(samples.filepath)
-            raise IngestError(f"image file {dup!r} is listed twice", files[0], "images")
+        repeat = first_repeat(samples.filepath)
+        if repeat is not None:
+            (f1, k1), (f2, k2) = origins[repeat[0]], origins[repeat[1]]
+            first = f"images[{k1}]" if f1 == f2 else f"{f1}:images[{k1}]"
+            raise IngestError(
+                f"image file {samples.filepath[repeat[1]]!r} is listed twice: here and at {first}; "
+                "each image may appear once (in one split)",
+                f2,
+                f"images[{k2}]",
+            )
         anns.polygon = polygons if any(p is not None for p in polygons) else None
         info = {"label_ext_ids": label_ext, "annotation_files": files}
         return ParsedDataset("coco", root or source, labels, samples, anns, issues, info)
@@ -138,10 +179,17 @@ class CocoReader:
         if cols is None:
             cols = _predictions_checked(doc, by_image, by_cat, by_name, source)
         sample_index, label_index, bbox, score = cols
-        bbox, clip_issues = clip_boxes(bbox, sample_index, index.width, index.height, source, index.filepath)
+
+        def where(k: int) -> tuple[str, str]:
+            return source, f"[{k}]"
+
+        keep, issues = check_boxes(bbox, where, score)
+        issues += check_scores(score, where, source)
+        sample_index, label_index, bbox, score = sample_index[keep], label_index[keep], bbox[keep], score[keep]
+        issues += note_past_border(bbox, sample_index, index.width, index.height, source, index.filepath)
         progress("read predictions", 1, 1)
         anns = AnnotationRecords(sample_index, label_index, bbox, confidence=score)
-        return ParsedPredictions(anns, [], clip_issues)
+        return ParsedPredictions(anns, [], issues)
 
 
 def _merge_categories(
@@ -184,6 +232,7 @@ def _read_instances(
     doc: dict[str, Any],
     path: str,
     image_dir: str,
+    root: str,
     prefix: str,
     split: str | None,
     cat_index: dict[str, int],
@@ -198,6 +247,7 @@ def _read_instances(
     height = np.zeros(n, np.int32)
     custom: dict[str, list[Any]] = {}
     seen: dict[str, int] = {}
+    issues: list[Issue] = []
     for k, im in enumerate(images):
         loc = f"images[{k}]"
         if not isinstance(im, dict):
@@ -212,8 +262,10 @@ def _read_instances(
         ext_ids.append(eid)
         rel_names.append(rel)
         filepaths.append(posixpath.join(prefix, rel) if prefix else rel)
-        width[k] = int(im.get("width") or 0)
-        height[k] = int(im.get("height") or 0)
+        for side, column in (("width", width), ("height", height)):
+            column[k], size_issue = declared_size(im.get(side), path, f"{loc}.{side}")
+            if size_issue is not None:
+                issues.append(size_issue)
         for key, value in im.items():
             if key not in _STANDARD_IMAGE_KEYS and (value is None or isinstance(value, (str, int, float, bool))):
                 column = custom.get(key)
@@ -223,14 +275,19 @@ def _read_instances(
     progress("check image files", 0, n)
     present = media.existing_mask(image_dir, rel_names)
     progress("check image files", n, n)
-    issues = [
+    issues += [
         Issue("missing_image", media.join(image_dir, rel_names[k]), f"images[{k}]", "image file not found")
         for k in np.flatnonzero(~present)
     ]
-    for k in np.flatnonzero((width <= 0) | (height <= 0)):
-        if present[k]:
-            width[k], height[k] = media.image_size(media.join(image_dir, rel_names[k]))
-    samples = SampleRecords(filepaths, width, height, [split] * n, ext_ids, ~present, custom)
+    missing = ~present
+
+    def image_loc(k: int) -> str:
+        return f"images[{k}]"
+
+    issues += flag_links_outside(image_dir, rel_names, root, missing, image_loc)
+    unknown = np.flatnonzero(((width <= 0) | (height <= 0)) & ~missing)
+    issues += read_sizes(image_dir, rel_names, unknown, width, height, missing, progress, image_loc)
+    samples = SampleRecords(filepaths, width, height, [split] * n, ext_ids, missing, custom)
 
     anns = doc.get("annotations", [])
     m = len(anns)
@@ -241,8 +298,13 @@ def _read_instances(
         cols = _annotations_checked(anns, seen, cat_index, path, progress)
     sample_index, label_index, bbox, area, iscrowd, ann_ids, polygons = cols
     progress("read annotations", m, m)
-    bbox, clip_issues = clip_boxes(bbox, sample_index, width, height, path, filepaths)
-    issues += clip_issues
+    keep, box_issues = check_boxes(bbox, lambda k: (path, f"annotations[{k}].bbox"))
+    if not keep.all():
+        sample_index, label_index, bbox = sample_index[keep], label_index[keep], bbox[keep]
+        area, iscrowd, ann_ids = area[keep], iscrowd[keep], ann_ids[keep]
+        polygons = [p for p, ok in zip(polygons, keep) if ok]
+    issues += box_issues
+    issues += note_past_border(bbox, sample_index, width, height, path, filepaths)
     anns_rec = AnnotationRecords(sample_index, label_index, bbox, None, iscrowd, area, None, ann_ids)
     return samples, anns_rec, polygons, issues
 
@@ -443,11 +505,3 @@ def _relative_to(image_dir: str, root: str, path: str) -> str:
         raise IngestError(f"image folder {image_dir} is outside the dataset folder {root}", path)
     return image_dir[len(base) + 1 :].rstrip("/")
 
-
-def _first_duplicate(items: list[str]) -> str:
-    seen: set[str] = set()
-    for x in items:
-        if x in seen:
-            return x
-        seen.add(x)
-    return ""

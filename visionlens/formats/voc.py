@@ -26,7 +26,7 @@ from .base import (
     SampleRecords,
     lookup_suffix,
 )
-from .boxes import clip_boxes
+from .boxes import note_past_border
 
 
 def parse_xml(uri: str) -> Element:
@@ -154,8 +154,7 @@ class VocReader:
         if rows:
             si = np.asarray([r[0] for r in rows], np.int64)
             bbox = np.asarray([r[2] for r in rows], np.float64)
-            bbox, clip_issues = clip_boxes(bbox, si, width, height, ann_dir, filepaths)
-            issues += clip_issues
+            issues += note_past_border(bbox, si, width, height, ann_dir, filepaths)
             anns = AnnotationRecords(
                 si, np.asarray([r[1] for r in rows], np.int32), bbox, iscrowd=np.asarray([r[3] for r in rows], bool)
             )
@@ -196,9 +195,8 @@ class VocReader:
         if not rows:
             return ParsedPredictions(AnnotationRecords.empty(), new_labels, issues)
         si = np.asarray([r[0] for r in rows], np.int64)
-        bbox, clip_issues = clip_boxes(
-            np.asarray([r[2] for r in rows], np.float64), si, index.width, index.height, source, index.filepath
-        )
+        bbox = np.asarray([r[2] for r in rows], np.float64)
+        clip_issues = note_past_border(bbox, si, index.width, index.height, source, index.filepath)
         anns = AnnotationRecords(
             si, np.asarray([r[1] for r in rows], np.int32), bbox, confidence=np.asarray([r[3] for r in rows])
         )
