@@ -31,6 +31,12 @@ def eval_key(model: str, iou: float = 0.5, class_agnostic: bool = False) -> str:
 
 
 def load_boxes(store: MetadataStore, dataset_id: int, source: str) -> Detections:
+    """All boxes of one source, with ``image_id`` the image's position in ``evaluation_image_order``.
+
+    The evaluator walks images in ascending ``image_id``, as pycocotools walks ascending COCO image ids, and that
+    order breaks score ties across images: positions in the source's image-id order make the two agree on any
+    file. ``to_sample_ids`` maps positions back.
+    """
     key = (str(store.path), store.generation, dataset_id, source)
     with _cache_lock:
         hit = _cache.get(key)
@@ -40,7 +46,7 @@ def load_boxes(store: MetadataStore, dataset_id: int, source: str) -> Detections
     bbox = np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1).astype(np.float64) if len(cols["id"]) else np.zeros((0, 4))
     gt = source == GROUND_TRUTH
     det = Detections(
-        image_id=np.asarray(cols["sample_id"], np.int64),
+        image_id=to_positions(store, dataset_id, np.asarray(cols["sample_id"], np.int64)),
         label=np.asarray(cols["label_id"], np.int32),
         bbox=bbox,
         ann_id=np.asarray(cols["id"], np.int64),
@@ -53,6 +59,19 @@ def load_boxes(store: MetadataStore, dataset_id: int, source: str) -> Detections
             del _cache[k]  # an older generation of this store can never be asked for again
         _cache[key] = det
     return det
+
+
+def to_positions(store: MetadataStore, dataset_id: int, sample_ids: np.ndarray) -> np.ndarray:
+    """Sample ids -> positions in the evaluation image order (see ``load_boxes``)."""
+    order = store.evaluation_image_order(dataset_id)
+    if len(sample_ids) == 0:
+        return np.zeros(0, np.int64)
+    sorter = np.argsort(order, kind="stable")
+    return sorter[np.searchsorted(order, sample_ids, sorter=sorter)].astype(np.int64)
+
+
+def to_sample_ids(store: MetadataStore, dataset_id: int, positions: np.ndarray) -> np.ndarray:
+    return store.evaluation_image_order(dataset_id)[np.asarray(positions, np.int64)]
 
 
 @dataclass
@@ -84,7 +103,8 @@ def _metrics(store: MetadataStore, dataset_id: int, model: str, ids: np.ndarray,
     start = time.perf_counter()
     gt = load_boxes(store, dataset_id, GROUND_TRUTH)
     dt = load_boxes(store, dataset_id, model)
-    res = evaluate(gt, dt, np.asarray(ids, np.int64), class_agnostic=class_agnostic, match_iou=iou)
+    ids = to_positions(store, dataset_id, np.asarray(ids, np.int64))
+    res = evaluate(gt, dt, ids, class_agnostic=class_agnostic, match_iou=iou)
     names = _names(store, dataset_id)
     per_class = []
     if not class_agnostic:
@@ -127,14 +147,14 @@ def evaluate_model(
     keep_gt = obj.gt_status != Status.SKIPPED
     objects = {
         "ann_id": np.concatenate([obj.dt_ann_id[keep_dt], obj.gt_ann_id[keep_gt]]),
-        "sample_id": np.concatenate([dt.image_id[keep_dt], gt.image_id[keep_gt]]),
+        "sample_id": to_sample_ids(store, dataset_id, np.concatenate([dt.image_id[keep_dt], gt.image_id[keep_gt]])),
         "is_pred": np.concatenate([np.ones(keep_dt.sum(), bool), np.zeros(keep_gt.sum(), bool)]),
         "status": np.concatenate([obj.dt_status[keep_dt], obj.gt_status[keep_gt]]).astype(np.int8),
         "match_id": np.concatenate([obj.dt_match_id[keep_dt], obj.gt_match_id[keep_gt]]),
         "iou": np.concatenate([obj.dt_iou[keep_dt], obj.gt_iou[keep_gt]]),
         "error": np.concatenate([obj.dt_error[keep_dt], np.zeros(keep_gt.sum(), np.int8)]),
     }
-    per_sample = {"sample_id": obj.image_ids, "tp": obj.image_tp, "fp": obj.image_fp, "fn": obj.image_fn}
+    per_sample = {"sample_id": to_sample_ids(store, dataset_id, obj.image_ids), "tp": obj.image_tp, "fp": obj.image_fp, "fn": obj.image_fn}
     progress("evaluate", 2, 3)
     store.write_evaluation(dataset_id, m.key, model, iou, class_agnostic, m.stats, objects, per_sample)
     progress("evaluate", 3, 3)

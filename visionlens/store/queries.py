@@ -124,6 +124,19 @@ class Queries(FilterCompiler):
                            "WHERE s.dataset_id = $d ORDER BY w.pos", d=dataset_id).arrow(cur)
         return table.rename_columns(names)
 
+    def evaluation_image_order(self, dataset_id: int) -> np.ndarray:
+        """Sample ids in the order of their source's image ids (numeric where they are numbers).
+
+        pycocotools visits images sorted by image id, and that order breaks ties between equal scores on
+        different images; following it keeps our numbers equal to its on any file, whatever order it lists images.
+        """
+        def load() -> np.ndarray:
+            with self.cursor() as cur:
+                res = cur.execute("SELECT id FROM samples WHERE dataset_id = ? "
+                                  "ORDER BY TRY_CAST(ext_id AS BIGINT) NULLS LAST, ext_id, id", [dataset_id]).fetchnumpy()
+            return np.asarray(res["id"], np.int64)
+        return self._memoised(("evaluation_image_order", dataset_id), load)
+
     def payloads(self, dataset_id: int, sample_ids: np.ndarray) -> list[dict[str, Any]]:
         """What the vector store keeps per point for filtered similarity search: dataset, split, GT labels."""
         ids = np.asarray(sample_ids, np.int64)

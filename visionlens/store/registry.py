@@ -57,10 +57,10 @@ def eval_field_names(key: str) -> list[str]:
     return [f"{key}.{kind}" for kind in EVAL_FIELD_SUFFIXES]
 
 
-def _looks_like_eval_field(name: str, models: Iterable[str]) -> str | None:
+def looks_like_eval_field(name: str, models: Iterable[str]) -> str | None:
     """The model whose evaluation fields ``name`` would shadow (``yolo.tp``, ``yolo@0.75-agnostic.fn``), if any."""
     for model in models:
-        pattern = re.escape(model.casefold()) + r"(@[^.]*)?\.(" + "|".join(EVAL_FIELD_SUFFIXES) + ")"
+        pattern = re.escape(model.casefold()) + r"(@.*)?\.(" + "|".join(EVAL_FIELD_SUFFIXES) + ")"
         if re.fullmatch(pattern, name.casefold()):
             return model
     return None
@@ -77,7 +77,7 @@ def check_field_names(new: Sequence[str], existing: Iterable[str], models: Itera
         folded = name.casefold()
         if folded in RESERVED_FIELD_NAMES:
             raise FieldNameError(f"{where}: field {name!r} would hide the built-in field {folded!r}; rename it")
-        model = _looks_like_eval_field(name, models)
+        model = looks_like_eval_field(name, models)
         if model is not None:
             raise FieldNameError(f"{where}: field {name!r} would hide the evaluation field of model {model!r}; "
                                  "rename the field")

@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..errors import DatasetExistsError, FieldNameError
 from ..formats.base import AnnotationRecords, Issue, ParsedDataset, ParsedPredictions
 from .kinds import infer_kind
-from .registry import Registry, check_field_names, eval_field_names
+from .registry import Registry, check_field_names, looks_like_eval_field
 from .schema import GROUND_TRUTH, allocate
 from .sql import Sql, first, ident
 
@@ -125,7 +125,7 @@ class Writes(Registry):
             if other.casefold() == model.casefold():
                 raise FieldNameError(f"models {other!r} and {model!r} differ only in letter case; rename one")
         for field in self._field_names(cur, ds_id, owned=False):
-            if field.casefold() in {n.casefold() for n in eval_field_names(model)}:
+            if looks_like_eval_field(field, [model]):
                 raise FieldNameError(f"the evaluation fields of model {model!r} would be hidden by the dataset's "
                                      f"field {field!r}; rename the model")
 
