@@ -140,5 +140,11 @@ def list_datasets(store: MetadataStore | None = None) -> list[dict[str, Any]]:
     return (store or open_store()).list_datasets()
 
 
-def delete_dataset(name: str, store: MetadataStore | None = None) -> None:
-    (store or open_store()).delete_dataset(name)
+def delete_dataset(
+    name: str, store: MetadataStore | None = None, vectors: Any = None, thumbnails: Any = None
+) -> Any:
+    """Delete a dataset everywhere: DuckDB, its vectors and its cached thumbnails (see ``cleanup.delete_dataset``
+    for the order and why); returns what was removed. Image files are not touched."""
+    from .cleanup import delete_dataset as delete_everywhere
+
+    return delete_everywhere(name, store, vectors, thumbnails)
