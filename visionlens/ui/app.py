@@ -13,6 +13,7 @@ from .detail_view import DetailView
 from .evaluation_view import EvaluationView
 from .filters_view import FiltersView
 from .grid_view import GridView
+from .jobs import Jobs
 from .map_view import MapView
 from .state import AppState
 from .toolbar_view import ToolbarView
@@ -40,7 +41,7 @@ def _sync_url(state: AppState) -> None:
     loc = pn.state.location
     if loc is None:
         return
-    doc = pn.state.curdoc
+    jobs = Jobs("url")
 
     def write() -> None:
         q = state.to_query()
@@ -50,10 +51,7 @@ def _sync_url(state: AppState) -> None:
 
     def push(*_: Any) -> None:
         # Changes arrive on worker threads (--num-threads); the location is written on the session's event loop.
-        if doc is not None and doc.session_context is not None:
-            doc.add_next_tick_callback(write)
-        else:
-            write()
+        jobs.post(write)
 
     state.param.watch(push, ["dataset", "filters", "sort", "open_sample"])
     pn.state.onload(push)  # after the browser has reported its own location

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pandas as pd
@@ -14,19 +13,14 @@ from .. import media
 from ..errors import VisionLensError
 from ..ingestion import ingest
 from . import resources
+from .html import md
+from .jobs import Jobs, user_message
 from .state import AppState
 
 
-def _escape(text: str) -> str:
-    """Error text goes into Markdown: paths like ``*.json`` must not turn into italics."""
-    import html
-    import re
-
-    return re.sub(r"([\\`*_{}\[\]()#+!|<>~-])", r"\\\1", html.escape(text, quote=False))
-
-
 class DatasetsView(Viewer):
-    """Long work (ingest, thumbnails) runs on a worker thread with a progress bar; the session stays responsive."""
+    """Long work (ingest, thumbnails, embeddings) runs on the long-job lane with a progress bar; the session stays
+    responsive, and the result (new dataset list, active dataset) is applied on the session's loop."""
 
     state = param.ClassSelector(class_=AppState)
 
@@ -53,7 +47,7 @@ class DatasetsView(Viewer):
         self._embed = pn.widgets.Button(name="Compute embeddings + map", button_type="default", width=220)
         self._embed.on_click(self._start_embedding)
         self._confirming: str | None = None
-        self._busy = False
+        self._jobs = Jobs("datasets", state=self.state)
         self._layout = pn.Column(
             pn.pane.HTML("<h3>Datasets</h3>"), self._table,
             pn.pane.HTML("<h4>Add a dataset</h4>"),
@@ -78,34 +72,43 @@ class DatasetsView(Viewer):
         if self.state.dataset not in names:
             self.state.dataset = names[0] if names else None
 
-    def _say(self, text: str, kind: str = "info") -> None:
-        self._status.param.update(object=text, alert_type=kind, visible=bool(text))
+    def _say(self, markdown: str, kind: str = "info") -> None:
+        """Show a message; data in ``markdown`` must already be escaped with ``html.md``."""
+        self._status.param.update(object=markdown, alert_type=kind, visible=bool(markdown))
 
     def _report(self, step: str, done: int, total: int) -> None:
-        self._progress.param.update(visible=True, value=int(100 * done / total) if total else -1)
-        self._status.param.update(object=f"{step}: {done:,}/{total:,}" if total else step, alert_type="info", visible=True)
+        """Progress from the worker, shown on the session's loop at most five times a second."""
+        message = f"{md(step)}: {done:,}/{total:,}" if total else md(step)
+        value = int(100 * done / total) if total else -1
+
+        def show() -> None:
+            if self._jobs.running("job"):  # a late tick must not reopen a finished job's bar
+                self._progress.param.update(visible=True, value=value)
+                self._status.param.update(object=message, alert_type="info", visible=True)
+
+        self._jobs.post(show, every=0.2)
 
     def _run(self, work: Any, done: Any) -> None:
-        """Run ``work`` on a thread; ``done(result_or_error)`` updates the page when it ends."""
-        if self._busy:
+        """Run ``work`` on the long-job lane; ``done(result_or_error)`` updates the page on the session's loop."""
+        if self._jobs.running("job"):
             self._say("another job of this session is still running", "warning")
             return
-        self._busy = True
         self._ingest.disabled = self._thumbs.disabled = self._embed.disabled = True
+        self._progress.param.update(visible=True, value=-1)
 
-        def target() -> None:
-            try:
-                result: Any = work()
-            except VisionLensError as e:
-                result = e
-            except Exception as e:  # noqa: BLE001 - show unexpected failures instead of a silent dead thread
-                result = RuntimeError(f"{type(e).__name__}: {e}")
-            self._busy = False
+        def finish(result: Any) -> None:
             self._ingest.disabled = self._thumbs.disabled = self._embed.disabled = False
             self._progress.visible = False
             done(result)
 
-        threading.Thread(target=target, name="visionlens-job", daemon=True).start()
+        def failed(exc: BaseException) -> None:
+            finish(exc if isinstance(exc, VisionLensError) else RuntimeError(user_message(exc)))
+
+        self._jobs.submit(work, finish, failed, key="job", lane="long", name="datasets job")
+
+    def wait(self, timeout: float = 600.0) -> None:
+        """Block until this page's job ended and was applied (scripts and tests)."""
+        self._jobs.wait(timeout)
 
     def _start_ingest(self, *_: Any) -> None:
         path, name = (self._path.value_input or "").strip(), (self._name.value_input or "").strip()
@@ -127,10 +130,10 @@ class DatasetsView(Viewer):
 
         def done(result: Any) -> None:
             if isinstance(result, Exception):
-                self._say(f"**Ingest failed**, nothing was changed: {_escape(str(result))}", "danger")
+                self._say(f"**Ingest failed**, nothing was changed: {md(result)}", "danger")
                 return
-            warnings = "".join(f"<br>⚠ {_escape(line)}" for line in result.summary_lines())
-            self._say(f"Ingested **{result.name}**: {result.samples:,} samples, {result.gt_boxes:,} boxes "
+            warnings = "".join(f"<br>⚠ {md(line)}" for line in result.summary_lines())
+            self._say(f"Ingested **{md(result.name)}**: {result.samples:,} samples, {result.gt_boxes:,} boxes "
                       f"in {result.seconds:.1f}s{warnings}", "success")
             self._refresh_list()
             self.state.dataset = result.name
@@ -150,9 +153,9 @@ class DatasetsView(Viewer):
         try:
             resources.store().delete_dataset(name)
         except VisionLensError as e:
-            self._say(_escape(str(e)), "danger")
+            self._say(md(e), "danger")
             return
-        self._say(f"Deleted **{name}** (image files untouched).", "success")
+        self._say(f"Deleted **{md(name)}** (image files untouched).", "success")
         self._refresh_list()
 
     def _start_thumbnails(self, *_: Any) -> None:
@@ -169,7 +172,7 @@ class DatasetsView(Viewer):
 
         def done(result: Any) -> None:
             if isinstance(result, Exception):
-                self._say(f"Thumbnails failed: {_escape(str(result))}", "danger")
+                self._say(f"Thumbnails failed: {md(result)}", "danger")
             else:
                 self._say(f"Thumbnails: {result.generated:,} generated, {result.cached:,} already cached, "
                           f"{result.placeholders:,} unreadable images", "success")
@@ -194,7 +197,7 @@ class DatasetsView(Viewer):
 
         def done(result: Any) -> None:
             if isinstance(result, Exception):
-                self._say(f"Embedding failed: {_escape(str(result))}", "danger")
+                self._say(f"Embedding failed: {md(result)}", "danger")
             else:
                 self._say(f"Embedded {result.embedded:,} images ({result.skipped:,} already done, "
                           f"{len(result.failed):,} unreadable); PCA and UMAP maps stored.", "success")

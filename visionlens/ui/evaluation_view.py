@@ -1,17 +1,15 @@
 """The evaluation panel: live metrics of the filtered view, and clicks that turn a number into the images behind it.
 
-Metrics follow ``state.version`` (filters, map selection) and are computed on a thread pool, so a filter change
-never waits for them; a result that arrives after a newer request is dropped. Storing per-object results
-(``evaluate_model``) runs on a worker thread with a progress bar. Every click here only writes the state
+Metrics follow ``state.version`` (filters, map selection) and are computed by a background job (``jobs``), so a
+filter change never waits for them; a result a newer request superseded is dropped. Storing per-object results
+(``evaluate_model``) runs on the long-job lane with a progress bar. Every click here only writes the state
 (filters, ``evaluation``, ``box_status``): the grid follows the state, this view never talks to it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import holoviews as hv
@@ -22,16 +20,16 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from ..errors import VisionLensError
 from ..metrics import Metrics, eval_key, evaluate_model, subset_metrics
 from ..query import LabelFilter
 from ..store.metadata import GROUND_TRUTH
 from .colors import label_color
+from .html import choices, md, text
+from .jobs import Jobs, current_job, user_message
 from .quiet import Quiet
 from .state import AppState
 
 log = logging.getLogger(__name__)
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vl-metrics")
 BACKGROUND = "background"
 ALL_CLASSES = "all classes"
 SUMMARY = {"mAP": "AP", "AP50": "AP50", "AP75": "AP75", "AP small": "AP_small", "AP medium": "AP_medium",
@@ -160,10 +158,8 @@ class EvaluationView(Quiet, Viewer):
         super().__init__(**params)
         self.metrics: dict[str, Metrics] = {}
         self.computed_version = -1  # state.version the shown metrics belong to (tests wait on it)
-        self._doc = pn.state.curdoc  # the session's document: worker results hop back onto its event loop
-        self._ticket = 0
+        self._jobs = Jobs("evaluation", state=self.state)
         self._inputs: tuple[Any, ...] | None = None
-        self._job: threading.Thread | None = None
         self._built_for: str | None = None
 
         self._models = pn.widgets.MultiChoice(label="Models", options=[], width=300)
@@ -224,23 +220,9 @@ class EvaluationView(Quiet, Viewer):
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
-    def _on_session(self, fn: Callable[[], None]) -> None:
-        """Worker results land on the session's event loop (with the document lock) when served; in a notebook or
-        plain Python there is no loop to hop to, so they are applied directly (Panel syncs them)."""
-        doc = self._doc
-        if doc is not None and doc.session_context is not None:
-            from panel.io.state import set_curdoc
-
-            try:
-                with set_curdoc(doc):
-                    pn.state.execute(fn, schedule=True)
-            except Exception:  # noqa: BLE001 - the session closed while we worked: nothing left to update
-                pass
-            return
-        fn()
-
-    def _say(self, text: str, kind: str = "info") -> None:
-        self._message.param.update(object=text, alert_type=kind, visible=bool(text))
+    def _say(self, markdown: str, kind: str = "info") -> None:
+        """Show a message; data in ``markdown`` must already be escaped with ``html.md``."""
+        self._message.param.update(object=markdown, alert_type=kind, visible=bool(markdown))
 
     @property
     def focus(self) -> str | None:
@@ -259,7 +241,7 @@ class EvaluationView(Quiet, Viewer):
         self.metrics, self._inputs = {}, None
         models = ds.models() if ds else []
         with self._silently():
-            self._models.options = models
+            self._models.options = choices(models)
             self._models.value = list(models)
             self._focus.options = list(models)
             self._focus.value = models[0] if models else None
@@ -269,7 +251,7 @@ class EvaluationView(Quiet, Viewer):
         if ds is None:
             self._say("No dataset yet: add one on the **Datasets** tab.")
         elif not models:
-            self._say(f"**{ds.name}** has no predictions yet: add a model's predictions on the **Datasets** tab.")
+            self._say(f"**{md(ds.name)}** has no predictions yet: add a model's predictions on the **Datasets** tab.")
         else:
             self._say("")
         self._schedule()
@@ -302,8 +284,8 @@ class EvaluationView(Quiet, Viewer):
         ds = st.ds
         version = st.version
         if ds is None or not self._models.value:
-            self._ticket += 1
-            self._apply(self._ticket, version, None, {}, 0.0)
+            self._jobs.supersede("metrics")
+            self._apply(version, None, {}, 0.0)
             return
         flt = st.effective_filters()
         models = tuple(self._models.value)
@@ -311,43 +293,42 @@ class EvaluationView(Quiet, Viewer):
         if inputs == self._inputs and self.metrics:
             self.computed_version = version
             return
-        self._ticket += 1
         self._spinner.value = True
-        _POOL.submit(self._compute, self._ticket, version, inputs, ds.store).add_done_callback(_log_failure)
+        store = ds.store
+        self._jobs.submit(lambda: self._compute(inputs, store),
+                          lambda out: self._apply(version, inputs, *out) if out is not None else None,
+                          self._failed, key="metrics", name="metrics")
 
-    def _compute(self, ticket: int, version: int, inputs: tuple[Any, ...], store: Any) -> None:
+    @staticmethod
+    def _compute(inputs: tuple[Any, ...], store: Any) -> tuple[dict[str, Metrics], float] | None:
+        """On a worker: the metrics of every chosen model (None when a newer request superseded this one)."""
         ds_id, _, flt, models, iou, agnostic = inputs
         out: dict[str, Metrics] = {}
         seconds = 0.0
-        try:
-            for model in models:
-                if ticket != self._ticket:
-                    return  # a newer request is queued; it will answer
-                m = subset_metrics(store, ds_id, model, flt, iou, agnostic)
-                out[model] = m
-                seconds += m.seconds
-        except VisionLensError as e:
-            message = f"Metrics failed: {e}"
-            self._on_session(lambda: self._failed(ticket, message))
-            return
-        self._on_session(lambda: self._apply(ticket, version, inputs, out, seconds))
+        job = current_job()
+        for model in models:
+            if job is not None and job.superseded:
+                return None  # a newer request is queued; it will answer
+            m = subset_metrics(store, ds_id, model, flt, iou, agnostic)
+            out[model] = m
+            seconds += m.seconds
+        return out, seconds
 
-    def _failed(self, ticket: int, message: str) -> None:
-        if ticket == self._ticket:
-            self._spinner.value = False
-            self._say(message, "danger")
+    def _failed(self, exc: BaseException) -> None:
+        self._spinner.value = False
+        self._say(f"Metrics failed: {md(user_message(exc))}", "danger")
 
-    def _apply(self, ticket: int, version: int, inputs: tuple[Any, ...] | None, metrics: dict[str, Metrics],
+    def _apply(self, version: int, inputs: tuple[Any, ...] | None, metrics: dict[str, Metrics],
                seconds: float) -> None:
-        if ticket != self._ticket:
-            return  # stale: a newer result is on its way
+        """On the session's loop: show the metrics of the latest request (older ones were dropped by ``jobs``)."""
         self.metrics, self._inputs = metrics, inputs
         self._spinner.value = False
         self._summary.value = summary_frame(metrics)
         classes = per_class_frame(metrics)
         self._classes.param.update(
             value=classes, height=min(420, 60 + 29 * len(classes)),
-            groups={name: [f"AP {name}", f"AP50 {name}"] for name in metrics} if len(classes) else {},
+            # Tabulator draws group titles as HTML: model names go in escaped
+            groups={text(name): [f"AP {name}", f"AP50 {name}"] for name in metrics} if len(classes) else {},
             titles={f"{col} {name}": col for name in metrics for col in ("AP", "AP50")},
         )
         first = next(iter(metrics.values()), None)
@@ -404,47 +385,40 @@ class EvaluationView(Quiet, Viewer):
         ds = self.state.ds
         if ds is None or not specs:
             return
-        if self._job is not None and self._job.is_alive():
+        if self._jobs.running("evaluate"):
             self._say("An evaluation of this session is still running.", "warning")
             return
         store, ds_id, n = ds.store, ds.id, len(specs)
         self._evaluate.disabled = True
         self._progress.param.update(visible=True, value=0)
-        self._say(f"Evaluating {', '.join(m for m, _, _ in specs)} …")
+        self._say(f"Evaluating {', '.join(md(m) for m, _, _ in specs)} …")
 
         def work() -> None:
-            error = None
-            try:
-                for i, (model, iou, agnostic) in enumerate(specs):
-                    def progress(_step: str, done: int, total: int, i: int = i) -> None:
-                        value = int(100 * (i + (done / total if total else 0)) / n)
-                        self._on_session(lambda: setattr(self._progress, "value", value))
+            for i, (model, iou, agnostic) in enumerate(specs):
+                def progress(_step: str, done: int, total: int, i: int = i) -> None:
+                    value = int(100 * (i + (done / total if total else 0)) / n)
+                    self._jobs.post(lambda: setattr(self._progress, "value", value), every=0.2)
 
-                    evaluate_model(store, ds_id, model, iou, agnostic, progress)
-            except VisionLensError as e:
-                error = str(e)
-            except Exception as e:  # noqa: BLE001 - show unexpected failures instead of a silent dead thread
-                error = f"{type(e).__name__}: {e}"
-            self._on_session(lambda: self._evaluated(specs, error, then))
+                evaluate_model(store, ds_id, model, iou, agnostic, progress)
 
-        self._job = threading.Thread(target=work, name="vl-evaluate", daemon=True)
-        self._job.start()
+        self._jobs.submit(work, lambda _: self._evaluated(specs, None, then),
+                          lambda exc: self._evaluated(specs, user_message(exc), then),
+                          key="evaluate", lane="long", name="evaluate")
 
     def _evaluated(self, specs: list[tuple[str, float, bool]], error: str | None, then: Callable[[], None]) -> None:
         self._evaluate.disabled = False
         self._progress.visible = False
         if error:
-            self._say(f"Evaluation failed: {error}", "danger")
+            self._say(f"Evaluation failed: {md(error)}", "danger")
             return
         keys = ", ".join(eval_key(*s) for s in specs)
-        self._say(f"Stored per-object results ({keys}): boxes in Browse show TP / FP / FN; filter images by "
+        self._say(f"Stored per-object results ({md(keys)}): boxes in Browse show TP / FP / FN; filter images by "
                   f"`<key>.fp` etc.", "success")
         then()
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Block until a running evaluation job ends (for scripts and tests)."""
-        if self._job is not None:
-            self._job.join(timeout)
+        """Block until this view's background work (metrics, evaluations) ended and was applied (scripts, tests)."""
+        self._jobs.wait(timeout)
 
     # -- clicks -> state -----------------------------------------------------------------------------------------
 
@@ -475,7 +449,7 @@ class EvaluationView(Quiet, Viewer):
         st.param.update(models=models, evaluation=key, show_gt=True)
         st.set_label_filters(flts)
         if st.error:
-            self._say(st.error, "danger")
+            self._say(md(st.error), "danger")
         else:
             self._say(f"Browse shows {st.count:,} images: " + " and ".join(_describe(f) for f in flts), "success")
 
@@ -516,13 +490,7 @@ class EvaluationView(Quiet, Viewer):
         return self._layout
 
 
-def _log_failure(future: Any) -> None:
-    """A pool task's exception would otherwise vanish with its future."""
-    if future.exception() is not None:
-        log.error("evaluation metrics failed", exc_info=future.exception())
-
-
 def _describe(flt: LabelFilter) -> str:
     what = {"fp": "false positive", "fn": "missed", "tp": "true positive"}[flt.status[0]] if flt.status else "any"
-    who = "ground truth" if flt.source == GROUND_TRUTH else flt.source
-    return f"{who} **{', '.join(flt.labels or ())}** {what}"
+    who = "ground truth" if flt.source == GROUND_TRUTH else md(flt.source)
+    return f"{who} **{md(', '.join(flt.labels or ()))}** {what}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import panel as pn
@@ -11,11 +10,14 @@ from panel.viewable import Viewer
 
 from ..query import FieldFilter, LabelFilter, Range
 from ..store.metadata import GROUND_TRUTH
+from ..dataset import Dataset
+from ..query import Filters
+from .html import choices, el, md, text
+from .jobs import Jobs
 from .quiet import Quiet
 from .state import AppState
 
 _SKIP = {"id", "filepath"}
-_COUNTS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vl-counts")
 _BOOL_OPTIONS = ["any", "yes", "no"]
 
 
@@ -35,12 +37,29 @@ def sparkline(counts: list[int], width: int = 250, height: int = 28) -> str:
 
 def _describe(flt: LabelFilter) -> str:
     """A one-line reading of an object filter the widgets above do not show (a second one, from a click)."""
-    import html
-
     parts = ["none of" if flt.exclude else "has", ", ".join(flt.labels) if flt.labels else "any label", f"from {flt.source}"]
     if flt.status:
         parts.append("/".join(s.upper() for s in flt.status))
-    return html.escape(" ".join(parts))
+    return text(" ".join(parts))
+
+
+Counts = dict[str, tuple[str, Any]]
+"""Field -> ("values", [(value, count), ...]) or ("range", histogram counts): what a counts refresh computed."""
+
+
+def compute_counts(ds: Dataset, fields: list[tuple[str, str]], flt: Filters, numeric: bool = True) -> Counts:
+    """Value counts and histograms of the sidebar's fields under ``flt``: the queries, without touching widgets.
+
+    ``fields`` is a snapshot of (name, kind) taken on the session's thread, so this can run on a worker while the
+    sidebar rebuilds its widgets.
+    """
+    out: Counts = {}
+    for name, kind in fields:
+        if kind == "values":
+            out[name] = ("values", ds.store.value_counts(ds.id, name, flt, limit=200))
+        elif kind == "range" and numeric:
+            out[name] = ("range", ds.store.numeric_stats(ds.id, name, flt, bins=24)["counts"])
+    return out
 
 
 class FiltersView(Quiet, Viewer):
@@ -59,7 +78,9 @@ class FiltersView(Quiet, Viewer):
         self._fields = pn.Column(sizing_mode="stretch_width")
         self._objects = pn.Column(sizing_mode="stretch_width")
         self._more_objects = pn.pane.HTML("", visible=False, sizing_mode="stretch_width")
-        self._widgets: dict[str, tuple[str, Any, Any]] = {}
+        self._widgets: dict[str, tuple[str, Any, Any]] = {}  # replaced, never mutated, by a rebuild
+        self._build = 0  # bumped by every rebuild: counts computed for older widgets are not applied
+        self._jobs = Jobs("sidebar", state=self.state)
         self._layout = pn.Column(
             self._dataset,
             pn.Row(self._count, self._spinner, sizing_mode="stretch_width"),
@@ -80,6 +101,7 @@ class FiltersView(Quiet, Viewer):
         self.state.param.watch(self._show_error, "error")
         self._rebuild()
         self._on_filters()  # filters restored from a link before this view existed
+        self._show_error()  # ... and so may an error about that link
 
     def _on_fields_changed(self, *_: Any) -> None:
         """An evaluation adds fields (``<key>.tp/.fp/.fn``): rebuild when the registry grew."""
@@ -88,8 +110,7 @@ class FiltersView(Quiet, Viewer):
             self._rebuild()
 
     def _show_error(self, *_: Any) -> None:
-        self._error.object = self.state.error
-        self._error.visible = bool(self.state.error)
+        self._error.param.update(object=md(self.state.error), visible=bool(self.state.error))
 
     # -- building ------------------------------------------------------------------------------------------------
 
@@ -97,8 +118,10 @@ class FiltersView(Quiet, Viewer):
         ds = self.state.ds
         self._built_for = self.state.dataset
         self._built_fields = set(ds.fields()) if ds is not None else set()
-        self._widgets.clear()
+        self._build += 1
+        widgets: dict[str, tuple[str, Any, Any]] = {}
         if ds is None:
+            self._widgets = widgets
             self._fields.objects = [pn.pane.Markdown("No dataset yet: add one on the **Datasets** tab.")]
             self._objects.objects = []
             return
@@ -109,14 +132,14 @@ class FiltersView(Quiet, Viewer):
             if info.kind in ("categorical", "tags"):
                 w = pn.widgets.MultiChoice(name=name, options=[], sizing_mode="stretch_width", placeholder="any")
                 w.param.watch(lambda e, n=name: self._on_values(n, e.new), "value")
-                self._widgets[name] = ("values", w, None)
+                widgets[name] = ("values", w, None)
                 cards.append(w)
             elif info.kind == "bool":
                 w = pn.widgets.RadioButtonGroup(name=name, options=_BOOL_OPTIONS, value="any", button_type="light",
                                                 sizing_mode="stretch_width")
                 w.param.watch(lambda e, n=name: self._on_bool(n, e.new), "value")
-                self._widgets[name] = ("bool", w, None)
-                cards.append(pn.Column(pn.pane.HTML(f"<small>{name}</small>", margin=(0, 5)), w, sizing_mode="stretch_width"))
+                widgets[name] = ("bool", w, None)
+                cards.append(pn.Column(pn.pane.HTML(el("small", name), margin=(0, 5)), w, sizing_mode="stretch_width"))
             elif info.kind == "numeric":
                 stats = ds.store.numeric_stats(ds.id, name, self.state.effective_filters(), bins=24)
                 if stats["min"] is None:
@@ -125,21 +148,27 @@ class FiltersView(Quiet, Viewer):
                 if hi <= lo:
                     hi = lo + 1
                 step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo > 20 else (hi - lo) / 100
-                w = pn.widgets.EditableRangeSlider(name=name, start=lo, end=hi, value=(lo, hi), step=step,
+                # the slider's label is an HTML Div in Panel: the field name goes in escaped
+                w = pn.widgets.EditableRangeSlider(name=text(name), start=lo, end=hi, value=(lo, hi), step=step,
                                                    sizing_mode="stretch_width")
                 w.param.watch(lambda e, n=name: self._on_range(n, e.new), "value_throttled")
                 hist = pn.pane.HTML(sparkline(stats["counts"]), margin=(0, 10), height=30)
-                self._widgets[name] = ("range", w, hist)
+                widgets[name] = ("range", w, hist)
                 cards.append(pn.Column(w, hist, sizing_mode="stretch_width"))
+        self._widgets = widgets  # swapped in whole: a refresh iterating the old dict never sees it change
         self._fields.objects = cards
         self._build_objects()
-        self._refresh_counts_now(numeric=False)  # the histograms were just drawn with the current filters
+        # the histograms were just drawn with the current filters; the value counts are computed right here
+        self._show_count()
+        self._apply_counts(self._build, compute_counts(ds, self._snapshot(), self.state.effective_filters(),
+                                                       numeric=False))
 
     def _build_objects(self) -> None:
         ds = self.state.ds
         sources = [GROUND_TRUTH, *ds.models()] if ds else [GROUND_TRUTH]
         self._obj_source = pn.widgets.Select(name="Source", options=sources, value=GROUND_TRUTH, sizing_mode="stretch_width")
-        self._obj_labels = pn.widgets.MultiChoice(name="Labels", options=ds.labels() if ds else [], placeholder="any label",
+        self._obj_labels = pn.widgets.MultiChoice(name="Labels", options=choices(ds.labels() if ds else []),
+                                                  placeholder="any label",
                                                   sizing_mode="stretch_width")
         self._obj_conf = pn.widgets.RangeSlider(name="Confidence", start=0, end=1, value=(0, 1), step=0.01,
                                                 disabled=True, sizing_mode="stretch_width")
@@ -198,8 +227,8 @@ class FiltersView(Quiet, Viewer):
                     if vals != list(w.value):
                         missing = [v for v in vals if v not in (w.options.values() if isinstance(w.options, dict) else w.options)]
                         if missing:
-                            opts = dict(w.options) if isinstance(w.options, dict) else {str(o): o for o in w.options}
-                            opts.update({str(v): v for v in missing})
+                            opts = dict(w.options) if isinstance(w.options, dict) else choices(w.options)
+                            opts.update(choices(missing))
                             w.options = opts
                         w.value = vals
                 elif kind == "bool":
@@ -224,40 +253,55 @@ class FiltersView(Quiet, Viewer):
                 self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
 
     def _refresh_counts(self, *_: Any) -> None:
-        """Counts and histograms update after the grid: they run on a worker so the new tiles go out first."""
+        """Counts and histograms update after the grid: they are computed on a worker so the new tiles go out
+        first, and applied on the session's loop unless a newer result or a rebuild came meanwhile."""
         if self.state.ds is not None and getattr(self, "_built_for", None) != self.state.dataset:
             self._rebuild()  # the result of a new dataset arrived before _rebuild ran
             return
-        _COUNTS_POOL.submit(self._refresh_counts_now, self.state.version)
+        self._show_count()
+        ds = self.state.ds
+        if ds is None:
+            return
+        build, fields, flt = self._build, self._snapshot(), self.state.effective_filters()
+        self._jobs.submit(lambda: compute_counts(ds, fields, flt), lambda counts: self._apply_counts(build, counts),
+                          key="counts", name="sidebar counts")
 
-    def _refresh_counts_now(self, version: int | None = None, numeric: bool = True) -> None:
-        if version is not None and version != self.state.version:
-            return  # a newer result is on its way; its own refresh will run
+    def _snapshot(self) -> list[tuple[str, str]]:
+        return [(name, kind) for name, (kind, _, _) in self._widgets.items()]
+
+    def _show_count(self) -> None:
         st = self.state
-        ds = st.ds
         sel = f" · {len(st.selection):,} selected on map" if st.selection is not None else ""
-        sim = f" · similar to {st.similar_label}" if st.similar is not None else ""
+        sim = f" · similar to {text(st.similar_label)}" if st.similar is not None else ""
         self._count.object = (
             f'<span class="vl-count-n" style="font-size:1.3em;font-weight:600">{st.count:,}</span> '
             f'of {st.total:,} samples<br><small><span class="vl-query-ms">{st.query_ms:.0f}</span> ms{sel}{sim}</small>'
         )
-        if ds is None:
-            return
-        if getattr(self, "_built_for", None) != st.dataset:
-            return
-        flt = st.effective_filters()
+
+    def _apply_counts(self, build: int, counts: Counts) -> None:
+        """On the session's loop: new options (with counts) and histograms for the widgets they were computed for."""
+        if build != self._build:
+            return  # the widgets were rebuilt meanwhile; the rebuild computed its own counts
+        widgets = self._widgets
         with self._silently():
-            for name, (kind, w, hist) in self._widgets.items():
+            for name, (kind, found) in counts.items():
+                entry = widgets.get(name)
+                if entry is None:
+                    continue
+                _, w, hist = entry
                 if kind == "values":
-                    counts = ds.store.value_counts(ds.id, name, flt, limit=200)
-                    opts = {f"{v} ({n:,})": v for v, n in counts if v is not None}
+                    opts = choices([v for v, _ in found if v is not None],
+                                   [f"{v} ({n:,})" for v, n in found if v is not None])
                     for v in w.value:
                         if v not in opts.values():
-                            opts[f"{v} (0)"] = v
+                            opts.update(choices([v], [f"{v} (0)"]))
                     w.options = opts
-                elif kind == "range" and numeric:
-                    stats = ds.store.numeric_stats(ds.id, name, flt, bins=24)
-                    hist.object = sparkline(stats["counts"])
+                elif hist is not None:
+                    hist.object = sparkline(found)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until the sidebar's background counts are applied (scripts and tests)."""
+        self._jobs.wait(timeout, raise_errors=True)
 
     def __panel__(self) -> pn.Column:
         return self._layout

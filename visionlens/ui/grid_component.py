@@ -3,23 +3,23 @@
 The browser keeps only the visible tiles in the DOM and asks for windows of items through `request`;
 Python answers by setting `items`. The whole id list never crosses the websocket.
 
-Answering runs the provider on a small thread pool shared by all sessions of the process, not on the
-Bokeh event loop: a slow provider (a DuckDB query over a million rows) then never freezes other
-sessions, and the answer is pushed back through Panel, which schedules model updates made from other
-threads onto the session's event loop. Threads rather than `async`: providers are ordinary blocking
-functions (DuckDB, Pillow), and the pool also works outside a server (notebooks, tests).
+Answering runs the provider on the process-wide quick lane of ``jobs`` (never on the Bokeh event loop, so a
+slow provider, e.g. a DuckDB query over a million rows, never freezes other sessions); the answer is applied on
+the session's own event loop. Requests share one job key: while a window is being read, a burst of scroll requests
+leaves only the newest waiting, and an answer a newer request superseded is dropped.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import param
 from panel.custom import JSComponent
+
+from .jobs import Jobs
 
 __all__ = ["ImageGrid", "Provider"]
 
@@ -27,18 +27,6 @@ log = logging.getLogger(__name__)
 
 Provider = Callable[[int, int], list[dict[str, Any]]]
 """provider(offset, limit) -> item dicts for rows offset..offset+limit-1 of the current result."""
-
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    """One pool per process, created on first use so importing the module starts no threads."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagegrid")
-        return _pool
 
 
 class ImageGrid(JSComponent):
@@ -73,13 +61,12 @@ class ImageGrid(JSComponent):
     _rename = {"provider": None}
 
     def __init__(self, provider: Provider | None = None, executor: Executor | None = None, **params: Any) -> None:
-        """executor: where the provider runs; defaults to a pool shared by every grid in the process."""
+        """executor: where the provider runs; defaults to the process-wide quick lane of ``jobs``."""
         params.setdefault("sizing_mode", "stretch_both")
         params.setdefault("min_height", 300)
         super().__init__(provider=provider, **params)
-        self._executor = executor
-        self._latest_seq: Any = None
-        self._last_future: Future[None] | None = None
+        self._jobs = Jobs("grid", pool=executor)
+        self._last_future: Future[Any] | None = None
         self.param.watch(self._on_request, "request")
 
     def show_result(self, total: int, scroll_to_top: bool = False) -> None:
@@ -97,22 +84,20 @@ class ImageGrid(JSComponent):
         limit = min(int(req.get("limit", 0)), self.max_window, self.total - offset)
         if limit <= 0:
             return
-        self._latest_seq = req.get("seq")
-        pool = self._executor or _executor()
-        self._last_future = pool.submit(self._answer, req.get("generation"), req.get("seq"), offset, limit)
+        generation, seq, provider = req.get("generation"), req.get("seq"), self.provider
 
-    def _answer(self, generation: int, seq: Any, offset: int, limit: int) -> None:
-        # Scrolling produces a burst of requests; only the newest one is worth the provider's time.
-        if seq != self._latest_seq or generation != self.generation:
-            return
-        try:
-            rows = list(self.provider(offset, limit))  # type: ignore[misc]
-        except Exception:
-            log.exception("ImageGrid provider failed for offset=%s limit=%s", offset, limit)
-            return
-        if generation != self.generation:  # the result set changed while the provider ran
-            return
-        self.items = {"generation": generation, "offset": offset, "seq": seq, "items": rows[:limit]}
+        def work() -> list[dict[str, Any]] | None:
+            if generation != self.generation:
+                return None  # a new result set came while this request waited
+            return list(provider(offset, limit))[:limit]
+
+        def on_done(rows: list[dict[str, Any]] | None) -> None:
+            if rows is not None and generation == self.generation:  # else the result set changed meanwhile
+                self.items = {"generation": generation, "offset": offset, "seq": seq, "items": rows}
+
+        # A failure is logged and notified by jobs; the browser asks again for a window that never came.
+        job = self._jobs.submit(work, on_done, key="window", name=f"window {offset}+{limit}")
+        self._last_future = job.future
 
     def _handle_msg(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("type") != "click":

@@ -12,13 +12,11 @@ here with vectorised shapely / numpy and written to ``state.selection``, which n
 from __future__ import annotations
 
 import base64
-import html
 import logging
 import posixpath
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import datashader as dsh
@@ -41,12 +39,14 @@ from ..errors import VisionLensError
 from ..store.metadata import MetadataStore
 from . import resources
 from .colors import PALETTE
+from .html import el, md, text
+from .jobs import Jobs, executor
 from .overlays import url_prefix
 from .routes import thumb_url
 from .state import AppState
 
 __all__ = [
-    "ColorBy", "MapView", "color_options", "error_status", "highlight_frame", "ids_in_bounds", "ids_in_polygon",
+    "ColorBy", "FrameCache", "MapView", "color_options", "error_status", "highlight_frame", "ids_in_bounds", "ids_in_polygon",
     "load_points", "mix_categories", "nearest_index", "point_colors", "render_static", "shade_categories", "warm_up",
 ]
 
@@ -69,9 +69,65 @@ SHADE = {"cnorm": "eq_hist", "min_alpha": 150}
 FIXED_SPREAD = ((5_000, 3), (50_000, 2))
 SMALL_MAP_MAX = FIXED_SPREAD[-1][0]
 PLOT_HEIGHT = 640
-_CACHED_FRAMES = 4
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vl-map")
+CACHED_FRAMES = 24
+"""Maps (method x colouring) a session keeps: switching back and forth between colourings costs no reload."""
+CACHED_BYTES = 256 * 2**20
+"""...but never more memory than this per session: a million-point map is about 18 MB."""
 _warm = threading.Event()
+
+
+class FrameCache:
+    """A small LRU of loaded maps, bounded in count and bytes; every access holds its lock.
+
+    Frames are put on the session's loop and read there, but a map job and a new dataset may come from other
+    threads in a notebook: the lock keeps the order and the bound exact whatever the thread.
+    """
+
+    def __init__(self, max_items: int = CACHED_FRAMES, max_bytes: int = CACHED_BYTES) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._lock = threading.Lock()
+        self._frames: OrderedDict[Hashable, tuple[pd.DataFrame, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: Hashable) -> pd.DataFrame | None:
+        with self._lock:
+            hit = self._frames.get(key)
+            if hit is None:
+                return None
+            self._frames.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: Hashable, frame: pd.DataFrame) -> None:
+        size = int(frame.memory_usage(index=True, deep=False).sum())
+        with self._lock:
+            old = self._frames.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._frames[key] = (frame, size)
+            self._bytes += size
+            while len(self._frames) > 1 and (len(self._frames) > self.max_items or self._bytes > self.max_bytes):
+                _, (_, dropped) = self._frames.popitem(last=False)
+                self._bytes -= dropped
+
+    def drop(self, predicate: Callable[[Hashable], bool]) -> None:
+        """Forget the frames whose key matches (e.g. colourings by an evaluation that was just re-run)."""
+        with self._lock:
+            for key in [k for k in self._frames if predicate(k)]:
+                self._bytes -= self._frames.pop(key)[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._frames)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes
 
 
 # -- data -------------------------------------------------------------------------------------------------------
@@ -297,6 +353,13 @@ def _kdims(frame: pd.DataFrame, margin: float = 0.04) -> list[hv.Dimension]:
     return dims
 
 
+def _warm_up_logged() -> None:
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - only a head start: the first zoom compiles instead
+        log.warning("map warm-up failed", exc_info=True)
+
+
 def warm_up() -> None:
     """Compile Datashader's numba kernels (aggregation, spreading: ~3 s) before the first user zooms."""
     if _warm.is_set():
@@ -332,10 +395,8 @@ class MapView(Viewer):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self._lock = threading.Lock()
-        self._futures: set[Future[Any]] = set()
-        self._errors: list[BaseException] = []
-        self._frames: OrderedDict[tuple[int, str, ColorBy], pd.DataFrame] = OrderedDict()
+        self._jobs = Jobs("map", state=self.state)
+        self._frames = FrameCache()
         self._frame: pd.DataFrame | None = None
         self._key: tuple[int, str, ColorBy] | None = None
         self._want: tuple[int, str, ColorBy] | None = None
@@ -376,7 +437,7 @@ class MapView(Viewer):
         self._thumb_mode = self.thumbnails if self.thumbnails != "auto" else ("route" if served else "data")
         self._prefix = url_prefix()
         if not _warm.is_set():
-            _POOL.submit(warm_up)
+            executor("long").submit(_warm_up_logged)  # once per process, on the long lane: no user waits on it
         self._on_dataset()
 
     # -- public actions (the streams call these; tests and notebooks may too) ----------------------------------
@@ -429,7 +490,14 @@ class MapView(Viewer):
 
     def tap(self, x: float | None, y: float | None) -> int | None:
         """Show the thumbnail of the point nearest to (x, y); returns its sample id."""
-        frame, ds = self._frame, self.state.ds
+        found = self._preview(self._frame, self.state.ds, x, y)
+        if found is None:
+            return None
+        self._thumb.object = found[1]
+        return found[0]
+
+    def _preview(self, frame: pd.DataFrame | None, ds: Any, x: float | None, y: float | None) -> tuple[int, str] | None:
+        """(sample id, preview HTML) of the point nearest to (x, y): reads the store, touches no widget or state."""
         if frame is None or ds is None or x is None or y is None:
             return None
         row = nearest_index(frame, x, y)
@@ -440,58 +508,37 @@ class MapView(Viewer):
         if not rows:
             return None
         name = posixpath.basename(rows[0]["filepath"])
-        src = html.escape(self._thumb_src(ds.id, ds.root, rows[0]), quote=True)
-        label = html.escape(str(frame["color"].iat[row]))
-        self._thumb.object = (
+        src = text(self._thumb_src(ds.id, ds.root, rows[0]))
+        label = str(frame["color"].iat[row])
+        return sample_id, (
             f'<div class="vl-map-preview" data-id="{sample_id}"><img src="{src}" alt="" '
             f'style="max-width:240px;max-height:240px;display:block;border-radius:4px">'
-            f'<div class="vl-map-name" style="word-break:break-all"><b>{html.escape(name)}</b></div>'
-            f"<small>sample {sample_id} · {label}</small></div>"
+            f'<div class="vl-map-name" style="word-break:break-all">{el("b", name)}</div>'
+            f"<small>sample {sample_id} · {text(label)}</small></div>"
         )
-        return sample_id
 
     def wait(self, timeout: float = 30.0) -> None:
-        """Block until background work (loading, hit-tests) is done, re-raising its first unexpected error: for
-        tests and notebooks."""
-        while True:
-            with self._lock:
-                pending = set(self._futures)
-            if not pending:
-                break
-            if wait(pending, timeout=timeout).not_done:
-                raise TimeoutError("map work still running")
-        with self._lock:
-            errors, self._errors = self._errors, []
-        if errors:
-            raise errors[0]
+        """Block until background work (loading, hit-tests) is done and applied, re-raising its first unexpected
+        error: for tests and notebooks."""
+        self._jobs.wait(timeout, raise_errors=True)
 
     # -- background work --------------------------------------------------------------------------------------
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Off the event loop: a 1M-point load or hit-test takes longer than a UI callback should."""
-        def run() -> Any:
-            try:
-                return fn(*args)
-            except VisionLensError as e:
-                self._say(str(e), "danger")
-            except Exception as e:
-                log.exception("map: %s failed", getattr(fn, "__name__", fn))
-                self._say("the map failed to update; see the server log", "danger")
-                with self._lock:
-                    self._errors = [*self._errors[-9:], e]
-            return None
+    def _submit(self, key: str, work: Callable[[], Any], on_done: Callable[[Any], None]) -> None:
+        """Off the event loop (a 1M-point load or hit-test takes longer than a UI callback should); the result is
+        applied on the session's loop, and only the latest job of each kind is."""
+        self._jobs.submit(work, on_done, self._failed, key=key, name=f"map {key}")
 
-        with self._lock:
-            fut = _POOL.submit(run)
-            self._futures.add(fut)
-        fut.add_done_callback(self._forget)
+    def _failed(self, exc: BaseException) -> None:
+        self._plot.loading = False
+        if isinstance(exc, VisionLensError):
+            self._say(md(exc), "danger")
+        else:
+            self._say("the map failed to update; see the server log", "danger")
 
-    def _forget(self, fut: Future[Any]) -> None:
-        with self._lock:
-            self._futures.discard(fut)
-
-    def _say(self, text: str, kind: str = "info") -> None:
-        self._message.param.update(object=text, alert_type=kind, visible=bool(text))
+    def _say(self, markdown: str, kind: str = "info") -> None:
+        """Show a message; data in ``markdown`` must already be escaped with ``html.md``."""
+        self._message.param.update(object=markdown, alert_type=kind, visible=bool(markdown))
 
     # -- state -> view ----------------------------------------------------------------------------------------
 
@@ -508,8 +555,8 @@ class MapView(Viewer):
         methods = [m for m, _ in ds.store.projection_methods(ds.id)]
         self._set_choices(methods, color_options(ds.store, ds.id))
         if not methods:
-            self._no_map(f"**{html.escape(ds.name)}** has no map yet: run `visionlens embed {ds.name}` to compute "
-                         "embeddings and its 2-D map, then reload this page.")
+            self._no_map(f"**{md(ds.name)}** has no map yet: run {el('code', f'visionlens embed {ds.name}')} to "
+                         "compute embeddings and its 2-D map, then reload this page.")
             return
         self._load()
 
@@ -518,8 +565,7 @@ class MapView(Viewer):
         ds = self.state.ds
         if ds is None or not self._method.options:
             return
-        for key in [k for k in self._frames if k[2][0] == "errors"]:
-            del self._frames[key]
+        self._frames.drop(lambda k: k[2][0] == "errors")
         self._set_choices(list(self._method.options), color_options(ds.store, ds.id))
         if self._color_by()[0] == "errors":
             self._load()
@@ -575,19 +621,16 @@ class MapView(Viewer):
             self._show(key, cached)
             return
         self._plot.loading = True
-        self._submit(self._load_now, key, ds.store)
+        store = ds.store
+        self._submit("load", lambda: load_points(store, key[0], key[1], key[2]),
+                     lambda frame: self._loaded(key, frame))
 
-    def _load_now(self, key: tuple[int, str, ColorBy], store: MetadataStore) -> None:
-        try:
-            frame = load_points(store, key[0], key[1], key[2])
-        finally:
-            self._plot.loading = False
-        if key != self._want:
-            return  # the user picked something else meanwhile
-        self._frames[key] = frame
-        while len(self._frames) > _CACHED_FRAMES:
-            self._frames.popitem(last=False)
-        self._show(key, frame)
+    def _loaded(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame) -> None:
+        """On the session's loop: cache the new map and show it, unless the user picked another meanwhile."""
+        self._plot.loading = False
+        self._frames.put(key, frame)
+        if key == self._want:
+            self._show(key, frame)
 
     def _show(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame) -> None:
         """A new frame: new plot and streams; the colour layer then follows the result through a Pipe."""
@@ -614,26 +657,34 @@ class MapView(Viewer):
         self._show_count()
 
     def _on_lasso(self, geometry: np.ndarray | None = None, **_: Any) -> None:
-        if geometry is not None:
-            self._submit(self.select_polygon, geometry)
+        frame = self._frame
+        if geometry is not None and frame is not None:
+            self._submit("select", lambda: ids_in_polygon(frame, geometry), lambda ids: self._select(frame, ids))
 
     def _on_box(self, bounds: tuple[float, float, float, float] | None = None, **_: Any) -> None:
-        if bounds is not None:
-            self._submit(self.select_bounds, bounds)
+        frame = self._frame
+        if bounds is not None and frame is not None:
+            self._submit("select", lambda: ids_in_bounds(frame, bounds), lambda ids: self._select(frame, ids))
+
+    def _select(self, frame: pd.DataFrame, ids: np.ndarray) -> None:
+        if frame is self._frame:  # else the map changed while the hit test ran
+            self.state.selection = ids
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
-        if x is not None and y is not None:
-            self._submit(self.tap, x, y)
+        frame, ds = self._frame, self.state.ds
+        if x is not None and y is not None and frame is not None:
+            self._submit("tap", lambda: self._preview(frame, ds, x, y), self._show_preview)
+
+    def _show_preview(self, found: tuple[int, str] | None) -> None:
+        if found is not None:
+            self._thumb.object = found[1]
 
     def _on_result(self, *_: Any) -> None:
         """New result (filters or selection): recolour the points in it, leave the rest grey."""
-        if self._frame is not None and self._pipe is not None:
-            self._submit(self._send_highlight, self._frame, self._pipe, self.state.version)
-
-    def _send_highlight(self, frame: pd.DataFrame, pipe: hv.streams.Pipe, version: int) -> None:
-        if version != self.state.version or frame is not self._frame:
-            return  # a newer result or map is on its way
-        pipe.send(highlight_frame(frame, self.state.result_ids))
+        frame, pipe, ids = self._frame, self._pipe, self.state.result_ids
+        if frame is not None and pipe is not None:
+            self._submit("highlight", lambda: highlight_frame(frame, ids),
+                         lambda data: pipe.send(data) if frame is self._frame and pipe is self._pipe else None)
 
     def _show_count(self, *_: Any) -> None:
         sel = self.state.selection
