@@ -61,6 +61,8 @@ class Filters(BaseModel):
     fields: tuple[FieldFilter, ...] = ()
     annotations: tuple[LabelFilter, ...] = ()
     sample_ids: tuple[int, ...] | None = None
+    finding: int | None = None
+    """Samples of one stored insight (a slice, a cluster, a duplicate group): small enough for a link."""
 
     @field_validator("sample_ids", mode="before")
     @classmethod
@@ -71,7 +73,7 @@ class Filters(BaseModel):
 
     @property
     def is_empty(self) -> bool:
-        return not self.fields and not self.annotations and self.sample_ids is None
+        return not self.fields and not self.annotations and self.sample_ids is None and self.finding is None
 
     def with_field(self, flt: FieldFilter | None, name: str | None = None) -> Filters:
         """A copy with the condition on one field replaced (or removed when ``flt`` is None)."""
@@ -114,16 +116,19 @@ def as_filters(value: Filters | dict[str, Any] | None) -> Filters:
     fields: list[FieldFilter] = []
     annotations: list[LabelFilter] = []
     sample_ids = None
+    finding = None
     for key, v in value.items():
         if key == "annotations":
             annotations.extend(LabelFilter.model_validate(a) for a in v)
         elif key == "sample_ids":
             sample_ids = v
+        elif key == "finding":
+            finding = int(v)
         elif isinstance(v, tuple) and len(v) == 2 and all(x is None or isinstance(x, (int, float)) for x in v):
             fields.append(FieldFilter(field=key, range=Range(min=v[0], max=v[1])))
         elif isinstance(v, (list, tuple, set)):
             fields.append(FieldFilter(field=key, values=tuple(v)))
         else:
             fields.append(FieldFilter(field=key, values=(v,)))
-    return Filters(fields=tuple(fields), annotations=tuple(annotations), sample_ids=sample_ids)
+    return Filters(fields=tuple(fields), annotations=tuple(annotations), sample_ids=sample_ids, finding=finding)
 

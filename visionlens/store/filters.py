@@ -29,6 +29,9 @@ class FilterCompiler(Registry):
             name = self._temp_name()
             cur.register(name, pa.table({"id": pa.array(np.asarray(filters.sample_ids, np.int64))}))
             clauses.append(Sql(f"s.id IN (SELECT id FROM {ident(name)})"))
+        if filters.finding is not None:
+            clauses.append(Sql.of("s.id IN (SELECT m.sample_id FROM finding_members m WHERE m.dataset_id = $d "
+                                  "AND m.finding_id = $f)", d=dataset_id, f=int(filters.finding)))
         return Sql.join(clauses, " AND ")
 
     def _field_clause(self, dataset_id: int, flt: FieldFilter) -> Sql:

@@ -8,6 +8,7 @@ DuckDB is the source of truth for samples, labels and boxes. The parts, by respo
 * ``writes``: inserting, replacing and deleting datasets and predictions;
 * ``filters``: compiling the typed filter model; ``queries``: the reads;
 * ``evaluations`` and ``projections``: stored evaluation results, 2-D maps and vector collections;
+* ``findings``: stored insights and their members, image hashes;
 * ``sql``: the builder that keeps a statement's text and parameters together.
 
 Values always travel as parameters; identifiers are only ever our own names, so no user string is pasted into SQL.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from .evaluations import Evaluations
 from .filters import STATUS_CODES
+from .findings import Findings
 from .kinds import FieldKind
 from .projections import Projections
 from .queries import Queries
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class MetadataStore(Writes, Queries, Evaluations, Projections):
+class MetadataStore(Writes, Queries, Evaluations, Projections, Findings):
     """All reads and writes of the metadata database."""
 
 

@@ -49,6 +49,19 @@ TABLES = [
         x FLOAT NOT NULL, y FLOAT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS collections (
         collection VARCHAR NOT NULL, spec VARCHAR NOT NULL, options JSON, dim INTEGER)""",
+    # Insights (``findings.py``): a finding of a run, its members (samples, objects, per-member score), the runs.
+    """CREATE TABLE IF NOT EXISTS findings (
+        dataset_id INTEGER NOT NULL, id BIGINT NOT NULL, run VARCHAR NOT NULL, kind VARCHAR NOT NULL, model VARCHAR,
+        rank INTEGER NOT NULL, title VARCHAR NOT NULL, description VARCHAR, definition VARCHAR, score DOUBLE,
+        evidence JSON, filters JSON, detail JSON, n_samples INTEGER, n_objects INTEGER,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS finding_members (
+        dataset_id INTEGER NOT NULL, finding_id BIGINT NOT NULL, sample_id BIGINT NOT NULL, ann_id BIGINT,
+        score DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS insight_runs (
+        dataset_id INTEGER NOT NULL, run VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS image_hashes (
+        dataset_id INTEGER NOT NULL, sample_id BIGINT NOT NULL, method VARCHAR NOT NULL, hash UBIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ingest_issues (
         dataset_id INTEGER NOT NULL, source VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR,
         location VARCHAR, message VARCHAR)""",

@@ -17,8 +17,8 @@ from .schema import GROUND_TRUTH, allocate
 from .sql import Sql, first, ident
 
 # Tables holding a dataset's rows, children first so a partial view of a delete never shows a child without parent.
-_DATASET_TABLES = ("projections", "eval_objects", "evaluations", "annotations", "samples", "labels", "sources",
-                   "ingest_issues")
+_DATASET_TABLES = ("finding_members", "findings", "insight_runs", "image_hashes", "projections", "eval_objects",
+                   "evaluations", "annotations", "samples", "labels", "sources", "ingest_issues")
 
 
 def to_json(value: dict[str, Any]) -> str:
