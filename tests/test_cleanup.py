@@ -193,3 +193,25 @@ def test_doctor_finds_and_fixes_every_orphan_kind(store, two):
     assert a.count() == 8 and a.count({"weather": "v1"}) == 3
     assert vs.count(COLLECTION) == 8 and store.projection_methods(a.id) == [("pca", COLLECTION)]
     assert all(cache.get(a.uri(p), 1, 64).from_cache for p in a.samples(limit=100)["filepath"])
+
+
+def test_on_a_shared_server_only_registered_collections_are_touched(store, tmp_path):
+    """A Qdrant server may hold other applications' collections, whose ids and payloads can match ours by chance."""
+    from visionlens.store.vectors import ClientVectorStore
+
+    path, _ = make_dataset(tmp_path / "s", 4, "weather", 2)
+    ds = vl.ingest(path, "s", store=store)
+    with ClientVectorStore(path=":memory:") as server:
+        server.exclusive = False  # what a server says: qdrant-client's local mode stands in for one
+        embed_dataset(store, ds.id, "builtin", vectors=server, num_workers=0)
+        server.ensure_collection("their-app", 4)
+        theirs = np.concatenate([ds.sample_ids(), [10**9]])
+        server.upsert("their-app", theirs, np.ones((len(theirs), 4)), [{"dataset": ds.id}] * len(theirs))
+
+        report = find_orphans(store, vectors=server, thumbnails=thumbs())
+        assert report.clean and any("'their-app'" in n and "another application" in n for n in report.notes)
+        deleted = delete_dataset("s", store, vectors=server, thumbnails=thumbs())
+        assert deleted.vectors == {COLLECTION: 4}
+        assert server.count("their-app") == len(theirs)
+        assert find_orphans(store, vectors=server, thumbnails=thumbs()).clean
+        assert sorted(server.collections()) == sorted([COLLECTION, "their-app"])

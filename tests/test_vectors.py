@@ -296,8 +296,23 @@ def test_second_process_gets_a_clear_lock_error(tmp_path, kind):
     open_vector_store(path=path).close() if kind == "edge" else ClientVectorStore(path=path).close()
 
 
-def test_open_vector_store_picks_engine(tmp_path):
+def test_open_vector_store_picks_engine(tmp_path, monkeypatch):
     with open_vector_store(path=tmp_path / "e") as s:
-        assert isinstance(s, EdgeVectorStore)
+        assert isinstance(s, EdgeVectorStore) and s.exclusive
     with pytest.raises(VectorStoreError, match="path"):
         open_vector_store()
+    # housekeeping may treat every collection of a local store as VisionLens's, never a server's
+    with ClientVectorStore(path=":memory:") as local:
+        assert local.exclusive
+    import qdrant_client
+
+    class Offline:  # no server in tests: the store is only constructed, never asked anything
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(qdrant_client, "QdrantClient", Offline)
+    with open_vector_store(url="http://qdrant.example:6333") as server:
+        assert isinstance(server, ClientVectorStore) and not server.exclusive

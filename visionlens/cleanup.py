@@ -74,6 +74,17 @@ def _default_stores(
     return store, vectors, thumbnails
 
 
+def _our_collections(store: MetadataStore, vectors: VectorStore) -> list[str]:
+    """Collections housekeeping may delete from: all of an embedded store (its folder is ours), but on a server,
+    which other applications may share, only those DuckDB registered: their integer ids and a ``dataset`` payload
+    key could match by chance."""
+    present = vectors.collections()
+    if vectors.exclusive:
+        return present
+    registered = set(db.registered_collections(store))
+    return [c for c in present if c in registered]
+
+
 def delete_dataset(
     name: str,
     store: MetadataStore | None = None,
@@ -91,13 +102,14 @@ def delete_dataset(
 
     Vectors go by sample id and, for points the id list cannot name (a crash between stores in an earlier run,
     an embedding job finishing meanwhile), by the dataset id in their payload. Collections stay even when they
-    become empty: one belongs to an embedder, not a dataset, and stays registered for the next dataset.
+    become empty: one belongs to an embedder, not a dataset, and stays registered for the next dataset. On a
+    Qdrant server only registered collections are touched (see ``_our_collections``).
     A thumbnail shared with another dataset (the same image file ingested twice) is removed too and is simply
     made again on its next view.
     """
     store, vectors, thumbnails = _default_stores(store, vectors, thumbnails)
     row = store.get_dataset(name)
-    collections = vectors.collections()
+    collections = _our_collections(store, vectors)
     ids, uris = db.dataset_samples(store, row.id)
     columns = db.dataset_columns(store, row.id)
     cache_files = thumbnails.keys_for(uris)  # before anything changes: a key needs the image's mtime and size
@@ -186,19 +198,22 @@ def _vector_kinds(store: MetadataStore, vectors: VectorStore, live: np.ndarray) 
     """Points of gone samples, registrations without a collection, collections without registration or use."""
     present = vectors.collections()
     registered = db.registered_collections(store)
+    ours = _our_collections(store, vectors)
     stray_points: dict[str, np.ndarray] = {}
     live_counts: dict[str, int] = {}
-    for collection in present:
+    for collection in ours:
         stored = vectors.all_ids(collection)
         stray_points[collection] = np.setdiff1d(stored, live)
         live_counts[collection] = len(stored) - len(stray_points[collection])
     stray_points = {c: ids for c, ids in stray_points.items() if len(ids)}
     dangling = [c for c in registered if c not in present]
-    unregistered = [c for c in present if c not in registered]
+    unregistered = [c for c in ours if c not in registered]
     unused = [c for c in unregistered if not live_counts[c]]
     notes = [f"vector collection {c!r} is not registered in DuckDB (imported vectors, or embedded before "
              f"registration) but holds vectors of {live_counts[c]:,} existing samples: kept; text search cannot "
              "use it" for c in unregistered if live_counts[c]]
+    notes += [f"vector collection {c!r} on the server is not registered in DuckDB: not checked, it may belong to "
+              "another application" for c in present if c not in ours]
 
     def delete_points() -> int:
         for collection, ids in stray_points.items():

@@ -95,6 +95,10 @@ class IndexParams:
 class VectorStore(Protocol):
     """What the rest of VisionLens may ask of a vector store."""
 
+    # True when every collection in the store is VisionLens's (its own folder); False for a server, which other
+    # applications may share: housekeeping then touches only collections VisionLens registered.
+    exclusive: bool
+
     def ensure_collection(self, name: str, dim: int, distance: Distance = "cosine") -> None: ...
 
     def collections(self) -> list[str]: ...
@@ -367,6 +371,8 @@ class EdgeVectorStore(_Searching):
     Writes land in an appendable segment that is searched by brute force (always correct); ``optimize`` builds
     the HNSW index over them, so call it after a bulk load. Safe to share between threads of one process.
     """
+
+    exclusive = True  # the folder is VisionLens's alone
 
     def __init__(self, path: str | os.PathLike[str], index: IndexParams = IndexParams(), upsert_batch: int = 1024):
         import qdrant_edge as qe
@@ -644,6 +650,7 @@ class ClientVectorStore(_Searching):
         self.upsert_batch = upsert_batch
         self._lock: _DirLock | None = None
         self.local = url is None
+        self.exclusive = self.local  # a server may hold other applications' collections
         if url is not None:
             self.where = url
             self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
