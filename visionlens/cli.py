@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import VisionLensError
+
+if TYPE_CHECKING:
+    from .cleanup import HomeReport
 
 app = typer.Typer(
     help="VisionLens: browse, filter and evaluate object-detection datasets.",
@@ -153,14 +156,18 @@ def delete(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a dataset from the database (image files are not touched)."""
+    """Delete a dataset: its rows, vectors and cached thumbnails (image files are not touched)."""
+    from .cleanup import delete_dataset
+
     with friendly_errors():
         store = _store()
         store.get_dataset(name)
         if not yes and not typer.confirm(f"Delete dataset {name!r}?"):
             raise typer.Exit(1)
-        store.delete_dataset(name)
-    console.print(f"[green]deleted[/] {name!r}")
+        report = delete_dataset(name, store)
+    vectors = ", ".join(f"{n:,} from {c!r}" for c, n in report.vectors.items()) or "none"
+    console.print("[green]deleted[/] " + escape(f"{name!r}: {report.samples:,} samples; vectors: {vectors}; "
+                                                f"{report.thumbnails:,} cached thumbnails"), highlight=False)
 
 
 @app.command()
@@ -198,8 +205,6 @@ def demo(
             return
         if source != "generated":
             raise typer.BadParameter(f"unknown source {source!r}: use 'generated' or 'coco-val2017'")
-        if target.exists():
-            shutil.rmtree(target)
         with progress_bar() as report:
             paths = build_demo(target, n=n, seed=seed, images=not no_images, progress=report)
             result = run_ingest(
@@ -277,6 +282,9 @@ def embed(
         store = _store()
         ds_id = store.get_dataset(name).id
         emb = load_embedder(embedder, **options)
+        # Registered like embed_dataset does for a spec: text search needs it, and doctor counts a collection that
+        # is neither registered nor used as an orphan.
+        store.register_collection(emb.name, embedder, options, emb.dim)
         summary = embed_dataset(store, ds_id, emb, batch_size=batch_size, num_workers=workers, progress=report)
         methods = {"both": ["pca", "umap"], "none": []}.get(project, [project])
         for method in methods:
@@ -288,25 +296,79 @@ def embed(
 
 
 @app.command()
-def doctor(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
-    """Check that DuckDB and the vector store hold the same sample ids."""
+def doctor(
+    name: Annotated[Optional[str], typer.Argument(help="Dataset name; without one, check the whole home.")] = None,
+    fix: Annotated[bool, typer.Option("--fix", help="Remove the orphans found (whole-home check only).")] = False,
+) -> None:
+    """Check that the stores agree. Without a name: report orphans of every kind in the home (vectors, rows,
+    columns, collections, thumbnails); exit code 1 while any remain. With a name: that dataset's vectors."""
+    with friendly_errors():
+        if name is None:
+            _doctor_home(fix)
+            return
+        if fix:
+            raise typer.BadParameter("--fix repairs the whole home: run `visionlens doctor --fix` without a name")
+        _doctor_dataset(name)
+
+
+def _doctor_dataset(name: str) -> None:
+    """One dataset: every collection holds a vector per sample, and no vector lacks its sample."""
     from .embedding_jobs import doctor as check, vector_store
 
-    with friendly_errors():
-        store = _store()
-        ds_id = store.get_dataset(name).id
-        collections = vector_store().collections()
-        problems = 0
-        for collection in collections:
-            r = check(store, ds_id, collection)
-            state = "[green]ok[/]" if r.ok else "[red]mismatch[/]"
-            console.print(f"{collection}: {state}: {r.in_qdrant:,}/{r.in_duckdb:,} samples have vectors; "
-                          f"{len(r.missing_vectors):,} missing, {len(r.orphan_vectors):,} vectors without a sample")
-            problems += len(r.orphan_vectors)
-        if not collections:
-            console.print("no vector collections yet: run `visionlens embed NAME`")
+    store = _store()
+    ds_id = store.get_dataset(name).id
+    collections = vector_store().collections()
+    problems = 0
+    for collection in collections:
+        r = check(store, ds_id, collection)
+        state = "[green]ok[/]" if r.ok else "[red]mismatch[/]"
+        console.print(f"{escape(collection)}: {state}: {r.in_qdrant:,}/{r.in_duckdb:,} samples have vectors; "
+                      f"{len(r.missing_vectors):,} missing, {len(r.orphan_vectors):,} vectors without a sample")
+        problems += len(r.orphan_vectors)
+    if not collections:
+        console.print("no vector collections yet: run `visionlens embed NAME`")
     if problems:
         raise typer.Exit(1)
+
+
+def _print_report(out: Console, report: HomeReport) -> None:
+    """One line per orphan kind (``ok`` or ``ORPHANS``, the title, the count), then its examples indented."""
+    for kind in report.kinds:
+        state = "[red]ORPHANS[/]" if kind.count else "[green]ok[/]     "
+        out.print(f"{state} {escape(kind.title)}: {kind.count:,}", highlight=False)
+        for example in kind.examples:
+            out.print(f"          {escape(example)}", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        out.print(f"[yellow]note[/]    {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def _doctor_home(fix: bool) -> None:
+    """Whole home: print every orphan kind; with ``fix``, remove them and check again. Exit 1 while any remain."""
+    from .cleanup import find_orphans, fix_orphans
+    from .config import get_settings
+
+    settings = get_settings()
+    out = Console()
+    vectors = settings.qdrant_url or settings.vectors
+    out.print(escape(f"checking {settings.database}, vectors {vectors}, thumbnails {settings.thumbnails}"),
+              highlight=False, soft_wrap=True)
+    report = find_orphans(_store())
+    _print_report(out, report)
+    if report.clean:
+        out.print("no orphans")
+        return
+    if not fix:
+        kinds = sum(1 for k in report.kinds if k.count)
+        out.print(f"{report.total:,} orphans of {kinds} kind(s): run `visionlens doctor --fix` to remove them")
+        raise typer.Exit(1)
+    removed = fix_orphans(report)
+    out.print("removed: " + ", ".join(f"{k} {n:,}" for k, n in removed.items()))
+    again = find_orphans(_store())
+    if not again.clean:
+        out.print("[red]still there after --fix:[/]")
+        _print_report(out, again)
+        raise typer.Exit(1)
+    out.print("no orphans left")
 
 
 def main() -> None:  # pragma: no cover - console entry
