@@ -64,3 +64,14 @@ def test_demo_if_missing_and_help(home, tmp_path):
     for cmd in ("ingest", "demo", "list", "info", "delete", "add-predictions"):
         out = run(home, cmd, "--help")
         assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_demo_out_never_deletes_a_users_folder(home, tmp_path):
+    target = tmp_path / "photos"
+    target.mkdir()
+    (target / "holiday.jpg").write_bytes(b"precious")
+    out = run(home, "demo", "--n", "5", "--no-analyse", "--out", str(target))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert str(target) in out.stderr.replace("\n", "") and "not made by `visionlens demo`" in out.stderr.replace("\n", "")
+    assert [p.name for p in target.iterdir()] == ["holiday.jpg"] and (target / "holiday.jpg").read_bytes() == b"precious"
+    assert "no datasets yet" in run(home, "list").stdout

@@ -47,3 +47,38 @@ def test_small_objects_on_night_images_are_mostly_missed(demo_files):
     assert len(small_night) >= 5
     assert len([a for a in small_night if a["id"] in missed]) / len(small_night) > 0.6
     assert with_preds  # the model does predict elsewhere
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_keeps_the_users_file(tmp_path):
+    import pytest
+
+    from visionlens.demo import DemoDirError, build_demo
+
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "thesis.txt").write_text("four years of work")
+    with pytest.raises(DemoDirError, match="not made by `visionlens demo`") as err:
+        build_demo(target, n=3)
+    assert repr(str(target)) in str(err.value)
+    assert [p.name for p in target.iterdir()] == ["thesis.txt"]
+    assert (target / "thesis.txt").read_text() == "four years of work"
+    file_target = tmp_path / "a-file"
+    file_target.write_text("x")
+    with pytest.raises(DemoDirError, match="is a file"):
+        build_demo(file_target, n=3)
+
+
+def test_demo_rebuilds_its_own_folder_and_nothing_else(tmp_path):
+    from visionlens.demo import DEMO_MARKER, build_demo
+
+    target = tmp_path / "demo"
+    build_demo(target, n=6)
+    assert (target / DEMO_MARKER).exists() and len(list((target / "images").rglob("*.jpg"))) == 6
+    (target / "notes.txt").write_text("mine")  # a user's file next to the demo's
+    build_demo(target, n=3)
+    assert len(list((target / "images").rglob("*.jpg"))) == 3  # no stale images of the larger run
+    assert (target / "notes.txt").read_text() == "mine"
+    (target / DEMO_MARKER).unlink()  # a demo made before the marker existed is still recognised as one
+    (target / "notes.txt").unlink()
+    build_demo(target, n=2, images=False)
+    assert (target / DEMO_MARKER).exists() and not (target / "images").exists()

@@ -15,6 +15,7 @@ trying the tool) can check that error analysis finds them:
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .errors import VisionLensError
 from .formats.base import ProgressCallback, no_progress
 
 CLASSES = ["car", "truck", "bus", "person", "bicycle", "dog", "cat", "bird", "traffic_light", "stop_sign"]
@@ -42,6 +44,16 @@ SCENES = ["urban", "highway", "park"]
 WEATHER = ["clear", "fog", "rain"]
 MODELS = ("detector_a", "detector_b")
 SMALL_AREA = 32 * 32
+
+
+# Written first into every folder the demo fills: only a folder holding it (or an empty one) is ever cleared.
+DEMO_MARKER = ".visionlens-demo"
+# What the demo writes, and so all that a rebuild removes; anything else a user put in the folder stays.
+DEMO_ENTRIES = ("images", "annotations", "predictions", "planted.json")
+
+
+class DemoDirError(VisionLensError):
+    """The output folder holds files the demo did not write, so it will not write there."""
 
 
 @dataclass
@@ -212,6 +224,45 @@ def _simulate(
     return out
 
 
+def _is_legacy_demo(root: Path, names: set[str]) -> bool:
+    """A folder filled by a demo from before the marker: only demo entries, and the demo's own planted.json."""
+    if not names <= set(DEMO_ENTRIES) or "planted.json" not in names:
+        return False
+    try:
+        doc = orjson.loads((root / "planted.json").read_bytes()).get("doc")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(doc, str) and doc == __doc__
+
+
+def prepare_demo_dir(out_dir: str | Path) -> Path:
+    """Make ``out_dir`` ready for a (re)build, never at the cost of a user's files.
+
+    A missing or empty folder is claimed with the marker. A folder an earlier demo run filled (the marker, or a
+    pre-marker demo recognised by its ``planted.json``) loses only the entries the demo writes, so a rebuild with
+    fewer images leaves no stale ones. Any other non-empty folder is refused before anything is written: a typo
+    in ``--out`` must not delete someone's data.
+    """
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise DemoDirError(f"demo output {str(root)!r} is a file, not a folder; choose another --out")
+    names = {p.name for p in root.iterdir()} if root.exists() else set()
+    if names and DEMO_MARKER not in names and not _is_legacy_demo(root, names):
+        raise DemoDirError(
+            f"demo output folder {str(root)!r} is not empty and was not made by `visionlens demo`; it was left "
+            "untouched: choose another --out, or empty that folder first"
+        )
+    for name in DEMO_ENTRIES:
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("Made by `visionlens demo`, which may replace what it wrote here.\n")
+    return root
+
+
 def build_demo(
     out_dir: str | Path,
     n: int = 1000,
@@ -220,9 +271,13 @@ def build_demo(
     progress: ProgressCallback = no_progress,
     val_fraction: float = 0.3,
 ) -> DemoPaths:
-    """Write the demo dataset under ``out_dir`` and return where each part is."""
+    """Write the demo dataset under ``out_dir`` and return where each part is.
+
+    ``out_dir`` must be missing, empty or an earlier demo's folder (see ``prepare_demo_dir``); otherwise
+    ``DemoDirError`` is raised and nothing is written.
+    """
     rng = np.random.default_rng(seed)
-    root = Path(out_dir)
+    root = prepare_demo_dir(out_dir)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "predictions").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(CLASSES)]
