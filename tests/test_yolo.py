@@ -87,6 +87,6 @@ def test_orphan_labels_and_corrupt_images_are_reported(store, tmp_path):
     ds = vl.ingest(root, "y", store=store)
     kinds = {i.kind: i for i in ds.issues()}
     assert kinds["orphan_label"].file.endswith("labels/train/ghost.txt")
-    assert kinds["missing_image"].file.endswith("broken.jpg")
+    assert kinds["unreadable_image"].file.endswith("broken.jpg")
     assert ds.count({"missing": True}) == 1
     assert ds.label_counts() == [("car", 1)]

@@ -92,18 +92,61 @@ def listdir(uri: str) -> list[str]:
     return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
 
 
-def find_files(root: str, extensions: Iterable[str] | None = None) -> list[str]:
-    """All files under ``root`` as paths relative to it, listed in one recursive call (cheap on GCS)."""
+def find_files(root: str, extensions: Iterable[str] | None = None, outside_links: list[str] | None = None) -> list[str]:
+    """All files under ``root`` as paths relative to it, listed in one recursive call (cheap on GCS).
+
+    On a local disk, links to folders inside ``root`` are followed (a link back to a folder being listed is not, so
+    link loops end), but links to folders outside it are not: listing ``/`` through ``images/x -> /`` would never end, and nothing there
+    belongs to the dataset. Their paths go to ``outside_links`` when it is given, so a reader can say what it skipped.
+    """
+    exts = tuple(e.lower() for e in extensions) if extensions else None
     fs, path = fs_path(root)
+    if not is_remote(root):
+        return _walk_local(path, exts, outside_links)
     if not fs.isdir(path):
         return []
     base = path.rstrip("/") + "/"
-    exts = tuple(e.lower() for e in extensions) if extensions else None
     out = []
     for p in fs.find(path):
         rel = p[len(base):] if p.startswith(base) else posixpath.relpath(p, path)
         if exts is None or rel.lower().endswith(exts):
             out.append(rel)
+    return sorted(out)
+
+
+def _walk_local(top: str, exts: tuple[str, ...] | None, outside_links: list[str] | None) -> list[str]:
+    if not os.path.isdir(top):
+        return []
+    real_top = os.path.realpath(top)
+    inside = real_top.rstrip(os.sep) + os.sep
+    stack: list[tuple[str, str, str, frozenset[str]]] = [("", top, real_top, frozenset([real_top]))]
+    out = []
+    while stack:
+        rel_dir, path, real_dir, ancestors = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            try:
+                is_dir = e.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                if exts is None or rel.lower().endswith(exts):
+                    out.append(rel)
+                continue
+            link = e.is_symlink()
+            real = os.path.realpath(e.path) if link else os.path.join(real_dir, e.name)
+            if link and real != real_top and not real.startswith(inside):
+                if outside_links is not None:
+                    outside_links.append(rel)
+                continue
+            if real in ancestors:
+                continue
+            stack.append((rel, e.path, real, ancestors | {real}))
     return sorted(out)
 
 

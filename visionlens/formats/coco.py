@@ -275,16 +275,18 @@ def _read_instances(
     progress("check image files", 0, n)
     present = media.existing_mask(image_dir, rel_names)
     progress("check image files", n, n)
-    issues += [
-        Issue("missing_image", media.join(image_dir, rel_names[k]), f"images[{k}]", "image file not found")
-        for k in np.flatnonzero(~present)
-    ]
-    missing = ~present
 
     def image_loc(k: int) -> str:
         return f"images[{k}]"
 
+    missing = np.zeros(n, bool)
     issues += flag_links_outside(image_dir, rel_names, root, missing, image_loc)
+    lost = ~present & ~missing
+    issues += [
+        Issue("missing_image", media.join(image_dir, rel_names[k]), f"images[{k}]", "image file not found")
+        for k in np.flatnonzero(lost)
+    ]
+    missing |= lost
     unknown = np.flatnonzero(((width <= 0) | (height <= 0)) & ~missing)
     issues += read_sizes(image_dir, rel_names, unknown, width, height, missing, progress, image_loc)
     samples = SampleRecords(filepaths, width, height, [split] * n, ext_ids, missing, custom)

@@ -142,3 +142,25 @@ def declared_size(value: object, file: str, location: str) -> tuple[int, Issue |
         issue = Issue("bad_image_size", file, location, f"image size {value!r} is not a size; read from the image instead")
         return 0, issue
     return int(number), None
+
+
+def refuse_outside(uri: str, root: str, what: str) -> None:
+    """Stop on a configuration file (``data.yaml``, ``classes.txt``, a split list) that resolves outside ``root``."""
+    if not media.is_within(uri, root):
+        raise IngestError(
+            f"this {what} leads to {media.normalize(uri)!r}, outside the dataset folder {root!r}; refusing to read it",
+            uri,
+        )
+
+
+def skipped_folder_issues(root: str, skipped: Sequence[str]) -> list[Issue]:
+    """One ``outside_root`` issue per folder link that ``media.find_files`` did not follow out of the dataset."""
+    return [
+        Issue(
+            "outside_root",
+            media.join(root, rel),
+            "",
+            "this folder is a link to a place outside the dataset folder; nothing in it was read",
+        )
+        for rel in skipped
+    ]
