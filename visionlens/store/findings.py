@@ -158,12 +158,12 @@ class Findings(Registry):
 
         Columns: ann_id, sample_id, is_pred, status (1 tp, 2 fp, 3 fn, 4 ignored), error (FP type: 1
         localization, 2 confusion, 3 duplicate, 4 background), match_id, iou, label, x, y, w, h, area,
-        confidence, iscrowd.
+        confidence, iscrowd, ext_id (the annotation's id in the source file, if it had one).
         """
         with self.cursor() as cur:
             return Sql.of(
                 """SELECT e.ann_id, e.sample_id, e.is_pred, e.status, e.error, e.match_id, e.iou, l.name AS label,
-                          a.x, a.y, a.w, a.h, a.area, a.confidence, a.iscrowd
+                          a.x, a.y, a.w, a.h, a.area, a.confidence, a.iscrowd, a.ext_id
                    FROM eval_objects e JOIN annotations a ON a.id = e.ann_id AND a.dataset_id = e.dataset_id
                    JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
                    WHERE e.dataset_id = $d AND e.eval_key = $key ORDER BY e.sample_id, e.ann_id""",

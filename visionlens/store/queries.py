@@ -210,7 +210,7 @@ class Queries(FilterCompiler):
             raise FilterError(f"unknown source {source!r}; this dataset has: {', '.join(sources)}")
         with self.cursor() as cur:
             res = cur.execute(
-                "SELECT id, sample_id, label_id, x, y, w, h, confidence, iscrowd, area FROM annotations "
+                "SELECT id, sample_id, label_id, x, y, w, h, confidence, iscrowd, area, ext_id FROM annotations "
                 "WHERE dataset_id = ? AND source_id = ? ORDER BY id",
                 [dataset_id, sources[source]],
             ).fetchnumpy()
