@@ -142,6 +142,9 @@ def test_doctor_finds_and_fixes_every_orphan_kind(store, two):
     # a's evaluation row vanishes but its per-object rows stay
     n_eval = sql(store, "SELECT count(*) FROM eval_objects WHERE dataset_id = ?", [a.id])[0][0]
     sql(store, "DELETE FROM evaluations WHERE dataset_id = ?", [a.id])
+    # a table this module never heard of (a later feature's) with a row of a dataset that never existed
+    sql(store, "CREATE TABLE later_feature (dataset_id INTEGER, x INTEGER)")
+    sql(store, "INSERT INTO later_feature VALUES (999, 1)")
     # a column nobody registered
     sql(store, 'ALTER TABLE samples ADD COLUMN "f_stray__num" DOUBLE')
     # stray points in the embedder's collection, a collection nobody registered, a registration of nothing
@@ -174,6 +177,7 @@ def test_doctor_finds_and_fixes_every_orphan_kind(store, two):
     assert found["rows_without_dataset"] >= sum(b_tables.values())
     by_kind = {k.kind: k for k in report.kinds}
     assert any(e.startswith(f"samples: 5 rows of dataset id(s) {b.id}") for e in by_kind["rows_without_dataset"].examples)
+    assert "later_feature: 1 rows of dataset id(s) 999" in by_kind["rows_without_dataset"].examples
     assert "'f_stray__num'" in by_kind["unreferenced_columns"].examples
     assert repr(b_column) in by_kind["unreferenced_columns"].examples  # b's custom field
     assert by_kind["registered_without_vectors"].examples == ["'ghost'"]

@@ -44,7 +44,9 @@ __all__ = [
     "unregister_collections",
 ]
 
-# Tables whose rows belong to one dataset through ``dataset_id``.
+# Tables whose rows belong to one dataset through ``dataset_id``, at least. Every table of the file with a
+# ``dataset_id`` column is checked (``_dataset_tables``), so a table added later (findings, hashes) is covered
+# without anyone remembering to list it here.
 DATASET_TABLES = ("samples", "annotations", "eval_objects", "evaluations", "projections", "fields", "labels",
                   "sources", "ingest_issues")
 
@@ -67,9 +69,20 @@ class EvalOrphans:
     rows: int
 
 
+def _dataset_tables(cur: Any) -> list[str]:
+    """Base tables of this file with a ``dataset_id`` column: the listed ones first, then any others by name."""
+    found = [r[0] for r in cur.execute(
+        """SELECT t.table_name FROM duckdb_tables() t
+           WHERE t.database_name = current_database() AND t.schema_name = 'main' AND NOT t.temporary
+             AND EXISTS (SELECT 1 FROM duckdb_columns() c WHERE c.table_oid = t.table_oid AND c.column_name = 'dataset_id')
+           ORDER BY t.table_name"""
+    ).fetchall()]
+    return [t for t in DATASET_TABLES if t in found] + [t for t in found if t not in DATASET_TABLES]
+
+
 def _gone(table: str) -> str:
     """WHERE clause: the row's dataset is not in ``datasets``."""
-    return f"NOT EXISTS (SELECT 1 FROM datasets d WHERE d.id = {table}.dataset_id)"
+    return f"NOT EXISTS (SELECT 1 FROM datasets d WHERE d.id = {ident(table)}.dataset_id)"
 
 
 # -- finding -------------------------------------------------------------------------------------------------------
@@ -79,9 +92,10 @@ def rows_without_dataset(store: MetadataStore) -> list[RowOrphans]:
     """Per table, rows whose dataset is gone, with the gone datasets' ids; tables with none are left out."""
     out = []
     with store.cursor() as cur:
-        for table in DATASET_TABLES:
+        for table in _dataset_tables(cur):
             rows = cur.execute(
-                f"SELECT dataset_id, count(*) FROM {table} WHERE {_gone(table)} GROUP BY dataset_id ORDER BY dataset_id"
+                f"SELECT dataset_id, count(*) FROM {ident(table)} WHERE {_gone(table)} GROUP BY dataset_id "
+                "ORDER BY dataset_id"
             ).fetchall()
             if rows:
                 out.append(RowOrphans(table, sum(int(n) for _, n in rows), [int(d) for d, _ in rows]))
@@ -191,10 +205,10 @@ def delete_orphan_rows(store: MetadataStore) -> dict[str, int]:
     """
     deleted: dict[str, int] = {}
     with store.transaction() as cur:
-        for table in DATASET_TABLES:
-            n = cur.execute(f"SELECT count(*) FROM {table} WHERE {_gone(table)}").fetchall()[0][0]
+        for table in _dataset_tables(cur):
+            n = cur.execute(f"SELECT count(*) FROM {ident(table)} WHERE {_gone(table)}").fetchall()[0][0]
             if n:
-                cur.execute(f"DELETE FROM {table} WHERE {_gone(table)}")
+                cur.execute(f"DELETE FROM {ident(table)} WHERE {_gone(table)}")
                 deleted[table] = int(n)
     return deleted
 
