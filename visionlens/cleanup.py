@@ -115,8 +115,8 @@ def delete_dataset(
     cache_files = thumbnails.keys_for(uris)  # before anything changes: a key needs the image's mtime and size
 
     store.delete_dataset(name)
-    # The store drops the dataset's own columns; a column an older store shared between datasets goes once no
-    # field names it any more.
+    # The store drops the dataset's columns itself; this only catches one its fields named that nothing names now
+    # yet still exists (a store version that left them behind), so the delete never depends on that detail.
     dropped = db.drop_columns(store, db.unreferenced_columns(store, among=columns))
 
     removed: dict[str, int] = {}
