@@ -121,6 +121,24 @@ class Dataset:
     def evaluations(self) -> list[dict[str, Any]]:
         return self.store.evaluations(self.id)
 
+    def insights(
+        self, model: str | list[str] | None = None, kinds: list[str] | None = None, compute: bool = True,
+        progress: ProgressCallback = no_progress,
+    ) -> list[Any]:
+        """Blind-spot slices, error patterns, label-mistake candidates and near-duplicates, best first per kind.
+
+        Computes and stores them (re-running replaces the earlier findings); ``compute=False`` only reads what
+        is stored. Each finding's ``app_filters()`` selects its samples: ``ds.count(f.app_filters())``.
+        """
+        from .insights import KINDS, load_findings
+        from .insights.runner import run_insights
+
+        wanted = list(kinds or KINDS)
+        if not compute:
+            return [f for f in load_findings(self.store, self.id) if f.kind in wanted]
+        models = [model] if isinstance(model, str) else model
+        return run_insights(self.store, self.id, models=models, kinds=wanted, progress=progress)
+
     def summary(self) -> dict[str, Any]:
         info = next(d for d in self.store.list_datasets() if d["id"] == self.id)
         return {
