@@ -87,3 +87,32 @@ def test_edge_cases():
         project(np.ones((4, 4)), "tsne")
     with pytest.raises(ValueError, match="NaN"):
         project(np.full((4, 4), np.nan), "pca")
+
+
+def test_umap_kernels_cache_without_touching_numba_for_other_threads(tmp_path):
+    """Caching is switched on per umap dispatcher: ``numba.njit``/``numba.jit`` stay the same objects for every
+    thread while umap is imported (another thread may be compiling Datashader's kernels meanwhile)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import threading, numba
+from visionlens.projection import _import_umap_cached, enable_numba_cache
+enable_numba_cache({str(tmp_path)!r})
+njit, jit = numba.njit, numba.jit
+changed, stop = [], threading.Event()
+def watch():
+    while not stop.is_set():
+        if numba.njit is not njit or numba.jit is not jit:
+            changed.append(1)
+t = threading.Thread(target=watch); t.start()
+umap = _import_umap_cached()
+stop.set(); t.join()
+from numba.core.caching import NullCache
+from numba.core.dispatcher import Dispatcher
+kernels = [o for o in vars(umap.umap_).values() if isinstance(o, Dispatcher)]
+print(len(changed), len(kernels), sum(not isinstance(k._cache, NullCache) for k in kernels))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    changed, kernels, cached = (int(v) for v in out.stdout.split()[-3:])
+    assert changed == 0 and kernels > 0 and cached == kernels
