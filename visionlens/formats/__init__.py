@@ -25,7 +25,8 @@ def detect_format(source: str) -> FormatReader:
             return reader
     raise IngestError(
         "could not tell the format: expected a COCO JSON (or a folder with annotations/*.json), a YOLO folder "
-        "(data.yaml or classes.txt) or a VOC folder (Annotations/*.xml); pass format= to choose",
+        "(data.yaml or classes.txt) or a VOC folder (Annotations/*.xml, annotations/*.xml or XML files beside the "
+        "images); pass format= to choose",
         source,
     )
 

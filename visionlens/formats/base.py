@@ -22,7 +22,7 @@ def no_progress(step: str, done: int, total: int) -> None:
 
 @dataclass
 class Issue:
-    """Something wrong with the input that did not stop the ingest (a missing image, a clipped box)."""
+    """Something wrong with the input that did not stop the ingest (a missing image, a dropped box)."""
 
     kind: str
     file: str
