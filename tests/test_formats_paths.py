@@ -289,3 +289,33 @@ def test_links_are_checked_cheaply(tmp_path, monkeypatch):
     monkeypatch.setattr(os.path, "realpath", lambda p, *a, **kw: calls.append(p) or real(p, *a, **kw))
     assert media.links_outside(str(root), [f"images/{k}.jpg" for k in range(50)], str(root)) == {}
     assert len(calls) <= 2
+
+
+# --- files that are no regular files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gone", "gone.json"])
+def test_source_that_does_not_exist_is_an_error_naming_it(store, tmp_path, name):
+    with pytest.raises(IngestError, match="no such file or folder") as e:
+        vl.ingest(tmp_path / name, "x", store=store)
+    assert str(tmp_path / name) in str(e.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_posing_as_an_image_is_never_opened(store, tmp_path):
+    """Opening a FIFO blocks until someone writes to it: listing only regular files keeps ingest from hanging."""
+    root = tmp_path / "c"
+    image(root / "images" / "a.jpg")
+    os.mkfifo(root / "images" / "b.jpg")
+    doc = coco_doc([{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}], [])
+    ds = vl.ingest(write_coco(root, doc, make_images=False), "c", store=store)
+    assert ds.count() == 2 and ds.count({"missing": True}) == 1
+    [issue] = ds.issues()
+    assert issue.kind == "missing_image" and issue.file.endswith("b.jpg")
+
+
+def test_xml_link_inside_the_dataset_is_read_like_a_file(store, tmp_path):
+    root = write_voc(tmp_path / "v", {"a": voc_xml("a.jpg", [])})
+    (root / "Annotations" / "c.xml").symlink_to(root / "Annotations" / "a.xml")
+    with pytest.raises(IngestError, match=r"c\.xml: two XML files describe the same image 'JPEGImages/a\.jpg'"):
+        vl.ingest(root, "v", store=store)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import media
+from .errors import IngestError
 from .formats import detect_format, detect_predictions_format, get_reader
 from .formats.base import Issue, ParsedPredictions, ProgressCallback, SampleIndex, no_progress
 from .store.metadata import MetadataStore
@@ -36,8 +38,13 @@ class IngestReport:
 
 
 def _as_source(path: str | Path) -> str:
+    """The path as readers see it (links resolved, so "inside the dataset folder" means the real folder); a path
+    that does not exist is an error naming it rather than a format guess or a traceback further on."""
     s = str(path)
-    return s if "://" in s else str(Path(s).expanduser().resolve())
+    src = s if "://" in s else str(Path(s).expanduser().resolve())
+    if not media.exists(src):
+        raise IngestError("no such file or folder", src)
+    return src
 
 
 def read_predictions(

@@ -135,7 +135,11 @@ def _walk_local(top: str, exts: tuple[str, ...] | None, outside_links: list[str]
             except OSError:
                 is_dir = False
             if not is_dir:
-                if exts is None or rel.lower().endswith(exts):
+                try:
+                    regular = e.is_file()  # follows links; FIFOs and devices would block or never end a read
+                except OSError:
+                    regular = False
+                if regular and (exts is None or rel.lower().endswith(exts)):
                     out.append(rel)
                 continue
             link = e.is_symlink()

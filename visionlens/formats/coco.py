@@ -42,7 +42,10 @@ def load_json(uri: str) -> Any:
     files from Python scripts often hold them: a file orjson refuses is read again with ``json``, and the boxes or
     scores that are not finite are then dropped with an issue instead of the whole file failing.
     """
-    data = media.read_bytes(uri) if not isinstance(uri, bytes) else uri
+    try:
+        data = media.read_bytes(uri) if not isinstance(uri, bytes) else uri
+    except OSError as e:
+        raise IngestError(f"cannot read the file ({type(e).__name__}: {e.strerror or e})", str(uri)) from None
     if not data.strip():
         raise IngestError("the file is empty; expected a COCO JSON document", str(uri))
     try:

@@ -67,7 +67,10 @@ Row = tuple[str, list[float], bool, float | None, str]
 
 
 def parse_xml(uri: str) -> Element:
-    data = media.read_bytes(uri)
+    try:
+        data = media.read_bytes(uri)
+    except OSError as e:
+        raise IngestError(f"cannot read the file ({type(e).__name__}: {e.strerror or e})", uri) from None
     if not data.strip():
         raise IngestError("the file is empty; expected a VOC <annotation> XML document", uri)
     try:

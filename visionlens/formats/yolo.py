@@ -318,10 +318,9 @@ def _split_entry(entry: str, root: str, yaml_path: str, split: str) -> str:
     """A ``train``/``val``/``test`` entry relative to root. Roboflow writes ``../train/images``; Ultralytics reads
     that as ``train/images`` when the ``../`` path does not exist, and so do we (the ``../`` one is never read)."""
     if entry.startswith("../"):
-        inner = entry[3:]
-        rel = media.safe_relpath(inner, yaml_path, split)
-        if media.exists(media.join(root, rel)):
-            return rel
+        inner = posixpath.normpath(entry[3:])
+        if inner != ".." and not inner.startswith("../") and media.exists(media.join(root, inner)):
+            return media.safe_relpath(inner, yaml_path, split)
     return media.safe_relpath(entry, yaml_path, split)
 
 
