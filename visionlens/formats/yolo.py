@@ -73,8 +73,11 @@ class YoloReader:
         return None
 
     def detect(self, source: str) -> bool:
-        """A yaml file, a folder with data.yaml or classes.txt, or ``images/`` + ``labels/`` with ``.txt`` labels
-        (a few listings; ``labels/`` holding XML is Pascal VOC, not YOLO)."""
+        """A yaml file, or a folder with data.yaml or a ``classes.txt`` this reader would use.
+
+        Cheap: a listing of the folder and a stat; ``labels/`` is listed only when it has no ``classes.txt`` of its
+        own (then it holds split folders, or it is not YOLO: ``images/`` + ``labels/*.xml`` is Pascal VOC).
+        """
         if source.lower().endswith((".yaml", ".yml")):
             return True
         if not media.isdir(source):
@@ -82,24 +85,12 @@ class YoloReader:
         names = media.listdir(source)
         if self._yaml(source) is not None or "classes.txt" in names:
             return True
-        if "labels" not in names or "images" not in names:
-            return False
-        labels = media.join(source, "labels")
-        listing = media.listdir(labels)
-        if any(n.endswith(".txt") for n in listing):
-            return True
-        subfolders = [n for n in listing if "." not in n][:4]
-        return any(any(n.endswith(".txt") for n in media.listdir(media.join(labels, d))) for d in subfolders)
+        return "labels" in names and bool(_classes_files(source))
 
     def _classes_file(self, root: str) -> str:
-        """``classes.txt`` in the folder, in ``labels/``, or in ``labels/<split>/`` (LabelImg writes it beside the
-        labels); several different ones are an error naming two of them."""
-        for candidate in (media.join(root, "classes.txt"), media.join(root, "labels", "classes.txt")):
-            if media.exists(candidate):
-                return candidate
-        labels = media.join(root, "labels")
-        found = [media.join(labels, d, "classes.txt") for d in media.listdir(labels) if "." not in d]
-        found = [f for f in found if media.exists(f)]
+        """The ``classes.txt`` that names the classes (see ``_classes_files``); several different ones are an error
+        naming two of them."""
+        found = _classes_files(root)
         if not found:
             raise IngestError("no data.yaml or classes.txt found: cannot name the classes", root)
         texts = [media.read_text(f).split() for f in found]
@@ -281,6 +272,17 @@ class YoloReader:
         issues += box_issues
         issues += note_past_border(anns.bbox, anns.sample_index, index.width, index.height, source, index.filepath)
         return ParsedPredictions(anns, [], issues)
+
+
+def _classes_files(root: str) -> list[str]:
+    """``classes.txt`` in the folder or in ``labels/``; else every ``labels/<split>/classes.txt`` (LabelImg writes it
+    beside the labels it saves)."""
+    for candidate in (media.join(root, "classes.txt"), media.join(root, "labels", "classes.txt")):
+        if media.exists(candidate):
+            return [candidate]
+    labels = media.join(root, "labels")
+    found = [media.join(labels, d, "classes.txt") for d in media.listdir(labels) if "." not in d]
+    return [f for f in found if media.exists(f)]
 
 
 def _yaml_root(raw: Any, base: str, yaml_path: str) -> tuple[str, list[Issue]]:
