@@ -155,7 +155,8 @@ SCORES = [
 
 @pytest.mark.parametrize(("score", "kept"), SCORES)
 def test_coco_bad_scores(tmp_path, score, kept):
-    parsed = read(write_coco(tmp_path / "c", coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], [])))
+    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], [])
+    parsed = read(write_coco(tmp_path / "c", doc))
     preds = tmp_path / "p.json"
     preds.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},
                                  {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, 8], "score": score}]))

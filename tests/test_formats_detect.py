@@ -87,7 +87,8 @@ def test_voc_image_found_through_folder_and_path_elements(store, tmp_path):
     image(root / "photos" / "2021" / "b.jpg", (100, 80))
     image(root / "shots" / "c.jpg", (100, 80))
     _xml(root / "Annotations" / "a.xml", voc_xml("a.jpg", []).replace("<filename>", "<folder>pics</folder><filename>"))
-    _xml(root / "Annotations" / "b.xml", voc_xml("b.jpg", []).replace("<filename>", "<path>photos/2021/b.jpg</path><filename>"))
+    _xml(root / "Annotations" / "b.xml",
+         voc_xml("b.jpg", []).replace("<filename>", "<path>photos/2021/b.jpg</path><filename>"))
     _xml(root / "Annotations" / "c.xml",
          voc_xml("c.jpg", []).replace("<filename>", "<path>/home/bob/data/shots/c.jpg</path><filename>"))
     ds = vl.ingest(root, "v", store=store)

@@ -96,8 +96,9 @@ def find_files(root: str, extensions: Iterable[str] | None = None, outside_links
     """All files under ``root`` as paths relative to it, listed in one recursive call (cheap on GCS).
 
     On a local disk, links to folders inside ``root`` are followed (a link back to a folder being listed is not, so
-    link loops end), but links to folders outside it are not: listing ``/`` through ``images/x -> /`` would never end, and nothing there
-    belongs to the dataset. Their paths go to ``outside_links`` when it is given, so a reader can say what it skipped.
+    link loops end), but links to folders outside it are not: listing ``/`` through ``images/x -> /`` would never
+    end, and nothing there belongs to the dataset. Only regular files are listed: opening a FIFO named ``a.jpg``
+    would block forever. Their paths go to ``outside_links`` when it is given, so a reader can say what it skipped.
     """
     exts = tuple(e.lower() for e in extensions) if extensions else None
     fs, path = fs_path(root)

@@ -139,7 +139,8 @@ def declared_size(value: object, file: str, location: str) -> tuple[int, Issue |
     except ValueError:
         raise IngestError(f"image size must be a number, got {value!r}", file, location) from None
     if not np.isfinite(number) or number < 0 or number > _MAX_SIDE:
-        issue = Issue("bad_image_size", file, location, f"image size {value!r} is not a size; read from the image instead")
+        message = f"image size {value!r} is not a size; read from the image instead"
+        issue = Issue("bad_image_size", file, location, message)
         return 0, issue
     return int(number), None
 

@@ -5,7 +5,8 @@ Layouts read without flags:
 * classic: ``Annotations/*.xml``, ``JPEGImages/*.jpg``, splits in ``ImageSets/Main/<split>.txt``;
 * exports (Roboflow, Kaggle, LabelImg): ``annotations/*.xml`` + ``images/*.jpg`` (any case, optionally with split
   subfolders such as ``annotations/train`` + ``images/train``), or each XML beside its image, also one folder per
-  split (``train/a.jpg`` + ``train/a.xml``). A split then comes from the subfolder the XML lies in.
+  split (``train/a.jpg`` + ``train/a.xml``). Without ``ImageSets/Main``, a split is the first subfolder the XML
+  lies in (not counting a folder named like ``images`` or ``annotations``).
 
 An XML names its image by ``<filename>``, and often by ``<folder>`` and ``<path>`` too. The image is looked for, in
 order: in the image folder (mirroring the XML's subfolder), beside the XML, in ``<folder>``, then at ``<path>``.
@@ -323,7 +324,8 @@ class VocReader:
             size = doc.find("size")
             if size is not None:
                 for side, column in (("width", width), ("height", height)):
-                    column[i], size_issue = declared_size(_text(size, side, uri, "size", required=False), uri, f"size/{side}")
+                    declared = _text(size, side, uri, "size", required=False)
+                    column[i], size_issue = declared_size(declared, uri, f"size/{side}")
                     if size_issue is not None:
                         issues.append(size_issue)
             objects, object_issues = _objects(doc, uri, scored=False)
@@ -353,7 +355,8 @@ class VocReader:
         issues += flag_links_outside(root, filepaths, root, missing, xml_of)
         for i in np.flatnonzero(~present & ~missing):
             tried = f" (looked for {', '.join(repr(c) for c in looked[i][:4])})" if len(looked[i]) > 1 else ""
-            issues.append(Issue("missing_image", media.join(root, filepaths[i]), xml_of(i), f"image file not found{tried}"))
+            message = f"image file not found{tried}"
+            issues.append(Issue("missing_image", media.join(root, filepaths[i]), xml_of(i), message))
         missing |= ~present
         unknown = np.flatnonzero(((width <= 0) | (height <= 0)) & ~missing)
         issues += read_sizes(root, filepaths, unknown, width, height, missing, progress, xml_of)

@@ -183,13 +183,14 @@ class YoloReader:
         missing = np.zeros(n, bool)
         issues += flag_links_outside(root, filepaths, root, missing, lambda i: origin[i])
         issues += [
-            Issue("missing_image", media.join(root, filepaths[i]), origin[i], "image file not found; its labels were skipped")
+            Issue("missing_image", media.join(root, filepaths[i]), origin[i], "image not found; its labels were skipped")
             for i in np.flatnonzero(~present & ~missing)
         ]
         missing |= ~present
         width = np.zeros(n, np.int32)
         height = np.zeros(n, np.int32)
-        unreadable = read_sizes(root, filepaths, np.flatnonzero(~missing), width, height, missing, progress, lambda i: "")
+        readable = np.flatnonzero(~missing)
+        unreadable = read_sizes(root, filepaths, readable, width, height, missing, progress, lambda i: origin[i])
         for issue in unreadable:
             if issue.kind == "unreadable_image":
                 issue.message += "; its labels were skipped (YOLO boxes need the image size)"
