@@ -219,3 +219,15 @@ def test_on_a_shared_server_only_registered_collections_are_touched(store, tmp_p
         assert server.count("their-app") == len(theirs)
         assert find_orphans(store, vectors=server, thumbnails=thumbs()).clean
         assert sorted(server.collections()) == sorted([COLLECTION, "their-app"])
+
+
+def test_replacing_a_dataset_leaves_no_vectors_or_thumbnails_of_its_old_samples(store, two, tmp_path):
+    a = two["a"]
+    old_ids = a.sample_ids()
+    old_files = thumbs().keys_for([a.uri(p) for p in a.samples(limit=100)["filepath"]])
+    path, preds = make_dataset(tmp_path / "a2", 6, "weather", 3)
+    new = vl.ingest(path, "a", predictions={"m1": str(preds)}, store=store, replace=True)
+    assert new.count() == 6 and not np.isin(new.sample_ids(), old_ids).any()
+    assert find_orphans(store).clean
+    assert not np.isin(vector_store().all_ids(COLLECTION), old_ids).any()
+    assert not any((thumbs().cache_dir / f).exists() for f in old_files)

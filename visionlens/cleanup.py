@@ -65,13 +65,15 @@ def _default_stores(
         from .embedding_jobs import vector_store
 
         vectors = vector_store()
-    if thumbnails is None:
-        from .config import get_settings
-        from .thumbnails import ThumbnailCache
+    return store, vectors, thumbnails or _default_thumbnails()
 
-        settings = get_settings()
-        thumbnails = ThumbnailCache(settings.thumbnails, settings.thumbnail_size)
-    return store, vectors, thumbnails
+
+def _default_thumbnails() -> ThumbnailCache:
+    from .config import get_settings
+    from .thumbnails import ThumbnailCache
+
+    settings = get_settings()
+    return ThumbnailCache(settings.thumbnails, settings.thumbnail_size)
 
 
 def _our_collections(store: MetadataStore, vectors: VectorStore) -> list[str]:
@@ -110,27 +112,67 @@ def delete_dataset(
     store, vectors, thumbnails = _default_stores(store, vectors, thumbnails)
     row = store.get_dataset(name)
     collections = _our_collections(store, vectors)
-    ids, uris = db.dataset_samples(store, row.id)
+    left = leftovers_of(store, row.id, thumbnails)
     columns = db.dataset_columns(store, row.id)
-    cache_files = thumbnails.keys_for(uris)  # before anything changes: a key needs the image's mtime and size
 
     store.delete_dataset(name)
     # The store drops the dataset's columns itself; this only catches one its fields named that nothing names now
     # yet still exists (a store version that left them behind), so the delete never depends on that detail.
     dropped = db.drop_columns(store, db.unreferenced_columns(store, among=columns))
+    removed, n_thumbs = _purge(left, vectors, collections, thumbnails)
+    return DeletionReport(name=row.name, dataset_id=row.id, samples=len(left.ids), vectors=removed,
+                          thumbnails=n_thumbs, columns=dropped)
 
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What of a dataset lives outside DuckDB, read while its rows still exist (a cache file's name needs the
+    image's mtime and size)."""
+
+    dataset_id: int
+    ids: np.ndarray
+    cache_files: list
+
+
+def leftovers_of(store: MetadataStore, dataset_id: int, thumbnails: ThumbnailCache) -> Leftovers:
+    ids, uris = db.dataset_samples(store, dataset_id)
+    return Leftovers(dataset_id, ids, list(thumbnails.keys_for(uris)))
+
+
+def _purge(left: Leftovers, vectors: VectorStore, collections: list[str], thumbnails: ThumbnailCache
+           ) -> tuple[dict[str, int], int]:
     removed: dict[str, int] = {}
     for collection in collections:
         before = vectors.count(collection)
-        if len(ids):
-            vectors.delete_ids(collection, ids)
-        vectors.delete_matching(collection, {DATASET_PAYLOAD_KEY: row.id})
+        if len(left.ids):
+            vectors.delete_ids(collection, left.ids)
+        vectors.delete_matching(collection, {DATASET_PAYLOAD_KEY: left.dataset_id})
         if before - (after := vectors.count(collection)):
             removed[collection] = before - after
-    return DeletionReport(
-        name=row.name, dataset_id=row.id, samples=len(ids), vectors=removed,
-        thumbnails=thumbnails.remove_files(cache_files), columns=dropped,
-    )
+    return removed, thumbnails.remove_files(left.cache_files)
+
+
+def before_replace(store: MetadataStore, name: str) -> Callable[[], None]:
+    """For an ingest that replaces dataset ``name``: read what its old samples left outside DuckDB now, and
+    return the step that removes it once the new rows are committed (vector ids and thumbnails of the old
+    samples are never valid again: ids are not reused). If the vector store cannot be opened here (another
+    process holds it), the leftovers stay as orphans for ``visionlens doctor`` and a warning says so."""
+    import logging
+
+    if not store.has_dataset(name):
+        return lambda: None
+    thumbnails = _default_thumbnails()
+    left = leftovers_of(store, store.get_dataset(name).id, thumbnails)
+
+    def purge() -> None:
+        try:
+            _, vectors, _ = _default_stores(store, None, thumbnails)
+            _purge(left, vectors, _our_collections(store, vectors), thumbnails)
+        except Exception as e:  # noqa: BLE001 - the ingest itself succeeded; doctor can finish this
+            logging.getLogger(__name__).warning(
+                "the replaced dataset %r left vectors or thumbnails behind (%s): run `visionlens doctor --fix`",
+                name, e)
+    return purge
 
 
 # -- doctor --------------------------------------------------------------------------------------------------------

@@ -91,7 +91,11 @@ def ingest(
         index.labels = index.labels + p.new_labels
         index.label_ext_ids = index.label_ext_ids + [None] * len(p.new_labels)
     progress("write database", 0, 1)
+    from .cleanup import before_replace
+
+    purge_replaced = before_replace(store, name) if replace else (lambda: None)
     store.insert_dataset(name, parsed, preds, replace=replace)
+    purge_replaced()
     progress("write database", 1, 1)
     return IngestReport(
         name=name,
