@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +24,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -91,3 +97,39 @@ def chromium_page(width: int = 1200, height: int = 800) -> Iterator[Any]:
     with chromium() as browser:
         page = browser.new_page(viewport={"width": width, "height": height})
         yield page
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Until the server answers at all (an HTTP error status counts as an answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not come up")
+
+
+def serve_app(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``panel serve apps/browse.py`` on a VisionLens home, as ``make serve`` runs it; returns (process, base URL).
+
+    A separate process: DuckDB lets one process hold a database file, so the home must not be open here.
+    """
+    port = free_port()
+    env = {**os.environ, "VISIONLENS_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", "apps/browse.py", "--port", str(port), "--address", "127.0.0.1",
+         "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "visionlens.ui.routes", "--num-threads", "4",
+         *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/vl/thumb/0/0")  # answers (404) as soon as the server listens, without building a session
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
+    return proc, url

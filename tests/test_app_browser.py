@@ -15,44 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_app
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[1]
 
 
 NIGHT_CARS = {"fields": [{"field": "time_of_day", "values": ["night"]}], "annotations": [{"labels": ["car"]}]}
 
 
-def _wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not come up")
-
-
 def _serve(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "VISIONLENS_HOME": str(home)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", "apps/browse.py", "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "visionlens.ui.routes", "--num-threads", "4",
-         *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url + "/vl/thumb/0/0")  # answers (404) as soon as the server listens, without building a session
-    except AssertionError:
-        proc.kill()
-        raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
-    return proc, url
+    return serve_app(home, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import panel as pn
 
@@ -30,8 +30,9 @@ def _restore_url(state: AppState) -> None:
     loc = pn.state.location
     if loc is None:
         return
-    raw = dict(loc.query_params)
-    query = {k: v if isinstance(v, str) else _json(v) for k, v in raw.items()}
+    # The raw strings, not Panel's ``query_params``: that one silently drops a value starting with "{" that is not
+    # valid JSON, and a user with a broken link would see no word about it.
+    query = dict(parse_qsl((loc.search or "").lstrip("?")))
     if query:
         state.apply_query(query)
 
@@ -55,12 +56,6 @@ def _sync_url(state: AppState) -> None:
 
     state.param.watch(push, ["dataset", "filters", "sort", "open_sample"])
     pn.state.onload(push)  # after the browser has reported its own location
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value) if not isinstance(value, (int, float)) else str(value)
 
 
 def _lazy_tabs(state: AppState, factories: dict[str, Any]) -> pn.Column:

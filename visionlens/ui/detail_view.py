@@ -13,6 +13,7 @@ from panel.viewable import Viewer
 
 from ..store.metadata import GROUND_TRUTH
 from .detail_component import AnnotatedImage
+from .html import el
 from .overlays import boxes_for, url_prefix
 from .routes import image_url
 from .state import AppState
@@ -114,8 +115,8 @@ class DetailView(Viewer):
         self._image.param.update(src=src, image_width=row["width"] or 1, image_height=row["height"] or 1, boxes=boxes)
         pos = st.position()
         where = f"{pos + 1:,} of {st.count:,}" if pos is not None else "not in the current result"
-        self._title.object = (f'<b class="vl-detail-title">{posixpath.basename(row["filepath"])}</b> '
-                              f'<small>{where} · id {row["id"]} · {row["width"]}×{row["height"]}</small>')
+        self._title.object = (el("b", posixpath.basename(row["filepath"]), class_="vl-detail-title") + " " +
+                              el("small", f'{where} · id {row["id"]} · {row["width"]}×{row["height"]}'))
         self._prev.disabled = not pos
         self._next.disabled = pos is None or pos + 1 >= st.count
         table = pd.DataFrame([

@@ -582,11 +582,11 @@ class MapView(Viewer):
         finally:
             self._quiet = False
 
-    def _no_map(self, text: str) -> None:
+    def _no_map(self, markdown: str) -> None:
         self._plot.object = None
         self._body.visible = False
         self._method.disabled = self._color.disabled = True
-        self._say(text, "info")
+        self._say(markdown, "info")
         self._show_count()
 
     def _color_by(self) -> ColorBy:

@@ -40,24 +40,43 @@ def sample_uri(dataset_id: int, sample_id: int) -> str:
     return media.join(row.root, rows[0]["filepath"])
 
 
+MAX_SIDE = (64, 4096)
+
+
 class _ImageHandler(AuthRequestHandler):
     full = False
 
+    def _max_side(self) -> int | None:
+        """``?max=`` in pixels, clamped to MAX_SIDE; None (after a 400 answer) when it is not a whole number."""
+        raw = self.get_argument("max", "1600")
+        try:
+            side = int(raw)
+        except ValueError:
+            self.set_status(400)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"max must be a whole number of pixels between {MAX_SIDE[0]} and {MAX_SIDE[1]}, "
+                        f"e.g. ?max=1600\n")
+            return None
+        return min(MAX_SIDE[1], max(MAX_SIDE[0], side))
+
     @authenticated
     async def get(self, dataset_id: str, sample_id: str) -> None:
-        try:
-            uri = sample_uri(int(dataset_id), int(sample_id))
+        side = self._max_side()  # checked on both routes, though only the full image uses it
+        if side is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:  # a store query: off the event loop like the image work, which every session shares
+            uri = await loop.run_in_executor(None, sample_uri, int(dataset_id), int(sample_id))
         except (KeyError, ValueError, DatasetNotFoundError):
             raise HTTPError(404) from None
         if self.full:
             from ..thumbnails import full_image
 
-            side = min(4096, max(64, int(self.get_argument("max", "1600"))))
-            result = await asyncio.get_running_loop().run_in_executor(None, full_image, uri, side)
+            result = await loop.run_in_executor(None, full_image, uri, side)
             cache = "private, max-age=300"
         else:
             cache_obj = resources.thumbnails()
-            result = await asyncio.get_running_loop().run_in_executor(None, cache_obj.get, uri, int(sample_id))
+            result = await loop.run_in_executor(None, cache_obj.get, uri, int(sample_id))
             cache = "private, max-age=86400"
         self.set_header("Content-Type", "image/jpeg")
         self.set_header("Cache-Control", "no-store" if result.placeholder else cache)

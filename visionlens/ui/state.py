@@ -222,19 +222,59 @@ class AppState(param.Parameterized):
         return q
 
     def apply_query(self, q: dict[str, str]) -> None:
-        """Restore a shared link; a broken one shows an error instead of a blank page."""
-        try:
-            if q.get("dataset") and q["dataset"] in self.param.dataset.objects and q["dataset"] != self.dataset:
-                self.dataset = q["dataset"]
-            update: dict[str, Any] = {}
-            if q.get("filters"):
-                update["filters"] = Filters.from_url(q["filters"])
-            if q.get("sort"):
-                s = q["sort"]
-                update["sort"] = Sort(field=s.lstrip("-"), descending=s.startswith("-"))
-            if update:
-                self.param.update(**update)
-            if q.get("sample"):
+        """Restore a shared link; what is broken in it is left out and named in ``error``.
+
+        A link is text from outside: bad JSON, a field this dataset lacks, a value of the wrong type, an unknown
+        sort field or a sample id that is not a number must not leave a blank page. Each part is checked against
+        the dataset (the store compiles the filter and the sort, which is where unknown fields and wrong types are
+        found) before it is applied, so a broken part leaves the dataset unfiltered and the message says why.
+        """
+        problems: list[str] = []
+        name = q.get("dataset")
+        if name and name in self.param.dataset.objects:
+            if name != self.dataset:
+                self.dataset = name
+        elif name:
+            problems.append(f"there is no dataset named {name!r}")
+        ds = self.ds
+        update: dict[str, Any] = {}
+        if q.get("filters") and ds is not None:
+            try:
+                flt = Filters.from_url(q["filters"])
+                self.store.count(ds.id, flt)  # compiles the filter against this dataset's fields
+                update["filters"] = flt
+            except (ValueError, TypeError, VisionLensError) as e:
+                problems.append(f"its filters were left out ({_reason(e)})")
+        if q.get("sort") and ds is not None:
+            s = q["sort"]
+            try:
+                sort = Sort(field=s.lstrip("-"), descending=s.startswith("-"))
+                self.store.page(ds.id, Filters(), sort, 1, 0)
+                update["sort"] = sort
+            except (ValueError, TypeError, VisionLensError) as e:
+                problems.append(f"its sort order was left out ({_reason(e)})")
+        if update:
+            self.param.update(**update)
+        if q.get("sample"):
+            try:
                 self.open_sample = int(q["sample"])
-        except (ValueError, VisionLensError) as e:
-            self.error = f"could not restore the link: {e}"
+            except (ValueError, TypeError):
+                problems.append(f"{q['sample']!r} is not a sample id")
+        if problems:
+            self.error = "Could not restore all of the link: " + "; ".join(problems) + "."
+
+
+def _reason(e: BaseException) -> str:
+    """One line for a user: pydantic's first error (where and what) rather than its multi-line report."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError) and e.errors():
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
+    line = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 1] + "…"
+
+
+REASON_CHARS = 160
+"""A store error may list every field of the dataset: the alert shows the start, the field it is about."""

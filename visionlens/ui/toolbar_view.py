@@ -9,6 +9,7 @@ import param
 from panel.viewable import Viewer
 
 from ..query import Sort
+from .html import choices
 from .state import AppState
 
 
@@ -48,7 +49,7 @@ class ToolbarView(Viewer):
     def _on_models(self, *_: Any) -> None:
         """Another view (the evaluation panel) may add a model to draw: show it here too."""
         if list(self._models.value) != list(self.state.models):
-            self._models.value = [m for m in self.state.models if m in self._models.options]
+            self._models.value = [m for m in self.state.models if m in self._models.options.values()]
 
     def _on_picked(self, *_: Any) -> None:
         n = len(self.state.picked)
@@ -62,9 +63,9 @@ class ToolbarView(Viewer):
 
     def _on_dataset(self, *_: Any) -> None:
         ds = self.state.ds
-        self._models.options = ds.models() if ds else []
+        self._models.options = choices(ds.models() if ds else [])  # MultiChoice labels are HTML: escaped
         self._models.value = list(self.state.models)
-        self._labels.options = ds.labels() if ds else []
+        self._labels.options = choices(ds.labels() if ds else [])
         fields = [n for n, f in (ds.fields().items() if ds else []) if f.level == "sample" and f.kind == "numeric"]
         self._sort.options = ["random", *fields] if ds else []
         self._on_state_sort()
