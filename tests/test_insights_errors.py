@@ -89,7 +89,8 @@ def _arrays(anns: list[dict], preds: list[dict]) -> tuple[Detections, Detections
     gt = Detections(image_id=np.array([a["image_id"] for a in anns]), label=np.array([a["category_id"] for a in anns]),
                     bbox=np.array([a["bbox"] for a in anns], float), ann_id=np.arange(len(anns)),
                     iscrowd=np.zeros(len(anns), bool), area=np.array([a["area"] for a in anns], float))
-    dt = Detections(image_id=np.array([p["image_id"] for p in preds]), label=np.array([p["category_id"] for p in preds]),
+    dt = Detections(image_id=np.array([p["image_id"] for p in preds]),
+                    label=np.array([p["category_id"] for p in preds]),
                     bbox=np.array([p["bbox"] for p in preds], float), ann_id=np.arange(len(preds)) + 10_000,
                     score=np.array([p["score"] for p in preds], float))
     return gt, dt, np.arange(1, N_IMAGES + 1)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import visionlens as vl
-from tests.factories import coco_doc, write_coco
+from tests.factories import coco_doc, write_coco, write_yolo
 from visionlens.insights import load_findings, save_run
-from visionlens.insights.mistakes import FIELD, MISTAKES, NoPredictionsError, find_label_mistakes, noisy_or
+from visionlens.insights.mistakes import FIELD, MISTAKES, NoPredictionsError, find_label_mistakes, load, noisy_or
 
 CAR = [10.0, 10.0, 60.0, 40.0]
 PERSON = [120.0, 60.0, 30.0, 80.0]
@@ -161,3 +161,10 @@ def test_demo_dogs_labelled_cat_top_the_wrong_labels(demo_ds, demo_files):
     assert all(f.detail["label"] == "cat" and f.detail["predicted"] == "dog"
                for f in wrong if f.detail["gt_id"] in planted)
     assert len(field[FIELD][0]) == demo_ds.count()
+
+
+def test_gt_id_is_the_files_annotation_id_or_none(planted, tmp_path, store):
+    gt = load(store, planted.id, "ground_truth")
+    assert gt.file_id(int(np.flatnonzero(gt.ext_id == SPURIOUS_ID)[0])) == SPURIOUS_ID
+    yolo = vl.ingest(write_yolo(tmp_path / "y", {"train/a": "0 0.5 0.5 0.2 0.2\n"}), "y", store=store)
+    assert load(store, yolo.id, "ground_truth").file_id(0) is None  # YOLO files have no annotation ids

@@ -54,7 +54,8 @@ ERROR_NAMES = {CLASSIFICATION: "classification", LOCALIZATION: "localization", B
                DUPLICATE: "duplicate", BACKGROUND: "background", MISSED: "missed"}
 ERROR_CODES = {v: k for k, v in ERROR_NAMES.items()}
 _WHAT = {
-    CLASSIFICATION: ("classification errors", "false positives with a good box (IoU ≥ 0.5) on an object of another class"),
+    CLASSIFICATION: ("classification errors",
+                     "false positives with a good box (IoU ≥ 0.5) on an object of another class"),
     LOCALIZATION: ("localization errors", "false positives of the right class whose box is off (best IoU 0.1–0.5)"),
     BOTH: ("wrong class and poor box", "false positives overlapping an object of another class at IoU 0.1–0.5"),
     DUPLICATE: ("duplicate detections", "second detections of an object another prediction already found"),
@@ -299,7 +300,8 @@ class Confusion:
     dap: float  # mAP50 gained by fixing only these
 
 
-def confusions(gt: Detections, dt: Detections, image_ids: np.ndarray, res: TideResult, top: int = 10) -> list[Confusion]:
+def confusions(gt: Detections, dt: Detections, image_ids: np.ndarray, res: TideResult,
+               top: int = 10) -> list[Confusion]:
     """The ``top`` (GT class, predicted class) pairs by count, each with the exact mAP50 its own fix gains.
 
     Fixing one pair changes only the two classes' APs, so each is evaluated on those two classes alone.

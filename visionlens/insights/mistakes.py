@@ -73,10 +73,14 @@ class Boxes:
     conf: np.ndarray  # clipped to [0, 1]; zeros for ground truth
     crowd: np.ndarray
     area: np.ndarray
-    ext_id: list[int | None]
+    ext_id: np.ndarray  # int64: the source file's annotation id
+    has_ext_id: np.ndarray  # bool: the file gave one
 
     def __len__(self) -> int:
         return len(self.ann_id)
+
+    def file_id(self, row: int) -> int | None:
+        return int(self.ext_id[row]) if self.has_ext_id[row] else None
 
 
 def load(store: MetadataStore, dataset_id: int, source: str) -> Boxes:
@@ -89,18 +93,22 @@ def load(store: MetadataStore, dataset_id: int, source: str) -> Boxes:
         ann_id=np.asarray(cols["id"], np.int64), sample_id=np.asarray(cols["sample_id"], np.int64),
         label=np.asarray(cols["label_id"], np.int64), box=box,
         conf=np.clip(np.nan_to_num(np.asarray(cols["confidence"], np.float64), nan=0.0), 0.0, 1.0),
-        crowd=np.asarray(cols["iscrowd"], bool), area=area, ext_id=_ext_ids(cols.get("ext_id"), n),
+        crowd=np.asarray(cols["iscrowd"], bool), area=area,
+        **_ext_ids(cols.get("ext_id"), n, store.dataset_by_id(dataset_id).format == "coco"),
     )  # fmt: skip
 
 
-def _ext_ids(values: Any, n: int) -> list[int | None]:
-    """The source file's annotation ids; None where the file had none (a masked or missing column)."""
+def _ext_ids(values: Any, n: int, file_has_ids: bool) -> dict[str, np.ndarray]:
+    """The source file's annotation ids and where it had one.
+
+    A masked entry has none. ``store.boxes`` currently turns NULL into 0 (its ``np.asarray`` drops the mask), so an
+    unmasked column is trusted only where the format always has ids: COCO annotations do, YOLO and VOC have none.
+    """
     if values is None:
-        return [None] * n
+        return {"ext_id": np.zeros(n, np.int64), "has_ext_id": np.zeros(n, bool)}
     if np.ma.isMaskedArray(values):
-        mask = np.ma.getmaskarray(values)
-        return [None if m else int(v) for v, m in zip(np.ma.getdata(values), mask)]
-    return [int(v) for v in np.asarray(values)]
+        return {"ext_id": np.asarray(np.ma.getdata(values)).astype(np.int64), "has_ext_id": ~np.ma.getmaskarray(values)}
+    return {"ext_id": np.asarray(values).astype(np.int64), "has_ext_id": np.full(n, file_has_ids)}
 
 
 # -- per-model evidence ----------------------------------------------------------------------------------------
@@ -290,15 +298,20 @@ def missing_candidates(preds: list[Boxes], ev: list[ModelEvidence]) -> Candidate
 def pick(cands: list[Candidates], max_findings: int, min_score: float) -> list[tuple[Candidates, int]]:
     """The best candidates: each kind first gets up to an equal share (so none crowds out the others), then the
     remaining places go to the best of the rest. Returns (candidates, index) best first."""
-    pools = []
-    for c in cands:
-        idx = np.flatnonzero(c.score >= min_score)
-        pools.append(idx[np.argsort(-c.score[idx], kind="stable")])
+    kind = np.concatenate([np.full(len(c.score), k, np.int64) for k, c in enumerate(cands)])
+    idx = np.concatenate([np.arange(len(c.score)) for c in cands]).astype(np.int64)
+    score = np.concatenate([c.score for c in cands]).astype(np.float64)
+    ok = np.flatnonzero(score >= min_score)
+    order = ok[np.lexsort((idx[ok], kind[ok], -score[ok]))]  # best first; ties by kind, then position
+    by_kind = order[np.argsort(kind[order], kind="stable")]  # each kind's best first
+    starts = np.searchsorted(kind[by_kind], np.arange(len(cands)))
+    rank = np.arange(len(by_kind)) - starts[kind[by_kind]]
     share = max_findings // max(len(cands), 1)
-    chosen = [(c, int(i)) for c, p in zip(cands, pools) for i in p[:share]]
-    rest = sorted(((c, int(i)) for c, p in zip(cands, pools) for i in p[share:]), key=lambda t: -t[0].score[t[1]])
-    chosen += rest[: max(max_findings - len(chosen), 0)]
-    return sorted(chosen, key=lambda t: -t[0].score[t[1]])
+    first = by_kind[rank < share]
+    rest = order[~np.isin(order, first)][: max(max_findings - len(first), 0)]
+    chosen = np.concatenate([first, rest])
+    chosen = chosen[np.lexsort((idx[chosen], kind[chosen], -score[chosen]))]
+    return [(cands[int(kind[c])], int(idx[c])) for c in chosen]
 
 
 def find_label_mistakes(
@@ -409,12 +422,13 @@ class _Builder:
             detail |= {"bbox": _box(p.box[r]), "gt_id": None, "label": None, "predicted": pred,
                        "pred_id": int(p.ann_id[r]), "confidence": float(p.conf[r])}
             who = ", ".join(detail["models"])
-            title = f"Missing box? {who} see{'s' if len(detail['models']) == 1 else ''} '{pred}' where nothing is labelled"
+            verb = "sees" if len(detail["models"]) == 1 else "see"
+            title = f"Missing box? {who} {verb} '{pred}' where nothing is labelled"
             ann = int(p.ann_id[r])
         else:
             g = int(c.row[i])
             label = self.name(self.gt.label[g])
-            detail |= {"bbox": _box(self.gt.box[g]), "gt_id": self.gt.ext_id[g], "label": label}
+            detail |= {"bbox": _box(self.gt.box[g]), "gt_id": self.gt.file_id(g), "label": label}
             ann = int(self.gt.ann_id[g])
             title, more = self._gt_text(c.kind, g, label, votes)
             detail |= more
@@ -450,12 +464,13 @@ def _box(b: np.ndarray) -> list[float]:
 
 _DESCRIBE = {
     "missing": ("Confident predictions overlap no labelled box here (IoU < 0.1 with every ground-truth box): the "
-                "object may be missing from the labels. Score: 1 − Π(1 − confidence) over the models that see it."),
+                "object may be missing from the labels. Score: 1 − Π(1 − confidence) over the models that see "
+                "it."),
     "wrong_label": ("Models cover this box (IoU ≥ 0.5) with another class and do not confirm its own. Score: "
                     "(1 − Π(1 − c_other)) × Π(1 − c_same) over the models."),
-    "bad_box": ("A same-class prediction overlaps this box only at IoU 0.1–0.5 and none fits it well: the box may be "
-                "misplaced or the wrong size. Score: (1 − Π(1 − c·w)) × Π(1 − c_same), w = 1 at IoU ≤ 0.3 falling to 0 "
-                "at 0.5."),
+    "bad_box": ("A same-class prediction overlaps this box only at IoU 0.1–0.5 and none fits it well: the box may "
+                "be misplaced or the wrong size. Score: (1 − Π(1 − c·w)) × Π(1 − c_same), w = 1 at IoU ≤ 0.3 "
+                "falling to 0 at 0.5."),
     "never_found": ("No model predicts anything near this box (IoU ≥ 0.1, any class), although they find most "
                     "objects of this class and size: the box may be spurious. Score: the posterior that it is, "
                     f"from a {SPURIOUS_PRIOR:.0%} prior and each model's miss rate on such objects."),
