@@ -31,7 +31,7 @@ finding is scored by its share of the mean (``class dAP / classes with GT``) so 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numba as nb
@@ -164,7 +164,7 @@ class ErrorTypes:
 
     dt_error: np.ndarray  # int8 code (NONE unless an FP at FG_IOU)
     dt_target: np.ndarray  # int64 GT row a classification/localization error aims at, else -1
-    dt_winner: bool | np.ndarray  # the fix turns this prediction into a TP (else a fixed error is dropped)
+    dt_winner: np.ndarray  # bool: the fix turns this prediction into a TP (else a fixed error is dropped)
     gt_missed: np.ndarray  # bool per GT row
 
 
@@ -211,7 +211,7 @@ def apply_fixes(gt: Detections, dt: Detections, err: ErrorTypes, codes: set[int]
     fixing = np.isin(err.dt_error, list(codes))
     if select is not None:
         fixing &= select
-    winner = fixing & np.asarray(err.dt_winner, bool)
+    winner = fixing & err.dt_winner
     relabel = winner & (err.dt_error == CLASSIFICATION)
     move = winner & (err.dt_error == LOCALIZATION)
     keep_dt = ~fixing | relabel | move
@@ -250,7 +250,6 @@ class TideResult:
     errors: ErrorTypes
     counts: dict[int, int]
     objects: ObjectMatches
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def dap(self, code: int) -> float:
         return max(self.fixed_ap[code] - self.ap, 0.0)
