@@ -1,0 +1,595 @@
+"""Near-duplicate images and train/val leakage, from image vectors and perceptual hashes together.
+
+Neither signal is enough alone. An embedding says two images *look alike*; on datasets of similar scenes (the
+demo's streets, a dashcam's road) unrelated neighbours score as high as a shifted, brightened copy, and the
+built-in embedder's colour histogram moves a lot when an image is brightened. A 64-bit perceptual hash says one
+image is a *copy* of the other, but images with little 2-D structure (a horizon, a blank wall) share most bits.
+So a pair is a near-duplicate when both signals agree:
+
+* both signals:  cosine >= ``min_cosine`` and hash distance <= ``max_hamming``;
+* hashes only (the pair has no vectors): hash distance <= ``hash_only_hamming`` (stricter);
+* vectors only (no hashes): cosine >= ``vector_only_cosine`` (stricter).
+
+Candidate pairs come from two places, so that one signal's blind spot does not hide a pair from the other:
+
+1. a k-nearest-neighbour graph over every vector of the dataset (``knn_graph``): exact blocked matrix products
+   up to ``cell_size`` vectors; above that an inverted-file partition (spherical k-means cells, each vector
+   searched in its ``nprobe`` nearest cells) keeps the work near n * nprobe * cell_size * dim instead of n^2 *
+   dim: exact search over a million 512-d vectors is ~10^15 flops, over an hour on two cores. Copies sit far
+   closer to each other than to any cell boundary, so they almost always share a probed cell (the benchmark
+   measures it: ``benchmarks/bench_duplicates.py``);
+2. hash neighbours (``hash_candidates``): all pairs for small datasets; above that the hashes are sorted in
+   several bit orders and each is compared with the next few in every order, which is linear in n and finds
+   pairs a few bits apart with high probability (and identical hashes always).
+
+Accepted pairs become groups (connected components); a group whose images lie in more than one split is a
+leak (a validation image whose near-copy is in train measures memory, not generalisation). Each group is one
+``Finding`` (kind ``near_duplicate``); leaks score above every plain group.
+
+Default thresholds (measured on ``tests/test_insights_duplicates.py``'s scenes and on the demo, with the built-in
+embedder and ``phash``): copies that are shifted by 2% of the width, brightened by 25%, re-encoded at JPEG quality
+20 or resized differ by at most 12-14 bits and mostly <= 10; unrelated, varied scenes differ by 16 or more. The
+built-in embedder gives a brightened copy a cosine as low as 0.6, while unrelated varied scenes stay below 0.8 and
+unrelated demo street scenes often exceed 0.95. Hence ``max_hamming`` 10 with ``min_cosine`` 0.6; a hash alone
+must be within 4 bits (demo street scenes with the same background reach 6); a vector alone must reach 0.98
+(re-encoded, shifted and resized copies keep colours and score above 0.98; brightened ones do not, and are only
+found with hashes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..formats.base import ProgressCallback, no_progress
+from .finding import Finding
+from .hashes import DEFAULT_METHOD, hamming
+
+__all__ = ["DuplicateParams", "PairTable", "find_near_duplicates", "group_pairs", "hash_candidates", "knn_graph",
+           "near_duplicate_pairs", "RUN"]
+
+RUN = "near_duplicates"
+_VECTOR_FETCH = 8192  # ids per get_vectors call: the engine builds Python lists per point, so keep batches modest
+_HASH_EXACT_LIMIT = 16_384  # up to this many hashes every pair is compared
+_MAX_LISTED_PAIRS = 500  # a finding's detail lists at most this many pairs (members are all stored)
+
+
+@dataclass(frozen=True)
+class DuplicateParams:
+    """Thresholds and search effort; see the module docstring for how the defaults were measured.
+
+    A pair with both signals is a duplicate when cosine >= ``min_cosine``, hash distance <= ``max_hamming`` and
+    cosine - distance / ``bits_per_cosine`` >= ``min_score``: each differing hash bit must be paid for with
+    1/16 of cosine, so a shifted copy (cosine 0.99) may differ by 12 bits and a brightened one (cosine 0.6)
+    by 6, while look-alikes with both a middling cosine and a middling distance are refused.
+    """
+
+    min_score: float = 0.2
+    bits_per_cosine: float = 16.0
+    min_cosine: float = 0.5
+    max_hamming: int = 12
+    hash_only_hamming: int = 6
+    vector_only_cosine: float = 0.98
+    k: int = 10
+    cell_size: int = 2048
+    nprobe: int = 3
+    block: int = 4096
+    hash_orders: int = 32
+    hash_window: int = 16
+    seed: int = 0
+
+    def thresholds(self) -> dict[str, float]:
+        """The decision thresholds, for a finding's evidence."""
+        return {"min_score": self.min_score, "bits_per_cosine": self.bits_per_cosine, "min_cosine": self.min_cosine,
+                "max_hamming": self.max_hamming, "hash_only_hamming": self.hash_only_hamming,
+                "vector_only_cosine": self.vector_only_cosine}
+
+    def decide(self, cosine: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """Accept or refuse pairs; cosine NaN means no vectors, distance < 0 means no hashes."""
+        v_ok = ~np.isnan(cosine)
+        h_ok = distance >= 0
+        d = distance.astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            both = (v_ok & h_ok & (cosine >= self.min_cosine) & (distance <= self.max_hamming)
+                    & (cosine - d / self.bits_per_cosine >= self.min_score))
+            return (both | (~v_ok & h_ok & (distance <= self.hash_only_hamming))
+                    | (v_ok & ~h_ok & (cosine >= self.vector_only_cosine)))
+
+    def similarity(self, cosine: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """Per pair, 0..1: the mean of the signals it has (cosine, and 1 - distance / bits_per_cosine)."""
+        parts = np.stack([np.where(np.isnan(cosine), np.nan, np.clip(cosine, 0, 1)),
+                          np.where(distance < 0, np.nan,
+                                   np.clip(1 - distance.astype(np.float32) / self.bits_per_cosine, 0, 1))])
+        return np.nanmean(parts, axis=0)
+
+
+@dataclass
+class PairTable:
+    """Candidate pairs over node positions ``a < b`` with what is known of each: cosine (NaN without vectors),
+    hash distance (-1 without hashes) and whether the rule accepted it."""
+
+    a: np.ndarray
+    b: np.ndarray
+    cosine: np.ndarray
+    hamming: np.ndarray
+    duplicate: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def take(self, mask: np.ndarray) -> PairTable:
+        return PairTable(self.a[mask], self.b[mask], self.cosine[mask], self.hamming[mask], self.duplicate[mask])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# k-nearest-neighbour graph
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Unit rows in float32 (in place when already float32), so a dot product is the cosine."""
+    x = np.asarray(x, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.maximum(norms, 1e-12, out=norms)
+    x /= norms
+    return x
+
+
+def _topk_rows(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of each row's k largest entries (unordered): argpartition is O(m) per row."""
+    if s.shape[1] <= k:
+        return np.broadcast_to(np.arange(s.shape[1]), s.shape).copy(), s
+    idx = np.argpartition(s, s.shape[1] - k, axis=1)[:, -k:]
+    return idx, np.take_along_axis(s, idx, axis=1)
+
+
+def _merge_topk(best_i: np.ndarray, best_s: np.ndarray, new_i: np.ndarray, new_s: np.ndarray,
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+    cat_i = np.concatenate([best_i, new_i], axis=1)
+    cat_s = np.concatenate([best_s, new_s], axis=1)
+    pos, vals = _topk_rows(cat_s, k)
+    return np.take_along_axis(cat_i, pos, axis=1), vals
+
+
+def _spherical_kmeans(x: np.ndarray, c: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit centroids of ``c`` cells trained on a sample of ``x`` (cosine k-means, a few Lloyd steps)."""
+    from scipy import sparse
+
+    sample = x[np.sort(rng.choice(len(x), min(len(x), 64 * c), replace=False))]
+    centroids = sample[rng.choice(len(sample), c, replace=False)].copy()
+    for _ in range(iterations):
+        labels = np.concatenate([np.argmax(sample[s:s + 16384] @ centroids.T, axis=1)
+                                 for s in range(0, len(sample), 16384)])
+        onehot = sparse.csr_matrix((np.ones(len(sample), np.float32), (labels, np.arange(len(sample)))),
+                                   shape=(c, len(sample)))
+        sums = np.asarray(onehot @ sample, np.float32)
+        empty = np.asarray(onehot.sum(axis=1)).ravel() == 0
+        sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]  # reseed empty cells
+        centroids = _normalise(sums)
+    return centroids
+
+
+def _probes(x: np.ndarray, centroids: np.ndarray, nprobe: int, block: int) -> np.ndarray:
+    """Each vector's ``nprobe`` most similar cells, best first (column 0 is the cell that holds it)."""
+    out = np.empty((len(x), nprobe), np.int32)
+    for s in range(0, len(x), block):
+        sims = x[s:s + block] @ centroids.T
+        idx, vals = _topk_rows(sims, nprobe)
+        order = np.argsort(-vals, axis=1)
+        out[s:s + block] = np.take_along_axis(idx, order, axis=1)
+    return out
+
+
+def knn_graph(
+    x: np.ndarray,
+    k: int = 10,
+    *,
+    cell_size: int = 2048,
+    nprobe: int = 3,
+    block: int = 4096,
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` most cosine-similar other rows: (indices int64 [n, k], cosines float32 [n, k]), best
+    first; -1 / -inf pad rows with fewer than k neighbours.
+
+    Up to ``cell_size`` rows (or when ``nprobe`` covers every cell) the search is exact: blocks of ``block``
+    query rows against all rows, top-k kept with argpartition. Larger inputs are split into about n/cell_size
+    spherical k-means cells; each row is searched in its ``nprobe`` nearest cells (an inverted file), which
+    finds near-copies (cosine far above the cell radius) with recall close to 1 at a fraction of the work.
+    ``x`` is normalised in place when it is float32.
+    """
+    x = _normalise(x)
+    n = len(x)
+    k_eff = max(0, min(k, n - 1))
+    best_i = np.full((n, k_eff), -1, np.int64)
+    best_s = np.full((n, k_eff), -np.inf, np.float32)
+    if k_eff == 0:
+        return best_i, best_s
+    cells = max(1, int(round(n / max(1, cell_size))))
+    if cells <= nprobe:
+        cells, probes = 1, np.zeros((n, 1), np.int32)
+    else:
+        rng = np.random.default_rng(seed)
+        centroids = _spherical_kmeans(x, cells, 8, rng)
+        probes = _probes(x, centroids, nprobe, block)
+    primary = probes[:, 0]
+    members_order = np.argsort(primary, kind="stable")
+    member_start = np.searchsorted(primary[members_order], np.arange(cells + 1))
+    # position of every row inside its own cell, to mask "a row is its own neighbour"
+    own_pos = np.empty(n, np.int64)
+    own_pos[members_order] = np.arange(n) - member_start[primary[members_order]]
+    q_cell = probes.ravel()
+    q_row = np.repeat(np.arange(n), probes.shape[1])
+    q_order = np.argsort(q_cell, kind="stable")
+    q_row, q_cell = q_row[q_order], q_cell[q_order]
+    q_start = np.searchsorted(q_cell, np.arange(cells + 1))
+    for c in range(cells):
+        members = members_order[member_start[c]:member_start[c + 1]]
+        if len(members) == 0:
+            continue
+        xc = x[members]
+        queries = q_row[q_start[c]:q_start[c + 1]]
+        for s in range(0, len(queries), block):
+            rows = queries[s:s + block]
+            sims = x[rows] @ xc.T
+            mine = np.flatnonzero(primary[rows] == c)
+            sims[mine, own_pos[rows[mine]]] = -np.inf
+            pos, vals = _topk_rows(sims, k_eff)
+            cand = members[pos]
+            if cells == 1:
+                best_i[rows], best_s[rows] = cand, vals
+            else:
+                best_i[rows], best_s[rows] = _merge_topk(best_i[rows], best_s[rows], cand, vals, k_eff)
+        progress("near duplicates: neighbour graph", c + 1, cells)
+    order = np.argsort(-best_s, axis=1)
+    best_i = np.take_along_axis(best_i, order, axis=1)
+    best_s = np.take_along_axis(best_s, order, axis=1)
+    best_i[~np.isfinite(best_s)] = -1
+    return best_i, best_s
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hash neighbours
+
+
+def _rotl(h: np.ndarray, s: int) -> np.ndarray:
+    s %= 64
+    if s == 0:
+        return h
+    return (h << np.uint64(s)) | (h >> np.uint64(64 - s))
+
+
+def _sort_keys(h: np.ndarray, orders: int, seed: int) -> list[np.ndarray]:
+    """``orders`` reorderings of the hash bits: the identity, then random byte shuffles each rotated a little.
+
+    Shuffling whole bytes is one gather per hash (a bit-level permutation would be 64), and unlike plain
+    rotations it brings bits from all over the hash to the front, so the orders are closer to independent.
+    """
+    rng = np.random.default_rng(seed)
+    keys = [h]
+    as_bytes = np.ascontiguousarray(h).view(np.uint8).reshape(-1, 8)
+    for r in range(1, orders):
+        shuffled = np.ascontiguousarray(as_bytes[:, rng.permutation(8)]).view(np.uint64).ravel()
+        keys.append(_rotl(shuffled, r % 8))
+    return keys
+
+
+def hash_candidates(
+    hashes: np.ndarray,
+    max_distance: int,
+    *,
+    orders: int = 32,
+    window: int = 16,
+    exact_limit: int = _HASH_EXACT_LIMIT,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (a, b, distance) with a < b of uint64 hashes within ``max_distance`` bits.
+
+    Exact (every pair, in blocks) up to ``exact_limit`` hashes. Above, the hashes are sorted in ``rotations``
+    bit orders and each meets the next ``window`` hashes in every order: linear in n. Two hashes that agree on the
+    first ~log2(n / window) bits of some order meet; pairs a few bits apart agree on such a run in most orders
+    (benchmark at 1M random hashes: recall 1.0 within 3 bits, 0.99 within 6, 0.87 within 9), and the vector
+    neighbours catch the close pairs that remain. Identical hashes are adjacent in every order, so groups of
+    exact copies always chain together.
+    """
+    h = np.asarray(hashes, np.uint64)
+    n = len(h)
+    found_a, found_b, found_d = [], [], []
+    if n < 2:
+        empty = np.empty(0, np.int64)
+        return empty, empty, np.empty(0, np.uint8)
+    if n <= exact_limit:
+        step = max(1, 2**24 // n)
+        for s in range(0, n, step):
+            d = hamming(h[s:s + step, None], h[None, :])
+            ia, ib = np.nonzero(d <= max_distance)
+            keep = ia + s < ib
+            found_a.append(ia[keep] + s)
+            found_b.append(ib[keep])
+            found_d.append(d[ia[keep], ib[keep]])
+    else:
+        for key in _sort_keys(h, orders, seed):
+            order = np.argsort(key, kind="stable")
+            hs = h[order]
+            for o in range(1, min(window, n - 1) + 1):
+                d = hamming(hs[:-o], hs[o:])
+                m = np.flatnonzero(d <= max_distance)
+                a, b = order[m], order[m + o]
+                found_a.append(np.minimum(a, b))
+                found_b.append(np.maximum(a, b))
+                found_d.append(d[m])
+    a = np.concatenate(found_a).astype(np.int64)
+    b = np.concatenate(found_b).astype(np.int64)
+    d = np.concatenate(found_d).astype(np.uint8)
+    _, first = np.unique(a * n + b, return_index=True)
+    return a[first], b[first], d[first]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pairs -> decisions -> groups
+
+
+def _pair_cosines(x: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """Row-wise dot products of unit vectors, chunked so a million pairs never gathers gigabytes at once."""
+    out = np.empty(len(a), np.float32)
+    for s in range(0, len(a), chunk):
+        out[s:s + chunk] = np.einsum("ij,ij->i", x[a[s:s + chunk]], x[b[s:s + chunk]])
+    return out
+
+
+def near_duplicate_pairs(
+    n: int,
+    vec_rows: np.ndarray | None,
+    vectors: np.ndarray | None,
+    hash_rows: np.ndarray | None,
+    hashes: np.ndarray | None,
+    params: DuplicateParams = DuplicateParams(),
+    progress: ProgressCallback = no_progress,
+    timings: dict[str, float] | None = None,
+) -> PairTable:
+    """Candidate pairs over ``n`` nodes with both signals filled in and the decision taken.
+
+    ``vec_rows[i]`` is node i's row in ``vectors`` (-1: no vector) and ``hash_rows[i]`` its index in ``hashes``
+    (-1: no hash); either side may be None. ``timings`` (when given) receives seconds per stage.
+    """
+    import time
+
+    timings = timings if timings is not None else {}
+    p = params
+    has_v = vec_rows is not None and vectors is not None and len(vectors) > 0
+    has_h = hash_rows is not None and hashes is not None and len(hashes) > 0
+    parts_a: list[np.ndarray] = []
+    parts_b: list[np.ndarray] = []
+    x = None
+    t0 = time.perf_counter()
+    if has_v:
+        assert vec_rows is not None and vectors is not None
+        x = _normalise(vectors)
+        row_node = np.full(len(x), -1, np.int64)
+        present = np.flatnonzero(vec_rows >= 0)
+        row_node[vec_rows[present]] = present
+        nbr, sims = knn_graph(x, p.k, cell_size=p.cell_size, nprobe=p.nprobe, block=p.block, seed=p.seed,
+                              progress=progress)
+        floor = min(p.min_cosine, p.vector_only_cosine) if has_h else p.vector_only_cosine
+        rows, cols = np.nonzero((sims >= floor) & (nbr >= 0))
+        a, b = row_node[rows], row_node[nbr[rows, cols]]
+        parts_a.append(np.minimum(a, b))
+        parts_b.append(np.maximum(a, b))
+    timings["knn"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if has_h:
+        assert hash_rows is not None and hashes is not None
+        h_node = np.full(len(hashes), -1, np.int64)
+        present = np.flatnonzero(hash_rows >= 0)
+        h_node[hash_rows[present]] = present
+        limit = max(p.max_hamming, p.hash_only_hamming) if has_v else p.hash_only_hamming
+        progress("near duplicates: hash neighbours", 0, 1)
+        ha, hb, _ = hash_candidates(hashes, limit, orders=p.hash_orders, window=p.hash_window, seed=p.seed)
+        a, b = h_node[ha], h_node[hb]
+        parts_a.append(np.minimum(a, b))
+        parts_b.append(np.maximum(a, b))
+        progress("near duplicates: hash neighbours", 1, 1)
+    timings["hash"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if not parts_a:
+        empty = np.empty(0, np.int64)
+        timings["decide"] = 0.0
+        return PairTable(empty, empty, np.empty(0, np.float32), np.empty(0, np.int16), np.zeros(0, bool))
+    a = np.concatenate(parts_a)
+    b = np.concatenate(parts_b)
+    key = np.unique(a * n + b)
+    a, b = key // n, key % n
+    cos = np.full(len(a), np.nan, np.float32)
+    ham = np.full(len(a), -1, np.int16)
+    if has_v:
+        assert vec_rows is not None and x is not None
+        va, vb = vec_rows[a], vec_rows[b]
+        both = (va >= 0) & (vb >= 0)
+        cos[both] = _pair_cosines(x, va[both], vb[both])
+    if has_h:
+        assert hash_rows is not None and hashes is not None
+        ha_, hb_ = hash_rows[a], hash_rows[b]
+        both = (ha_ >= 0) & (hb_ >= 0)
+        ham[both] = hamming(hashes[ha_[both]], hashes[hb_[both]])
+    dup = p.decide(cos, ham)
+    timings["decide"] = time.perf_counter() - t0
+    return PairTable(a, b, cos, ham, dup)
+
+
+def group_pairs(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of the accepted pairs: (label per node, size per label)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels, np.bincount(labels, minlength=int(labels.max()) + 1 if n else 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# From the stores
+
+
+def _dataset_vectors(store: Any, dataset_id: int, ids: np.ndarray, vectors: Any, collection: str | None,
+                     progress: ProgressCallback) -> tuple[np.ndarray, np.ndarray, str | None, str | None]:
+    """(sample ids, float32 vectors, collection, why none) of the dataset's images in the chosen collection."""
+    from ..embedding_jobs import dataset_collections, vector_store
+
+    try:
+        vs = vectors if vectors is not None else vector_store()
+    except Exception as exc:  # noqa: BLE001 - a locked or missing vector store leaves the hashes to decide
+        return np.empty(0, np.int64), np.empty((0, 0), np.float32), None, f"vector store unavailable: {exc}"
+    names = [collection] if collection else dataset_collections(store, dataset_id, vs)
+    for name in names:
+        try:
+            present = np.intersect1d(ids, vs.all_ids(name))
+        except Exception:  # noqa: BLE001 - a collection listed but gone is simply not this dataset's
+            if collection:
+                raise
+            continue
+        if len(present) == 0:
+            continue
+        first = vs.get_vectors(name, present[:_VECTOR_FETCH])
+        out = np.empty((len(present), first.shape[1]), np.float32)
+        out[:len(first)] = first
+        for s in range(_VECTOR_FETCH, len(present), _VECTOR_FETCH):
+            out[s:s + _VECTOR_FETCH] = vs.get_vectors(name, present[s:s + _VECTOR_FETCH])
+            progress("near duplicates: load vectors", min(s + _VECTOR_FETCH, len(present)), len(present))
+        return present, out, name, None
+    return np.empty(0, np.int64), np.empty((0, 0), np.float32), None, "no collection holds vectors of this dataset"
+
+
+def _rows_for(nodes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Row of every node id in the sorted array ``ids``, -1 where absent."""
+    if len(ids) == 0:
+        return np.full(len(nodes), -1, np.int64)
+    pos = np.minimum(np.searchsorted(ids, nodes), len(ids) - 1)
+    return np.where(ids[pos] == nodes, pos, -1).astype(np.int64)
+
+
+def find_near_duplicates(
+    store: Any,
+    dataset_id: int,
+    *,
+    vectors: Any = None,
+    collection: str | None = None,
+    progress: ProgressCallback = no_progress,
+    k: int = 10,
+    hash_method: str = DEFAULT_METHOD,
+    use_vectors: bool = True,
+    use_hashes: bool = True,
+    params: DuplicateParams | None = None,
+) -> list[Finding]:
+    """Groups of near-identical images of a dataset, leaks across splits first; one ``Finding`` per group.
+
+    ``vectors``: the vector store (default: the process-wide one); ``collection``: which embedding (default: the
+    first collection holding this dataset's vectors, mapped ones first). Hashes come from ``compute_hashes``
+    (method ``hash_method``). Either signal may be missing or switched off (``use_vectors``/``use_hashes``);
+    the stricter single-signal thresholds then decide, and each finding's evidence names the signals used.
+    """
+    p = params or DuplicateParams(k=k)
+    ids = np.sort(store.sample_index(dataset_id)[1].astype(np.int64))
+    h_ids, h_vals = (store.image_hashes(dataset_id, hash_method) if use_hashes
+                     else (np.empty(0, np.int64), np.empty(0, np.uint64)))
+    keep = np.isin(h_ids, ids)
+    h_ids, h_vals = h_ids[keep], h_vals[keep]
+    v_ids, v_vals, coll, why_no_vectors = (_dataset_vectors(store, dataset_id, ids, vectors, collection, progress)
+                                           if use_vectors else (np.empty(0, np.int64), None, None, "switched off"))
+    nodes = np.union1d(v_ids, h_ids)
+    vec_rows = _rows_for(nodes, v_ids) if len(v_ids) else None
+    hash_rows = _rows_for(nodes, h_ids) if len(h_ids) else None
+    signals = [s for s, ok in (("vectors", vec_rows is not None), (hash_method, hash_rows is not None)) if ok]
+    if not signals:
+        return []
+    pairs = near_duplicate_pairs(len(nodes), vec_rows, v_vals if vec_rows is not None else None,
+                                 hash_rows, h_vals if hash_rows is not None else None, p, progress)
+    dup = pairs.take(pairs.duplicate)
+    if len(dup) == 0:
+        return []
+    labels, sizes = group_pairs(len(nodes), dup.a, dup.b)
+    context = {
+        "signals": signals, "collection": coll, "hash_method": hash_method if hash_rows is not None else None,
+        "vectors_note": why_no_vectors, "thresholds": p.thresholds(),
+        "images_with_vectors": int(len(v_ids)), "images_with_hashes": int(len(h_ids)),
+        "images_without_either": int(len(ids) - len(nodes)),
+    }
+    return _findings(store, dataset_id, nodes, dup, labels, sizes, context, p)
+
+
+def _findings(store: Any, dataset_id: int, nodes: np.ndarray, dup: PairTable, labels: np.ndarray,
+              sizes: np.ndarray, context: dict[str, Any], params: DuplicateParams) -> list[Finding]:
+    """One finding per group; files and splits are read once for every member of every group."""
+    members_all = np.flatnonzero(sizes[labels] >= 2)
+    rows = store.samples_by_id(dataset_id, nodes[members_all])
+    by_node = dict(zip(members_all.tolist(), range(len(members_all))))
+    files = rows["filepath"].to_pylist()
+    splits = rows["split"].to_pylist()
+    edge_label = labels[dup.a]
+    edge_order = np.argsort(edge_label, kind="stable")
+    edge_start = np.searchsorted(edge_label[edge_order], np.arange(len(sizes) + 1))
+    member_order = members_all[np.argsort(labels[members_all], kind="stable")]
+    member_label = labels[member_order]
+    member_start = np.searchsorted(member_label, np.arange(len(sizes) + 1))
+    out = []
+    for g in np.flatnonzero(sizes >= 2):
+        group_nodes = member_order[member_start[g]:member_start[g + 1]]
+        edges = edge_order[edge_start[g]:edge_start[g + 1]]
+        out.append(_group_finding(nodes, group_nodes, dup, edges, by_node, files, splits, context, params))
+    out.sort(key=lambda f: -f.score)
+    return out
+
+
+def _group_finding(nodes: np.ndarray, group_nodes: np.ndarray, dup: PairTable, edges: np.ndarray,
+                   by_node: dict[int, int], files: list[str], splits: list[str | None],
+                   context: dict[str, Any], params: DuplicateParams) -> Finding:
+    """A group's finding. Score: closeness x (1 - 1/size) lies in [0, 1); a leak adds 1, so every leak ranks
+    above every plain group, and within each, bigger and closer groups come first."""
+    size = len(group_nodes)
+    gfiles = [files[by_node[int(i)]] for i in group_nodes]
+    gsplits = [splits[by_node[int(i)]] for i in group_nodes]
+    split_counts: dict[str, int] = {}
+    for s in gsplits:
+        split_counts[str(s)] = split_counts.get(str(s), 0) + 1
+    named = {s for s in gsplits if s is not None}
+    leak = len(named) > 1
+    ea, eb = dup.a[edges], dup.b[edges]
+    fa = [files[by_node[int(i)]] for i in ea]
+    fb = [files[by_node[int(i)]] for i in eb]
+    cross = np.array([splits[by_node[int(i)]] != splits[by_node[int(j)]] for i, j in zip(ea, eb)], bool)
+    # leaks list their cross-split pairs first, then the closest pairs
+    close = params.similarity(dup.cosine[edges], dup.hamming[edges])
+    order = np.lexsort((-close, ~cross))[:_MAX_LISTED_PAIRS]
+    pair_list = [[fa[i], fb[i]] for i in order]
+    sims = [{"cosine": None if np.isnan(dup.cosine[edges][i]) else round(float(dup.cosine[edges][i]), 4),
+             "hamming": None if dup.hamming[edges][i] < 0 else int(dup.hamming[edges][i])} for i in order]
+    closeness = float(np.mean(close)) if len(close) else 0.0
+    score = closeness * (1 - 1 / size) + (1.0 if leak else 0.0)
+    split_words = " and ".join(sorted(named))
+    title = f"{size} near-identical images" + (f" across {split_words} (leak)" if leak else "")
+    cos_e = dup.cosine[edges]
+    ham_e = dup.hamming[edges]
+    evidence = {
+        **context, "size": size, "pairs": int(len(edges)), "leakage": leak, "splits": split_counts,
+        "cross_split_pairs": int(cross.sum()), "closeness": round(closeness, 4),
+        "min_cosine": None if np.isnan(cos_e).all() else round(float(np.nanmin(cos_e)), 4),
+        "max_hamming": None if (ham_e < 0).all() else int(ham_e[ham_e >= 0].max()),
+    }
+    what = "cosine similarity of their vectors and perceptual-hash distance"
+    if context["signals"] == ["vectors"]:
+        what = "cosine similarity of their vectors"
+    elif "vectors" not in context["signals"]:
+        what = "perceptual-hash distance"
+    description = (f"{size} images are near-copies of each other by {what}"
+                   + (f"; they span the splits {split_words}, so evaluation sees images close to training ones."
+                      if leak else "."))
+    return Finding(
+        kind="near_duplicate", title=title, score=round(score, 6), description=description,
+        definition="images linked by near-duplicate pairs (connected component)", evidence=evidence,
+        sample_ids=[int(nodes[i]) for i in group_nodes],
+        detail={"pairs": pair_list, "files": gfiles, "splits": gsplits, "similarity": sims,
+                "leakage": leak, "cross_split_pairs": [pair_list[i] for i in range(len(order)) if cross[order[i]]]},
+    )
