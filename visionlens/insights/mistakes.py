@@ -94,21 +94,13 @@ def load(store: MetadataStore, dataset_id: int, source: str) -> Boxes:
         label=np.asarray(cols["label_id"], np.int64), box=box,
         conf=np.clip(np.nan_to_num(np.asarray(cols["confidence"], np.float64), nan=0.0), 0.0, 1.0),
         crowd=np.asarray(cols["iscrowd"], bool), area=area,
-        **_ext_ids(cols.get("ext_id"), n, store.dataset_by_id(dataset_id).format == "coco"),
+        **_ext_ids(cols["ext_id"]),
     )  # fmt: skip
 
 
-def _ext_ids(values: Any, n: int, file_has_ids: bool) -> dict[str, np.ndarray]:
-    """The source file's annotation ids and where it had one.
-
-    A masked entry has none. ``store.boxes`` currently turns NULL into 0 (its ``np.asarray`` drops the mask), so an
-    unmasked column is trusted only where the format always has ids: COCO annotations do, YOLO and VOC have none.
-    """
-    if values is None:
-        return {"ext_id": np.zeros(n, np.int64), "has_ext_id": np.zeros(n, bool)}
-    if np.ma.isMaskedArray(values):
-        return {"ext_id": np.asarray(np.ma.getdata(values)).astype(np.int64), "has_ext_id": ~np.ma.getmaskarray(values)}
-    return {"ext_id": np.asarray(values).astype(np.int64), "has_ext_id": np.full(n, file_has_ids)}
+def _ext_ids(values: np.ma.MaskedArray) -> dict[str, np.ndarray]:
+    """The source file's annotation ids and where it had one (``store.boxes`` masks the boxes without)."""
+    return {"ext_id": np.asarray(np.ma.getdata(values)).astype(np.int64), "has_ext_id": ~np.ma.getmaskarray(values)}
 
 
 # -- per-model evidence ----------------------------------------------------------------------------------------

@@ -204,7 +204,10 @@ class Queries(FilterCompiler):
             return sql.arrow(cur)
 
     def boxes(self, dataset_id: int, source: str) -> dict[str, np.ndarray]:
-        """All boxes of one source as numpy columns (float64, as the files gave them): what the evaluator reads."""
+        """All boxes of one source as numpy columns (float64, as the files gave them): what the evaluator reads.
+
+        ``ext_id`` (the file's own annotation id) is a masked array: formats without ids leave it NULL, and a
+        NULL must not read as id 0."""
         sources = self.source_ids(dataset_id)
         if source not in sources:
             raise FilterError(f"unknown source {source!r}; this dataset has: {', '.join(sources)}")
@@ -214,7 +217,9 @@ class Queries(FilterCompiler):
                 "WHERE dataset_id = ? AND source_id = ? ORDER BY id",
                 [dataset_id, sources[source]],
             ).fetchnumpy()
-        return {k: np.asarray(v) for k, v in res.items()}
+        out = {k: np.asarray(v) for k, v in res.items() if k != "ext_id"}
+        out["ext_id"] = np.ma.asarray(res["ext_id"])
+        return out
 
     # -- sidebar statistics ----------------------------------------------------------------------------------
 
