@@ -265,6 +265,39 @@ def evaluate(
 
 
 @app.command()
+def insights(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model(s) to analyse (default: all).")] = None,
+    kind: Annotated[Optional[list[str]], typer.Option(
+        "--kind", "-k", help="slice, error_pattern, label_mistake, near_duplicate (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {\"findings\": [...]}.")] = False,
+    top: Annotated[int, typer.Option(help="Findings shown per kind (the table only; --json prints all).")] = 10,
+) -> None:
+    """Find blind spots, error patterns, label mistakes and near-duplicates; stored for the app's Insights tab."""
+    import orjson
+
+    from .dataset import load
+    from .insights import KINDS
+    from .insights.runner import findings_json
+
+    with friendly_errors(), progress_bar() as report:
+        ds = load(name, _store())
+        found = ds.insights(model=model or None, kinds=kind or list(KINDS), progress=report)
+        doc = findings_json(ds.store, ds.id, found)
+    if as_json:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out = Console()
+    for k in kind or KINDS:
+        rows = [f for f in doc["findings"] if f["kind"] == k]
+        table = Table("score", "finding", "model", "images", title=f"{k.replace('_', ' ')}s: {len(rows)}",
+                      title_justify="left")
+        for f in rows[:top]:
+            table.add_row(f"{f['score']:.3g}", escape(f["title"]), escape(f["model"] or ""), f"{len(f['files']):,}")
+        out.print(table)
+
+
+@app.command()
 def embed(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     embedder: Annotated[str, typer.Option(help="'builtin' (offline, no weights) or 'clip[:MODEL[/PRETRAINED]]'.")] = "builtin",
