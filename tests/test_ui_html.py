@@ -28,3 +28,18 @@ def test_markdown_text_keeps_its_punctuation_and_no_markup():
 def test_multichoice_options_show_escaped_labels_and_keep_raw_values():
     assert choices([PAYLOAD, "car"]) == {text(PAYLOAD): PAYLOAD, "car": "car"}
     assert choices([PAYLOAD], [f"{PAYLOAD} (3)"]) == {f"{text(PAYLOAD)} (3)": PAYLOAD}
+
+
+def test_js_components_never_write_markup():
+    """grid.js and the detail image put data into the DOM with textContent / setAttribute only."""
+    import re
+    from pathlib import Path
+
+    from visionlens.ui.detail_component import AnnotatedImage
+
+    ui = Path(__file__).resolve().parents[1] / "visionlens" / "ui"
+    sources = {p.name: p.read_text() for p in ui.glob("*.js")}
+    sources["detail_component._esm"] = AnnotatedImage._esm
+    assert "grid.js" in sources
+    for name, source in sources.items():
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(", source), name

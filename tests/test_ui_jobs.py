@@ -336,3 +336,33 @@ def test_views_have_no_threads_or_pools_of_their_own() -> None:
             if pattern in source and not (path.name == "routes.py" and pattern == "run_in_executor"):
                 offenders.append(f"{path.name}: {pattern}")
     assert offenders == []
+
+
+@pytest.mark.browser
+def test_a_failure_in_a_served_session_is_notified_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """In the browser: a job without its own error handler raises; the user sees a notification, escaped."""
+    from tests.browser_helpers import chromium
+
+    def app() -> Any:
+        pn.extension(notifications=True)
+        state = _State()
+        alert = pn.pane.Alert("", alert_type="danger")
+        state.param.watch(lambda e: setattr(alert, "object", e.new), "error")
+        jobs = Jobs("served", state=state)
+        button = pn.widgets.Button(name="Run")
+
+        def boom() -> None:
+            raise RuntimeError("<b>disk</b> on fire")
+
+        button.on_click(lambda _: jobs.submit(boom))
+        return pn.template.FastListTemplate(title="jobs", main=[button, alert])
+
+    with caplog.at_level(logging.ERROR, logger="visionlens.ui.jobs"), serve_panel(app) as url, chromium() as browser:
+        page = browser.new_page()
+        page.goto(url, timeout=60000)
+        page.get_by_role("button", name="Run").click()
+        toast = page.locator(".notyf__toast", has_text="RuntimeError").first
+        toast.wait_for(timeout=20000)
+        assert "<b>disk</b> on fire" in toast.inner_text()  # shown as text, not markup
+        assert page.locator(".notyf__toast b").count() == 0
+    assert "disk" in caplog.text

@@ -71,19 +71,28 @@ def embed_dataset(
 
 
 _text_embedders: dict[str, Embedder] = {}
+_loading = threading.Lock()
 
 
 def text_embedder(store: MetadataStore, collection: str) -> Embedder | None:
-    """The embedder that filled ``collection``, if it can embed text (CLIP); loaded once per process."""
+    """The embedder that filled ``collection``, if it can embed text (CLIP); loaded once per process.
+
+    Loading holds its own lock (not the vector-store lock): two sessions searching at once must not load two
+    copies of a CLIP model, and nobody opening the vector store should wait for a model to load.
+    """
     with _lock:
         if collection in _text_embedders:
             return _text_embedders[collection]
     spec = store.collection_spec(collection)
     if spec is None or not spec[0].startswith("clip"):
         return None
-    emb = load_embedder(spec[0], **spec[1])
-    with _lock:
-        _text_embedders[collection] = emb
+    with _loading:
+        with _lock:
+            if collection in _text_embedders:
+                return _text_embedders[collection]
+        emb = load_embedder(spec[0], **spec[1])
+        with _lock:
+            _text_embedders[collection] = emb
     return emb
 
 

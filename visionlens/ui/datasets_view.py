@@ -150,13 +150,16 @@ class DatasetsView(Viewer):
             return
         self._confirming = None
         self._delete.name = "Delete…"
-        try:
-            resources.store().delete_dataset(name)
-        except VisionLensError as e:
-            self._say(md(e), "danger")
-            return
-        self._say(f"Deleted **{md(name)}** (image files untouched).", "success")
-        self._refresh_list()
+        store = resources.store()
+
+        def done(result: Any) -> None:
+            if isinstance(result, Exception):
+                self._say(md(result), "danger")
+                return
+            self._say(f"Deleted **{md(name)}** (image files untouched).", "success")
+            self._refresh_list()
+
+        self._run(lambda: store.delete_dataset(name), done)  # a million samples' rows take a while to delete
 
     def _start_thumbnails(self, *_: Any) -> None:
         name = self._target.value
