@@ -310,7 +310,7 @@ def test_sidebar_refresh_while_widgets_are_rebuilt_does_not_raise(demo_ds, store
         for k in range(30):  # results arrive (counts refresh on a worker) while the widgets are rebuilt
             state.set_field_filter("split", FieldFilter(field="split", values=("val",)) if k % 2 else None)
             view._refresh_counts()
-            for _ in view._widgets.items():  # the session thread reading the widgets meanwhile
+            for _ in view._controls.items():  # the session thread reading the widgets meanwhile
                 pass
     finally:
         stop.set()
@@ -320,7 +320,7 @@ def test_sidebar_refresh_while_widgets_are_rebuilt_does_not_raise(demo_ds, store
     # and the sidebar still ends up right: counts for the current filters
     state.set_field_filter("split", FieldFilter(field="split", values=("val",)))
     view.wait()
-    _, split, _ = view._widgets["split"]
+    split = view._controls["split"].widget
     assert any(re.fullmatch(r"val \(\d+\)", label) for label in split.options)
 
 

@@ -12,27 +12,13 @@ from ..query import FieldFilter, LabelFilter, Range
 from ..store.metadata import GROUND_TRUTH
 from ..dataset import Dataset
 from ..query import Filters
-from .html import choices, el, md, text
+from .field_controls import FieldControl, RangeControl, control_for
+from .html import choices, md, text
 from .jobs import Jobs
 from .quiet import Quiet
 from .state import AppState
 
 _SKIP = {"id", "filepath"}
-_BOOL_OPTIONS = ["any", "yes", "no"]
-
-
-def sparkline(counts: list[int], width: int = 250, height: int = 28) -> str:
-    """A histogram as inline SVG: one per numeric field, cheap enough to redraw on every filter change."""
-    if not counts or max(counts) == 0:
-        return f'<svg width="{width}" height="{height}"></svg>'
-    top = max(counts)
-    bw = width / len(counts)
-    bars = "".join(
-        f'<rect x="{i * bw + 0.5:.1f}" y="{height - max(1.0, c / top * height):.1f}" width="{max(bw - 1, 1):.1f}" '
-        f'height="{max(1.0, c / top * height) if c else 0:.1f}" fill="#5b7db1"/>'
-        for i, c in enumerate(counts)
-    )
-    return f'<svg class="vl-hist" width="{width}" height="{height}">{bars}</svg>'
 
 
 def _describe(flt: LabelFilter) -> str:
@@ -43,23 +29,14 @@ def _describe(flt: LabelFilter) -> str:
     return text(" ".join(parts))
 
 
-Counts = dict[str, tuple[str, Any]]
-"""Field -> ("values", [(value, count), ...]) or ("range", histogram counts): what a counts refresh computed."""
+Counts = dict[str, Any]
+"""Field -> what its control's ``query`` computed (value counts, a histogram): a counts refresh's result."""
 
 
-def compute_counts(ds: Dataset, fields: list[tuple[str, str]], flt: Filters, numeric: bool = True) -> Counts:
-    """Value counts and histograms of the sidebar's fields under ``flt``: the queries, without touching widgets.
-
-    ``fields`` is a snapshot of (name, kind) taken on the session's thread, so this can run on a worker while the
-    sidebar rebuilds its widgets.
-    """
-    out: Counts = {}
-    for name, kind in fields:
-        if kind == "values":
-            out[name] = ("values", ds.store.value_counts(ds.id, name, flt, limit=200))
-        elif kind == "range" and numeric:
-            out[name] = ("range", ds.store.numeric_stats(ds.id, name, flt, bins=24)["counts"])
-    return out
+def compute_counts(ds: Dataset, controls: dict[str, FieldControl], flt: Filters, numeric: bool = True) -> Counts:
+    """Every control's store reads under ``flt``, without touching widgets, so it can run on a worker while the
+    sidebar rebuilds (``controls`` is the dict of one build: a rebuild swaps in a new one, never mutates it)."""
+    return {name: c.query(ds, flt) for name, c in controls.items() if numeric or not isinstance(c, RangeControl)}
 
 
 class FiltersView(Quiet, Viewer):
@@ -78,7 +55,7 @@ class FiltersView(Quiet, Viewer):
         self._fields = pn.Column(sizing_mode="stretch_width")
         self._objects = pn.Column(sizing_mode="stretch_width")
         self._more_objects = pn.pane.HTML("", visible=False, sizing_mode="stretch_width")
-        self._widgets: dict[str, tuple[str, Any, Any]] = {}  # replaced, never mutated, by a rebuild
+        self._controls: dict[str, FieldControl] = {}  # replaced, never mutated, by a rebuild
         self._build = 0  # bumped by every rebuild: counts computed for older widgets are not applied
         self._jobs = Jobs("sidebar", state=self.state)
         self._layout = pn.Column(
@@ -119,49 +96,25 @@ class FiltersView(Quiet, Viewer):
         self._built_for = self.state.dataset
         self._built_fields = set(ds.fields()) if ds is not None else set()
         self._build += 1
-        widgets: dict[str, tuple[str, Any, Any]] = {}
+        controls: dict[str, FieldControl] = {}
         if ds is None:
-            self._widgets = widgets
+            self._controls = controls
             self._fields.objects = [pn.pane.Markdown("No dataset yet: add one on the **Datasets** tab.")]
             self._objects.objects = []
             return
-        cards = []
+        flt = self.state.effective_filters()
         for name, info in ds.fields().items():
             if info.level != "sample" or name in _SKIP:
                 continue
-            if info.kind in ("categorical", "tags"):
-                w = pn.widgets.MultiChoice(name=name, options=[], sizing_mode="stretch_width", placeholder="any")
-                w.param.watch(lambda e, n=name: self._on_values(n, e.new), "value")
-                widgets[name] = ("values", w, None)
-                cards.append(w)
-            elif info.kind == "bool":
-                w = pn.widgets.RadioButtonGroup(name=name, options=_BOOL_OPTIONS, value="any", button_type="light",
-                                                sizing_mode="stretch_width")
-                w.param.watch(lambda e, n=name: self._on_bool(n, e.new), "value")
-                widgets[name] = ("bool", w, None)
-                cards.append(pn.Column(pn.pane.HTML(el("small", name), margin=(0, 5)), w, sizing_mode="stretch_width"))
-            elif info.kind == "numeric":
-                stats = ds.store.numeric_stats(ds.id, name, self.state.effective_filters(), bins=24)
-                if stats["min"] is None:
-                    continue
-                lo, hi = float(stats["min"]), float(stats["max"])
-                if hi <= lo:
-                    hi = lo + 1
-                step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo > 20 else (hi - lo) / 100
-                # the slider's label is an HTML Div in Panel: the field name goes in escaped
-                w = pn.widgets.EditableRangeSlider(name=text(name), start=lo, end=hi, value=(lo, hi), step=step,
-                                                   sizing_mode="stretch_width")
-                w.param.watch(lambda e, n=name: self._on_range(n, e.new), "value_throttled")
-                hist = pn.pane.HTML(sparkline(stats["counts"]), margin=(0, 10), height=30)
-                widgets[name] = ("range", w, hist)
-                cards.append(pn.Column(w, hist, sizing_mode="stretch_width"))
-        self._widgets = widgets  # swapped in whole: a refresh iterating the old dict never sees it change
-        self._fields.objects = cards
+            control = control_for(name, info.kind, ds, flt, self._on_field)
+            if control is not None:
+                controls[name] = control
+        self._controls = controls  # swapped in whole: a refresh iterating the old dict never sees it change
+        self._fields.objects = [c.panel() for c in controls.values()]
         self._build_objects()
         # the histograms were just drawn with the current filters; the value counts are computed right here
         self._show_count()
-        self._apply_counts(self._build, compute_counts(ds, self._snapshot(), self.state.effective_filters(),
-                                                       numeric=False))
+        self._apply_counts(self._build, compute_counts(ds, controls, flt, numeric=False))
 
     def _build_objects(self) -> None:
         ds = self.state.ds
@@ -183,23 +136,9 @@ class FiltersView(Quiet, Viewer):
 
     # -- widget -> state -----------------------------------------------------------------------------------------
 
-    def _on_values(self, name: str, values: list[Any]) -> None:
+    def _on_field(self, name: str, flt: FieldFilter | None) -> None:
         if not self._quiet:
-            self.state.set_field_filter(name, FieldFilter(field=name, values=tuple(values)) if values else None)
-
-    def _on_bool(self, name: str, value: str) -> None:
-        if not self._quiet:
-            flt = None if value == "any" else FieldFilter(field=name, values=(value == "yes",))
             self.state.set_field_filter(name, flt)
-
-    def _on_range(self, name: str, value: tuple[float, float]) -> None:
-        if self._quiet:
-            return
-        w = self._widgets[name][1]
-        lo = None if value[0] <= w.start else float(value[0])
-        hi = None if value[1] >= w.end else float(value[1])
-        flt = None if lo is None and hi is None else FieldFilter(field=name, range=Range(min=lo, max=hi))
-        self.state.set_field_filter(name, flt)
 
     def _on_objects(self, *_: Any) -> None:
         self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
@@ -220,24 +159,8 @@ class FiltersView(Quiet, Viewer):
         """Filters set elsewhere (a shared link, Reset, a click in the evaluation panel) show in the widgets."""
         by_field = {f.field: f for f in self.state.filters.fields}
         with self._silently():
-            for name, (kind, w, _) in self._widgets.items():
-                flt = by_field.get(name)
-                if kind == "values":
-                    vals = list(flt.values or ()) if flt else []
-                    if vals != list(w.value):
-                        missing = [v for v in vals if v not in (w.options.values() if isinstance(w.options, dict) else w.options)]
-                        if missing:
-                            opts = dict(w.options) if isinstance(w.options, dict) else choices(w.options)
-                            opts.update(choices(missing))
-                            w.options = opts
-                        w.value = vals
-                elif kind == "bool":
-                    w.value = "any" if not flt or not flt.values else ("yes" if flt.values[0] else "no")
-                else:
-                    lo = flt.range.min if flt and flt.range and flt.range.min is not None else w.start
-                    hi = flt.range.max if flt and flt.range and flt.range.max is not None else w.end
-                    if (lo, hi) != tuple(w.value):
-                        w.value = (lo, hi)
+            for name, control in self._controls.items():
+                control.show(by_field.get(name))
             extra = self.state.filters.annotations[1:]
             self._more_objects.object = (
                 "<small>+ " + "; ".join(_describe(f) for f in extra) + "</small>" if extra else "")
@@ -262,12 +185,9 @@ class FiltersView(Quiet, Viewer):
         ds = self.state.ds
         if ds is None:
             return
-        build, fields, flt = self._build, self._snapshot(), self.state.effective_filters()
-        self._jobs.submit(lambda: compute_counts(ds, fields, flt), lambda counts: self._apply_counts(build, counts),
+        build, controls, flt = self._build, self._controls, self.state.effective_filters()
+        self._jobs.submit(lambda: compute_counts(ds, controls, flt), lambda counts: self._apply_counts(build, counts),
                           key="counts", name="sidebar counts")
-
-    def _snapshot(self) -> list[tuple[str, str]]:
-        return [(name, kind) for name, (kind, _, _) in self._widgets.items()]
 
     def _show_count(self) -> None:
         st = self.state
@@ -282,22 +202,11 @@ class FiltersView(Quiet, Viewer):
         """On the session's loop: new options (with counts) and histograms for the widgets they were computed for."""
         if build != self._build:
             return  # the widgets were rebuilt meanwhile; the rebuild computed its own counts
-        widgets = self._widgets
+        controls = self._controls
         with self._silently():
-            for name, (kind, found) in counts.items():
-                entry = widgets.get(name)
-                if entry is None:
-                    continue
-                _, w, hist = entry
-                if kind == "values":
-                    opts = choices([v for v, _ in found if v is not None],
-                                   [f"{v} ({n:,})" for v, n in found if v is not None])
-                    for v in w.value:
-                        if v not in opts.values():
-                            opts.update(choices([v], [f"{v} (0)"]))
-                    w.options = opts
-                elif hist is not None:
-                    hist.object = sparkline(found)
+            for name, data in counts.items():
+                if name in controls:
+                    controls[name].apply(data)
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until the sidebar's background counts are applied (scripts and tests)."""
