@@ -271,8 +271,9 @@ def test_one_class_dataset(store, tmp_path):
 
 def test_empty_images_constant_and_missing_fields_and_error_free_models(store, tmp_path):
     def extra(rng, i):
-        return {"blank": "yes" if i % 10 == 0 else "no", "gain": 1.0,
-                "note": None if i % 2 else "seen", "lens": None}
+        # field names that are also our own words must stay data
+        return {"blank": "yes" if i % 10 == 0 else "no", "gain": 1.0, "note": None if i % 2 else "seen",
+                "lens": None, "cluster": f"c{i % 3}", "size": "{p}"}
 
     def n_boxes(rng, im):
         return 0 if im["blank"] == "yes" else int(rng.integers(1, 7))
@@ -333,5 +334,7 @@ def test_a_cluster_of_look_alike_images_is_a_finding_by_members(store, tmp_path)
         assert_filters_select_support(ds, findings)
         # by default the collection DuckDB registered when embedding is used
         assert cluster.title in titles(find_slices(store, ds.id, "m", ap_top=0))
+        with pytest.raises(VisionLensError, match="holds no vectors of this dataset"):
+            find_slices(store, ds.id, "m", vectors=vector_store(), collection="nothing-here")
     finally:
         close_vector_stores()

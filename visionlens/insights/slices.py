@@ -3,42 +3,46 @@
 ``find_slices`` reads one stored evaluation (per-object TP/FP/FN) and the dataset's own fields, and scores every
 candidate slice against the rest of the dataset in one vectorised pass:
 
-* sample conditions: each value of a categorical, bool or tag field, numeric fields cut at quantiles (each bin and
-  each lower/upper tail, so ``hour ≥ 20`` is one candidate), missing values, and k-means clusters of the image
-  embeddings when a vector collection holds the dataset;
-* object conditions on boxes: COCO size (small/medium/large by area), class, and position (near the border, in
-  the centre);
-* conjunctions of two conditions on different fields (a sample and an object condition included).
+* image conditions: each value of a categorical, bool or tag field (the 30 most frequent), numeric fields cut at
+  quantiles (quintile bins and the 10/20/30/50% tails from each end, so ``hour ≥ 20`` is one candidate), missing
+  values, and k-means clusters of the image embeddings when a vector collection holds the dataset;
+* box conditions: COCO size (small/medium/large by area), class, position (near the border, in the centre);
+* conjunctions of two conditions on different fields (an image and a box condition included; not clusters).
 
-Every candidate is counted with ``bincount`` group-bys over per-image (sample conditions) or per-(image, box
-condition) tables (object conditions) and indicator matrices that map codes to conditions, so the cost is a few
-passes over the objects per pair of fields, never one query per candidate.
+Every candidate is counted with ``bincount`` group-bys over per-image tables (image conditions) or per-(image, box
+codes) tables (box conditions), and indicator matrices that map codes to conditions: a few passes over the
+objects per pair of fields, never one query per candidate.
 
-Statistics (one-sided: a slice is reported only when it is *worse*):
+Statistics, all one-sided (a slice is reported only when it is *worse*):
 
-* recall (TP / (TP+FN) over ground truth): Fisher's exact test of missed/found × in/out, computed as the
-  equivalent hypergeometric tail for all candidates at once. Misses cluster within images (one dark image loses all
-  its boxes), which makes any per-object test over-confident, so the p-value is the larger of Fisher's and a
-  cluster-robust z-test that treats images as clusters (the rest's variance is inflated by the dataset's design
-  effect). One bad image can therefore never make a slice.
-* false positives per image (sample conditions): Welch's t-test on per-image FP counts, each side's variance
-  floored at the Poisson variance of the pooled rate, so a few images with one FP each are not "certain".
-* false-positive share of predictions (object conditions, where "per image" would compare one class's FPs with
-  all other classes'): the same Fisher + cluster-robust test as recall, on FP vs TP predictions.
-* Benjamini–Hochberg over every test performed (all candidates, all metrics), at ``alpha``, weighted so that
-  single conditions and conjunctions each get half of it (``weighted_bh``).
+* recall (TP / (TP+FN) over ground truth): Fisher's exact test of missed/found × slice/rest, computed as the
+  equivalent hypergeometric tail for all candidates at once. Misses cluster within images (one dark image loses
+  all its boxes), which makes any per-object test over-confident, so p is the larger of Fisher's and a
+  cluster-robust z-test with images as clusters. One bad image cannot make a slice, and a dataset whose images
+  merely differ in difficulty yields nothing (Fisher alone reports "slices" there).
+* false positives per image (image conditions; with a box condition, FPs of that kind per image): Welch's t-test
+  on per-image FP counts, each side's variance floored at the Poisson variance of the pooled rate.
+* false-positive share of predictions (box conditions alone, where "per image" would compare one class's FPs
+  with every other class's): the same Fisher + cluster-robust test as recall, on FP/TP predictions.
+* Benjamini–Hochberg over every test performed, at ``alpha``, weighted so that single conditions and
+  conjunctions each get half of it (``weighted_bh``). A conjunction's p is the larger of "worse than the rest"
+  and "worse than each part without it" (``conjunction_p``), so the correction is paid on what is reported.
 
-Ranking (``Finding.score``): excess errors divided by the square root of the objects they are counted over, i.e.
-an effect size weighted by support — recall: (rest recall − slice recall) × √(GT in slice); FP share: (slice
-share − rest share) × √(predictions in slice); FP per image: (1 − rest rate / slice rate) × √(FPs in slice).
-A big gap on few objects and a small gap on many objects both rank below a big gap on many objects.
+Ranking (``Finding.score``): excess errors over the square root of the objects they are counted in, an effect size
+weighted by support — recall: (rest recall − slice recall) × √(GT in slice); FP share: (slice − rest share) ×
+√(predictions in slice); FPs per image: (1 − rest rate ÷ slice rate) × √(FPs in slice). A big gap on few
+objects and a small gap on many both rank below a big gap on many.
 
-Pruning: a conjunction is kept only when it is significantly worse than the rest of *each* of its parts (so
-"camera is cam_3 and weather is rain" is dropped when cam_3 alone explains it); a single condition is dropped when a
-kept conjunction inside it explains it (what is left of it is not worse than the rest); of overlapping conditions
-on the same fields (``hour ≥ 18`` and ``hour ≥ 20``) only the best-ranked one is kept.
+What is not reported: gaps under 2 points (10% for FPs per image), which a large dataset makes "significant";
+a conjunction that is most (≥ 75%) of a kept single condition; a conjunction whose cut on a field overlaps a
+better kept condition on it (``hour ≥ 18 and camera is cam_0`` after ``hour ≥ 21``); a conjunction of two parts
+already shown as failures unless it is an interaction beyond both (``interaction_p``); a single condition whose
+badness lives in a kept conjunction inside it (fog, when fog ∧ wet road is the failure); of overlapping conditions
+on the same fields, all but the best ranked; and of two findings on (nearly) the same images, the second (its
+definition goes to the first's ``detail["also"]``).
 
-AP (COCO, via ``subset_metrics``) is computed only for the slices kept, on the slice's images and on the rest.
+COCO AP (via ``subset_metrics``) is computed only for the best kept slices (``ap_top``), on the slice's images and
+on the others.
 """
 
 from __future__ import annotations
@@ -145,6 +149,7 @@ class Feature:
 
     Features of one ``group`` (the tags of one field) are never conjoined with each other; ``conjoin=False`` keeps
     a feature out of conjunctions altogether (clusters: their members are already a combination of everything).
+    ``origin`` says where it comes from; ``name`` may be any field's name (data), so it is never matched on.
     """
 
     name: str
@@ -156,6 +161,7 @@ class Feature:
     pred_codes: np.ndarray | None = None  # object: code per prediction
     conjoin: bool = True
     detail: dict[str, Any] = field(default_factory=dict)
+    origin: Literal["field", "box", "cluster"] = "field"
 
     def matrix(self) -> np.ndarray:
         """(conditions × codes) 0/1: multiplying a per-code table by it gives per-condition sums."""
@@ -284,7 +290,7 @@ def _categorical_feature(name: str, kind: Any, column: pa.ChunkedArray, min_imag
         conditions.append(Condition((missing_code,), kind.describe(flt), kind.describe(flt), field_filter=flt))
     if not conditions or (len(conditions) == 1 and n_missing == 0 and len(order) == len(uniques)):
         return None  # one value everywhere: nothing to compare with
-    return Feature(name, name, "sample", missing_code + 1, mapped.astype(np.int64), conditions)
+    return Feature(name, f"field:{name}", "sample", missing_code + 1, mapped.astype(np.int64), conditions)
 
 
 def _tag_features(name: str, kind: Any, column: pa.ChunkedArray, min_images: int) -> list[Feature]:
@@ -300,7 +306,8 @@ def _tag_features(name: str, kind: Any, column: pa.ChunkedArray, min_images: int
         has = np.array([0 if tags and tag in tags else 1 for tags in lists], np.int64)
         flt = FieldFilter(field=name, values=(tag,))
         text = kind.describe(flt)
-        out.append(Feature(f"{name}:{tag}", name, "sample", 2, has, [Condition((0,), text, text, field_filter=flt)]))
+        out.append(Feature(f"{name}:{tag}", f"field:{name}", "sample", 2, has,
+                           [Condition((0,), text, text, field_filter=flt)]))
     return out
 
 
@@ -359,7 +366,7 @@ def _numeric_feature(name: str, kind: Any, column: pa.ChunkedArray, min_images: 
         conditions.append(Condition((missing_code,), kind.describe(flt), kind.describe(flt), field_filter=flt))
     if not conditions:
         return None
-    return Feature(name, name, "sample", k + 1, codes, conditions)
+    return Feature(name, f"field:{name}", "sample", k + 1, codes, conditions)
 
 
 def _numeric_spans(counts: np.ndarray) -> list[tuple[int, int]]:
@@ -417,8 +424,8 @@ def _size_feature(data: Data) -> Feature:
                           area=Range(min=above_small, max=MEDIUM_AREA)),
         _object_condition((2,), "{p}size is large", "{who} box area > 96²", area=Range(min=above_medium)),
     ]
-    return Feature("size", "object:size", "object", 4, _size_codes(data.gt.area), conditions,
-                   pred_codes=_size_codes(data.pred.area))
+    return Feature("size", "box:size", "object", 4, _size_codes(data.gt.area), conditions,
+                   pred_codes=_size_codes(data.pred.area), origin="box")
 
 
 def _class_feature(data: Data) -> Feature | None:
@@ -433,8 +440,8 @@ def _class_feature(data: Data) -> Feature | None:
     conditions = [Condition((i,), f"class is {data.labels[c]}", f"GT class is {data.labels[c]}",
                             labels=(data.labels[c],), title_pred=f"predicted class is {data.labels[c]}",
                             definition_pred=f"predicted class is {data.labels[c]}") for i, c in enumerate(top)]
-    return Feature("class", "object:class", "object", len(top) + 1, remap[data.gt.label], conditions,
-                   pred_codes=remap[data.pred.label])
+    return Feature("class", "box:class", "object", len(top) + 1, remap[data.gt.label], conditions,
+                   pred_codes=remap[data.pred.label], origin="box")
 
 
 def _position_codes(boxes: Boxes, width: np.ndarray, height: np.ndarray) -> np.ndarray:
@@ -455,8 +462,8 @@ def _position_feature(data: Data) -> Feature:
         _object_condition((1,), "{p}box is in the image centre", "{who} box centre in the middle third of the image",
                           by_members=True),
     ]
-    return Feature("position", "object:position", "object", 4, _position_codes(data.gt, data.width, data.height),
-                   conditions, pred_codes=_position_codes(data.pred, data.width, data.height))
+    return Feature("position", "box:position", "object", 4, _position_codes(data.gt, data.width, data.height),
+                   conditions, pred_codes=_position_codes(data.pred, data.width, data.height), origin="box")
 
 
 # -- clusters of the image embeddings ------------------------------------------------------------------------------
@@ -483,7 +490,7 @@ def cluster_feature(store: MetadataStore, dataset_id: int, data: Data, vectors: 
     conditions = [Condition((c,), f"image cluster {c + 1}", f"images in cluster {c + 1} of {k} (k-means on {name})",
                             by_members=True) for c in range(k)]
     return Feature("cluster", "cluster", "sample", k + 1, codes, conditions, conjoin=False,
-                   detail={"collection": name, "k": k})
+                   detail={"collection": name, "k": k}, origin="cluster")
 
 
 def _dataset_vectors(store: MetadataStore, dataset_id: int, vectors: Any, collection: str | None
@@ -497,10 +504,9 @@ def _dataset_vectors(store: MetadataStore, dataset_id: int, vectors: Any, collec
         return None
     try:
         vs = vectors if vectors is not None else vector_store()
-        if not names:
-            names = vs.collections()
-        for name in names:
-            if name not in vs.collections():
+        present = vs.collections()
+        for name in names or present:
+            if name not in present:
                 continue
             ids, vecs = dataset_vectors(store, dataset_id, name, vs)
             if len(ids):
@@ -509,6 +515,10 @@ def _dataset_vectors(store: MetadataStore, dataset_id: int, vectors: Any, collec
         if collection:
             raise
         log.warning("slices: no image clusters (%s)", exc)
+        return None
+    if collection:
+        raise VisionLensError(f"vector collection {collection!r} holds no vectors of this dataset: embed it first "
+                              "(`visionlens embed`), or leave the collection out")
     return None
 
 
@@ -1231,7 +1241,7 @@ def _cluster_look(ctx: Context, mask: np.ndarray) -> str | None:
     best: tuple[float, str] | None = None
     n_in, n_all = mask.sum(), ctx.data.n_images
     for f in ctx.features:
-        if f.level != "sample" or f.name == "cluster":
+        if f.origin != "field":
             continue
         u = f.matrix()
         share_in = u @ np.bincount(f.codes[mask], minlength=f.n_codes) / max(n_in, 1)
@@ -1251,7 +1261,7 @@ def build_finding(ctx: Context, item: Item) -> tuple[Finding, np.ndarray]:
         conds.append((ctx.features[c.fb[i]], ctx.features[c.fb[i]].conditions[c.cb[i]]))
     titles = [cond.texts(metric)[0] for _, cond in conds]
     definition = " and ".join(cond.texts(metric)[1] for _, cond in conds)
-    if conds[0][0].name == "cluster":
+    if conds[0][0].origin == "cluster":
         headline = f"{_VERB[metric]} in {titles[0]}"
     else:
         headline = f"{_VERB[metric]} when {' and '.join(titles)}"
@@ -1260,7 +1270,7 @@ def build_finding(ctx: Context, item: Item) -> tuple[Finding, np.ndarray]:
     evidence = _evidence(ctx, item, int(mask.sum()))
     description = _describe(evidence)
     detail: dict[str, Any] = {"conditions": [{"feature": f.name, "title": t} for (f, _), t in zip(conds, titles)]}
-    if conds[0][0].name == "cluster":
+    if conds[0][0].origin == "cluster":
         detail.update(conds[0][0].detail)
         look = _cluster_look(ctx, mask)
         if look:
@@ -1376,8 +1386,8 @@ def find_slices(
     ``vectors``/``collection``: where image embeddings are (default: a collection DuckDB knows of, if any), for
     cluster slices. ``min_objects``/``min_images``: the least support a slice needs to be tested at all (fewer
     tests also means a milder multiple-testing correction). ``ap_top``: add COCO AP (and AP50) of the slice and of
-    the rest to the best ``ap_top`` findings (``None``: all; 0: none). AP is two evaluations per finding, about
-    2 s each at 100K images, so it is the one cost that grows with the number of findings.
+    the rest to the best ``ap_top`` findings (``None``: all; 0: none). AP is two evaluations per finding (slice and
+    rest, about 2 s together at 100K images / 1M boxes), the one cost that grows with the number of findings.
     Raises ``VisionLensError`` when the model has not been evaluated.
     """
     _evaluated_model(store, dataset_id, model)
