@@ -150,16 +150,23 @@ class DatasetsView(Viewer):
             return
         self._confirming = None
         self._delete.name = "Delete…"
-        store = resources.store()
+        store, thumbnails = resources.store(), resources.thumbnails()
+
+        def work() -> Any:
+            from ..cleanup import delete_dataset
+
+            # rows, columns, vectors and cached thumbnails: a million samples take a while
+            return delete_dataset(name, store=store, thumbnails=thumbnails)
 
         def done(result: Any) -> None:
             if isinstance(result, Exception):
                 self._say(md(result), "danger")
                 return
-            self._say(f"Deleted **{md(name)}** (image files untouched).", "success")
+            self._say(f"Deleted **{md(name)}**: {result.samples:,} samples, {result.vector_points:,} vectors, "
+                      f"{result.thumbnails:,} thumbnails (image files untouched).", "success")
             self._refresh_list()
 
-        self._run(lambda: store.delete_dataset(name), done)  # a million samples' rows take a while to delete
+        self._run(work, done)
 
     def _start_thumbnails(self, *_: Any) -> None:
         name = self._target.value
