@@ -114,7 +114,7 @@ def run(n: int, params: DuplicateParams) -> dict[str, Any]:
     planted = np.minimum(src, dst) * n + np.maximum(src, dst)
     rows = np.arange(n, dtype=np.int64)
     timings: dict[str, float] = {}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     pairs = near_duplicate_pairs(n, rows, x, rows, h, params, timings=timings)
     t = time.perf_counter()
     dup = pairs.take(pairs.duplicate)
@@ -125,6 +125,7 @@ def run(n: int, params: DuplicateParams) -> dict[str, Any]:
     findings = _findings(_Rows(n), 1, nodes, dup, labels, sizes, {"signals": ["vectors", "phash"]}, params)
     timings["findings"] = time.perf_counter() - t
     total = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     keys = pairs.a * n + pairs.b
     knn_hit = np.isin(planted, keys[(pairs.source & FROM_NEIGHBOURS) > 0])
     hash_hit = np.isin(planted, keys[(pairs.source & FROM_HASHES) > 0])
@@ -133,7 +134,7 @@ def run(n: int, params: DuplicateParams) -> dict[str, Any]:
     false_groups = sum(1 for g in np.flatnonzero(sizes >= 2) if g not in planted_groups)
     by_kind = {name: float(final_hit[data["kind"] == k].mean()) for k, name in enumerate(KINDS)}
     return {
-        "n": n, "made": made, **timings, "total": total, "pairs": len(pairs), "accepted": len(dup),
+        "n": n, "made": made, **timings, "total": total, "cpu": cpu, "pairs": len(pairs), "accepted": len(dup),
         "groups": len(findings), "false_groups": false_groups, "knn_recall": float(knn_hit.mean()),
         "hash_recall": float(hash_hit.mean()), "recall": float(final_hit.mean()), "by_kind": by_kind,
         "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -151,13 +152,13 @@ def main() -> None:
     print(f"params: cell_size={params.cell_size} nprobe={params.nprobe} k={params.k} "
           f"hash_orders={params.hash_orders} hash_window={params.hash_window}")
     head = (f"{'images':>9} {'kNN s':>7} {'hash s':>7} {'decide s':>8} {'group s':>7} {'findings s':>10} "
-            f"{'total s':>8} {'pairs':>9} {'groups':>7} {'false':>6} {'kNN rec':>8} {'hash rec':>8} {'recall':>7} "
+            f"{'total s':>8} {'CPU s':>7} {'pairs':>9} {'groups':>7} {'false':>6} {'kNN rec':>8} {'hash rec':>8} {'recall':>7} "
             f"{'peak GiB':>8}")
     print(head)
     for n in args.n:
         r = run(n, params)
         print(f"{n:>9,} {r['knn']:>7.1f} {r['hash']:>7.1f} {r['decide']:>8.1f} {r['group']:>7.1f} "
-              f"{r['findings']:>10.1f} {r['total']:>8.1f} {r['pairs']:>9,} {r['groups']:>7,} {r['false_groups']:>6} "
+              f"{r['findings']:>10.1f} {r['total']:>8.1f} {r['cpu']:>7.0f} {r['pairs']:>9,} {r['groups']:>7,} {r['false_groups']:>6} "
               f"{r['knn_recall']:>8.3f} {r['hash_recall']:>8.3f} {r['recall']:>7.3f} {r['peak_gib']:>8.1f}", flush=True)
         print("          recall by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in r["by_kind"].items())
               + f"; synthetic data made in {r['made']:.0f} s (not counted)", flush=True)

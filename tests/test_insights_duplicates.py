@@ -265,7 +265,7 @@ def test_leaks_are_exactly_the_groups_across_splits_and_rank_first(scenes_ds, sc
     expected_leaks = {frozenset(g) for g in scenes["groups"] if len({split[f] for f in g}) > 1}
     leaks = [f for f in findings if f.evidence["leakage"]]
     assert {frozenset(f.detail["files"]) for f in leaks} == expected_leaks and len(expected_leaks) == 9
-    assert all("leak" in f.title and "train and val" in f.title for f in leaks)
+    assert all(f.title.endswith("across 2 splits (leak)") for f in leaks)
     assert findings[:len(leaks)] == leaks  # every leak ranks above every plain group
     assert min(f.score for f in leaks) > max(f.score for f in findings if not f.evidence["leakage"])
     for f in leaks:

@@ -3,49 +3,52 @@
 Neither signal is enough alone. An embedding says two images *look alike*; on datasets of similar scenes (the
 demo's streets, a dashcam's road) unrelated neighbours score as high as a shifted, brightened copy, and the
 built-in embedder's colour histogram moves a lot when an image is brightened. A 64-bit perceptual hash says one
-image is a *copy* of the other, but images with little 2-D structure (a horizon, a blank wall) share most bits.
-So a pair is a near-duplicate when both signals agree:
+image is a *copy* of the other, but a shift of a few pixels flips up to a dozen bits and images with little 2-D
+structure (a horizon, a blank wall) share most bits. The two fail on different copies (a shifted copy keeps its
+cosine, a brightened one keeps its hash), so a pair with both signals is judged on both at once:
 
-* both signals:  cosine >= ``min_cosine`` and hash distance <= ``max_hamming``;
-* hashes only (the pair has no vectors): hash distance <= ``hash_only_hamming`` (stricter);
-* vectors only (no hashes): cosine >= ``vector_only_cosine`` (stricter).
+* both signals: cosine - hash distance / 16 >= 0.2, cosine >= 0.5 and distance <= 12 (``DuplicateParams``);
+* hashes only (an image without a vector): distance <= ``hash_only_hamming`` (6);
+* vectors only (an image without a hash): cosine >= ``vector_only_cosine`` (0.98, stricter).
 
-Candidate pairs come from two places, so that one signal's blind spot does not hide a pair from the other:
+Candidate pairs come from two searches, so one signal's blind spot does not hide a pair from the other:
 
 1. a k-nearest-neighbour graph over every vector of the dataset (``knn_graph``): exact blocked matrix products
-   up to ``cell_size`` vectors; above that an inverted-file partition (spherical k-means cells, each vector
-   searched in its ``nprobe`` nearest cells) keeps the work near n * nprobe * cell_size * dim instead of n^2 *
-   dim: exact search over a million 512-d vectors is ~10^15 flops, over an hour on two cores. Copies sit far
-   closer to each other than to any cell boundary, so they almost always share a probed cell (the benchmark
-   measures it: ``benchmarks/bench_duplicates.py``);
-2. hash neighbours (``hash_candidates``): all pairs for small datasets; above that the hashes are sorted in
-   several bit orders and each is compared with the next few in every order, which is linear in n and finds
-   pairs a few bits apart with high probability (and identical hashes always).
+   for small datasets; above that an inverted-file partition (spherical k-means cells of about ``cell_size``
+   vectors, each vector searched in its ``nprobe`` nearest cells) keeps the work near n * nprobe * cell_size *
+   dim instead of n^2 * dim: exact search over a million 512-d vectors is ~10^15 flops, hours on two cores.
+   Copies sit far closer to each other than to any cell boundary, so they almost always share a probed cell;
+2. hash neighbours (``hash_candidates``): every pair for small datasets; above that the hashes are sorted in
+   several bit orders and each is compared with the next few in every order, linear in n, finding pairs a few
+   bits apart with high probability and identical hashes always.
 
+``benchmarks/bench_duplicates.py`` measures both at 100K and 1M images (recall of planted pairs and seconds).
 Accepted pairs become groups (connected components); a group whose images lie in more than one split is a
 leak (a validation image whose near-copy is in train measures memory, not generalisation). Each group is one
 ``Finding`` (kind ``near_duplicate``); leaks score above every plain group.
 
-Default thresholds (measured on ``tests/test_insights_duplicates.py``'s scenes and on the demo, with the built-in
-embedder and ``phash``): copies that are shifted by 2% of the width, brightened by 25%, re-encoded at JPEG quality
-20 or resized differ by at most 12-14 bits and mostly <= 10; unrelated, varied scenes differ by 16 or more. The
-built-in embedder gives a brightened copy a cosine as low as 0.6, while unrelated varied scenes stay below 0.8 and
-unrelated demo street scenes often exceed 0.95. Hence ``max_hamming`` 10 with ``min_cosine`` 0.6; a hash alone
-must be within 4 bits (demo street scenes with the same background reach 6); a vector alone must reach 0.98
-(re-encoded, shifted and resized copies keep colours and score above 0.98; brightened ones do not, and are only
-found with hashes).
+How the defaults were measured (``tests/test_insights_duplicates.py``'s scenes, two more seeds of them, and the
+demo, with the built-in embedder and ``phash``): a copy shifted by 2% of the width keeps cosine >= 0.99 but
+differs by up to 16 bits (90% within 8); a copy brightened by 25% keeps its bits (<= 8) but drops to cosine 0.58;
+JPEG quality 20 and resizing change neither much (cosine >= 0.97, <= 4 bits). Unrelated varied scenes stay below
+cosine 0.8 and 16 bits, with cosine - bits/16 at most -0.23 while every copy scores >= 0.17: the 0.2 cut found
+99-100% of planted copies and no unrelated pair on 600 scenes. The demo's street scenes share their background,
+so unrelated ones reach 6-10 bits with cosine 0.7-0.96; the rule keeps the planted demo copies and lets a few such
+look-alikes through (about 6 pairs in 120 images). A hash alone at <= 6 bits found 85-90% of the scenes' copies
+(shifted ones are the misses) with no false pair, and 3 look-alike pairs in the 120-image demo; a vector alone at
+>= 0.98 finds every shifted, re-encoded and resized copy but no brightened one, and cannot tell demo street
+scenes apart at all (dozens of unrelated pairs score above 0.99), hence it is the last resort.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..formats.base import ProgressCallback, no_progress
+from ..query import Filters
 from .finding import Finding
 from .hashes import DEFAULT_METHOD, hamming
 
@@ -55,7 +58,8 @@ __all__ = ["DuplicateParams", "PairTable", "find_near_duplicates", "group_pairs"
 RUN = "near_duplicates"
 _VECTOR_FETCH = 8192  # ids per get_vectors call: the engine builds Python lists per point, so keep batches modest
 _HASH_EXACT_LIMIT = 16_384  # up to this many hashes every pair is compared
-_MAX_LISTED_PAIRS = 500  # a finding's detail lists at most this many pairs (members are all stored)
+_MAX_LISTED_PAIRS = 500  # a finding's detail lists at most this many pairs and files (members are all stored)
+_MAX_LISTED_FILES = 1000
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class DuplicateParams:
     hash_only_hamming: int = 6
     vector_only_cosine: float = 0.98
     k: int = 10
-    cell_size: int = 2048
+    cell_size: int = 1024
     nprobe: int = 3
     block: int = 4096
     hash_orders: int = 32
@@ -197,7 +201,7 @@ def knn_graph(
     x: np.ndarray,
     k: int = 10,
     *,
-    cell_size: int = 2048,
+    cell_size: int = 1024,
     nprobe: int = 3,
     block: int = 4096,
     seed: int = 0,
@@ -510,12 +514,13 @@ def find_near_duplicates(
     """Groups of near-identical images of a dataset, leaks across splits first; one ``Finding`` per group.
 
     ``vectors``: the vector store (default: the process-wide one); ``collection``: which embedding (default: the
-    first collection holding this dataset's vectors, mapped ones first). Hashes come from ``compute_hashes``
+    first collection holding this dataset's vectors, mapped ones first); ``k``: neighbours per image (``params``,
+    when given, carries its own). Hashes come from ``compute_hashes``
     (method ``hash_method``). Either signal may be missing or switched off (``use_vectors``/``use_hashes``);
     the stricter single-signal thresholds then decide, and each finding's evidence names the signals used.
     """
     p = params or DuplicateParams(k=k)
-    ids = np.sort(store.sample_index(dataset_id)[1].astype(np.int64))
+    ids = np.sort(store.matching_ids(dataset_id, Filters()).astype(np.int64))
     h_ids, h_vals = (store.image_hashes(dataset_id, hash_method) if use_hashes
                      else (np.empty(0, np.int64), np.empty(0, np.uint64)))
     keep = np.isin(h_ids, ids)
@@ -566,55 +571,68 @@ def _findings(store: Any, dataset_id: int, nodes: np.ndarray, dup: PairTable, la
     return out
 
 
+def _split_counts(splits: list[str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in splits:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    return counts
+
+
+def _signal_words(signals: list[str]) -> str:
+    if signals == ["vectors"]:
+        return "cosine similarity of their vectors"
+    if "vectors" not in signals:
+        return "perceptual-hash distance"
+    return "cosine similarity of their vectors and perceptual-hash distance"
+
+
 def _group_finding(nodes: np.ndarray, group_nodes: np.ndarray, dup: PairTable, edges: np.ndarray,
                    by_node: dict[int, int], files: list[str], splits: list[str | None],
                    context: dict[str, Any], params: DuplicateParams) -> Finding:
     """A group's finding. Score: closeness x (1 - 1/size) lies in [0, 1); a leak adds 1, so every leak ranks
-    above every plain group, and within each, bigger and closer groups come first."""
+    above every plain group, and within each, bigger and closer groups come first.
+
+    Split names and file paths come from the dataset: they stay in ``evidence``/``detail`` as data, never in
+    the title or description.
+    """
     size = len(group_nodes)
-    gfiles = [files[by_node[int(i)]] for i in group_nodes]
     gsplits = [splits[by_node[int(i)]] for i in group_nodes]
-    split_counts: dict[str, int] = {}
-    for s in gsplits:
-        split_counts[str(s)] = split_counts.get(str(s), 0) + 1
     named = {s for s in gsplits if s is not None}
     leak = len(named) > 1
-    ea, eb = dup.a[edges], dup.b[edges]
-    fa = [files[by_node[int(i)]] for i in ea]
-    fb = [files[by_node[int(i)]] for i in eb]
-    cross = np.array([splits[by_node[int(i)]] != splits[by_node[int(j)]] for i, j in zip(ea, eb)], bool)
-    # leaks list their cross-split pairs first, then the closest pairs
-    close = params.similarity(dup.cosine[edges], dup.hamming[edges])
-    order = np.lexsort((-close, ~cross))[:_MAX_LISTED_PAIRS]
-    pair_list = [[fa[i], fb[i]] for i in order]
-    sims = [{"cosine": None if np.isnan(dup.cosine[edges][i]) else round(float(dup.cosine[edges][i]), 4),
-             "hamming": None if dup.hamming[edges][i] < 0 else int(dup.hamming[edges][i])} for i in order]
+    cos_e, ham_e = dup.cosine[edges], dup.hamming[edges]
+    ea = [by_node[int(i)] for i in dup.a[edges]]
+    eb = [by_node[int(i)] for i in dup.b[edges]]
+    cross = np.array([splits[i] != splits[j] and splits[i] is not None and splits[j] is not None
+                      for i, j in zip(ea, eb)], bool)
+    close = params.similarity(cos_e, ham_e)
+    order = np.lexsort((-close, ~cross))[:_MAX_LISTED_PAIRS]  # cross-split pairs first, then the closest
+    pairs = [[files[ea[i]], files[eb[i]]] for i in order]
     closeness = float(np.mean(close)) if len(close) else 0.0
-    score = closeness * (1 - 1 / size) + (1.0 if leak else 0.0)
-    split_words = " and ".join(sorted(named))
-    title = f"{size} near-identical images" + (f" across {split_words} (leak)" if leak else "")
-    cos_e = dup.cosine[edges]
-    ham_e = dup.hamming[edges]
     evidence = {
-        **context, "size": size, "pairs": int(len(edges)), "leakage": leak, "splits": split_counts,
+        **context, "size": size, "pairs": int(len(edges)), "leakage": leak, "splits": _split_counts(gsplits),
         "cross_split_pairs": int(cross.sum()), "closeness": round(closeness, 4),
         "lowest_cosine": None if np.isnan(cos_e).all() else round(float(np.nanmin(cos_e)), 4),
         "highest_hamming": None if (ham_e < 0).all() else int(ham_e[ham_e >= 0].max()),
         "found_by": {"neighbours": int(np.count_nonzero(dup.source[edges] & FROM_NEIGHBOURS)),
                      "hashes": int(np.count_nonzero(dup.source[edges] & FROM_HASHES))},
     }
-    what = "cosine similarity of their vectors and perceptual-hash distance"
-    if context["signals"] == ["vectors"]:
-        what = "cosine similarity of their vectors"
-    elif "vectors" not in context["signals"]:
-        what = "perceptual-hash distance"
-    description = (f"{size} images are near-copies of each other by {what}"
-                   + (f"; they span the splits {split_words}, so evaluation sees images close to training ones."
-                      if leak else "."))
+    listed = group_nodes[:_MAX_LISTED_FILES]
+    detail = {
+        "pairs": pairs,
+        "similarity": [{"cosine": None if np.isnan(cos_e[i]) else round(float(cos_e[i]), 4),
+                        "hamming": None if ham_e[i] < 0 else int(ham_e[i])} for i in order],
+        "files": [files[by_node[int(i)]] for i in listed],
+        "splits": [splits[by_node[int(i)]] for i in listed],
+        "leakage": leak,
+        "cross_split_pairs": [pairs[r] for r, i in enumerate(order) if cross[i]],
+    }
+    where = f" across {len(named)} splits (leak)" if leak else ""
+    description = (f"{size} images are near-copies of each other by {_signal_words(context['signals'])}"
+                   + ("; they lie in different splits, so evaluation sees images close to training ones." if leak
+                      else "."))
     return Finding(
-        kind="near_duplicate", title=title, score=round(score, 6), description=description,
-        definition="images linked by near-duplicate pairs (connected component)", evidence=evidence,
-        sample_ids=[int(nodes[i]) for i in group_nodes],
-        detail={"pairs": pair_list, "files": gfiles, "splits": gsplits, "similarity": sims,
-                "leakage": leak, "cross_split_pairs": [pair_list[i] for i in range(len(order)) if cross[order[i]]]},
+        kind="near_duplicate", title=f"{size} near-identical images{where}", score=round(
+            closeness * (1 - 1 / size) + (1.0 if leak else 0.0), 6),
+        description=description, definition="images linked by near-duplicate pairs (a connected component)",
+        evidence=evidence, sample_ids=[int(nodes[i]) for i in group_nodes], detail=detail,
     )
