@@ -290,6 +290,47 @@ def test_empty_images_constant_and_missing_fields_and_error_free_models(store, t
     assert find_slices(store, blind.id, "m") == []
 
 
+def test_tag_fields_infinite_values_and_crowd_boxes(store):
+    """Formats that carry list fields (tags) and numbers like inf: a tag is a candidate, inf sorts on top as in
+    DuckDB, crowd boxes count for the filter but not for recall."""
+    from visionlens.dataset import Dataset
+    from visionlens.formats.base import (
+        AnnotationRecords,
+        ParsedDataset,
+        ParsedPredictions,
+        SampleRecords,
+    )
+
+    rng = np.random.default_rng(0)
+    n = 800
+    flags = [[t for t, p in (("rainy", 0.25), ("blurry", 0.3), ("glare", 0.2)) if rng.random() < p] for _ in range(n)]
+    exposure = [None if i % 9 == 0 else math.inf if i % 13 == 0 else float(rng.normal()) for i in range(n)]
+    samples = SampleRecords(filepath=[f"{i}.jpg" for i in range(n)], width=np.full(n, W, np.int32),
+                            height=np.full(n, H, np.int32), split=["val"] * n, ext_id=[str(i) for i in range(n)],
+                            missing=np.zeros(n, bool), custom={"flags": flags, "exposure": exposure})
+    image = np.repeat(np.arange(n), rng.integers(1, 6, n))
+    wh = rng.uniform(10, 200, (len(image), 2))
+    boxes = np.concatenate([rng.uniform(0, 1, (len(image), 2)) * (np.array([W, H]) - wh), wh], 1)
+    labels = rng.integers(0, 3, len(image)).astype(np.int32)
+    p_miss = np.where([("blurry" in flags[i]) for i in image], 0.6, 0.1)
+    p_miss = np.where([exposure[i] == math.inf for i in image], 0.7, p_miss)
+    found = rng.random(len(image)) >= p_miss
+    gt = AnnotationRecords(sample_index=image, label_index=labels, bbox=boxes, area=wh[:, 0] * wh[:, 1],
+                           iscrowd=rng.random(len(image)) < 0.02)
+    preds = AnnotationRecords(sample_index=image[found], label_index=labels[found], bbox=boxes[found],
+                              confidence=rng.uniform(0.5, 1, int(found.sum())))
+    store.insert_dataset("tags", ParsedDataset("coco", "/data", ["a", "b", "c"], samples, gt, [],
+                                               {"label_ext_ids": ["1", "2", "3"]}), {"m": ParsedPredictions(preds, [])})
+    ds = Dataset(store, store.get_dataset("tags"))
+    assert ds.fields()["flags"].kind == "tags"
+    ds.evaluate("m")
+    findings = find_slices(store, ds.id, "m")
+    assert findings[0].title == "Misses objects when flags has blurry"
+    high = next(f for f in findings if f.title.startswith("Misses objects when exposure ≥"))
+    assert high.evidence["images"] == ds.count(high.filters) >= sum(v == math.inf for v in exposure)
+    assert_filters_select_support(ds, findings)
+
+
 def test_max_findings_and_progress(store, tmp_path):
     ds = synthetic(tmp_path / "cap", store, miss=planted_miss, n=400, seed=1)
     steps: list[str] = []
