@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     thumbnail_dir: Path | None = None
     thumbnail_size: int = 256
+    llm: str | None = None
+    """Language model for the insight agents: ``openai:<model>`` (any OpenAI-compatible endpoint: set
+    ``llm_base_url`` for Ollama or vLLM) or ``anthropic:<model>``. Unset: reports are written from templates."""
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_multimodal: bool = False
 
     @property
     def database(self) -> Path:
