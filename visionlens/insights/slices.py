@@ -1029,7 +1029,8 @@ def _min_gap(tested: Tested, metric: str, i: int) -> float:
     return MIN_RELATIVE_FP_EXCESS * float(f_out[0] / k_out[0]) if k_out[0] else 0.0
 
 
-def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, alpha: float) -> list[Item]:
+def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, alpha: float,
+           max_findings: int = 50) -> list[Item]:
     """Significant, worse-than-the-rest slices, without the ones that only repeat another, best first.
 
     A conjunction's hypothesis is "worse than the rest *and* more than its parts", so its p-value is the larger of
@@ -1085,6 +1086,8 @@ def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, al
 
     accepted: list[Item] = []
     for it in items:
+        if len(accepted) >= 4 * max_findings + 20:
+            break  # the later pruning drops a few; far more would only cost time
         i = it.cand
         better = [a for a in accepted if a.metric == it.metric]
         same = [a for a in better if c.fa[a.cand] == c.fa[i] and c.fb[a.cand] == c.fb[i]]
@@ -1134,18 +1137,19 @@ def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, al
     return [it for it in accepted if not explained(it)]
 
 
-def drop_repeats(built: list[tuple[Finding, np.ndarray, Item]], overlap: float = 0.9
-                 ) -> list[tuple[Finding, np.ndarray, Item]]:
-    """Keep one of two findings on the same metric whose images are (nearly) the same set, e.g. "time_of_day is
-    night" and "brightness ≤ 0.23" on a dataset where one follows from the other; the kept one lists the other's
-    definition under ``detail["also"]``."""
+def build_findings(ctx: Context, items: list[Item], max_findings: int, overlap: float = 0.9) -> list[
+        tuple[Finding, np.ndarray, Item]]:
+    """Findings of the kept slices in rank order, up to ``max_findings``, skipping one whose images are (nearly)
+    those of a better one on the same metric, e.g. "time_of_day is night" and "brightness ≤ 0.23" where one
+    follows from the other; the kept one lists the other's definition under ``detail["also"]``."""
     kept: list[tuple[Finding, np.ndarray, Item]] = []
-    for finding, mask, item in built:
+    for item in items:
+        if len(kept) >= max_findings:
+            break
+        finding, mask = build_finding(ctx, item)
         twin = None
         for other in kept:
-            if other[2].metric != item.metric:
-                continue
-            union = np.count_nonzero(mask | other[1])
+            union = np.count_nonzero(mask | other[1]) if other[2].metric == item.metric else 0
             if union and np.count_nonzero(mask & other[1]) / union >= overlap:
                 twin = other
                 break
@@ -1401,9 +1405,9 @@ def find_slices(
     cands = count_candidates(data, features, progress)
     t = totals(data)
     tested = test_candidates(cands, t, min_objects, min_images)
-    items = select(cands, features, tested, t, alpha)
+    items = select(cands, features, tested, t, alpha, max_findings)
     ctx = Context(store, dataset_id, model, data, features, cands, tested, t)
-    built = drop_repeats([(*build_finding(ctx, it), it) for it in items])[:max_findings]
+    built = build_findings(ctx, items, max_findings)
     with_ap = built if ap_top is None else built[:max(ap_top, 0)]
     if with_ap:
         _attach_ap(ctx, [(f, mask) for f, mask, _ in with_ap], progress)
