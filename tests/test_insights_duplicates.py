@@ -190,6 +190,22 @@ def test_corrupt_and_missing_images_are_counted_not_raised(store, scenes, tmp_pa
     assert compute_hashes(store, ds.id) == 1
 
 
+def test_phash_separates_copies_from_unrelated_scenes_better_than_dhash(scenes_ds, scenes):
+    """Why phash is the default hash: the gap between the farthest copy and the closest unrelated scene."""
+    samples = scenes_ds.samples(limit=1000)
+    sid = dict(zip(samples["filepath"], samples["id"]))
+    bases = [sid[f] for f in sid if "_" not in Path(f).name]
+    gaps = {}
+    for method in ("phash", "dhash"):
+        ids, hashes = scenes_ds.store.image_hashes(scenes_ds.id, method)
+        h = dict(zip(ids.tolist(), hashes))
+        copies = [int(hamming(h[sid[g[0]]], h[sid[c]])) for g in scenes["groups"] for c in g[1:]]
+        base_h = np.array([h[i] for i in bases], np.uint64)
+        unrelated = hamming(base_h[:, None], base_h[None, :]).astype(int) + 64 * np.eye(len(bases), dtype=int)
+        gaps[method] = int(unrelated.min()) - max(copies)
+    assert gaps["phash"] >= 6 and gaps["phash"] > gaps["dhash"]
+
+
 # -- the search building blocks --------------------------------------------------------------------------------
 
 
@@ -232,6 +248,17 @@ def test_hash_candidates_in_sorted_orders_find_close_pairs_and_every_identical_o
     ra, rb, _ = hash_candidates(small, 6, exact_limit=0)
     assert set(zip(ra.tolist(), rb.tolist())) <= set(zip(ea.tolist(), eb.tolist()))
     assert len(ea) == int((hamming(small[:, None], small[None, :]) <= 6).sum() - 3000) // 2
+
+
+def test_tiny_inputs_give_no_pairs_and_no_errors():
+    from visionlens.insights.duplicates import near_duplicate_pairs
+
+    one = np.ones((1, 8), np.float32)
+    assert len(near_duplicate_pairs(1, np.array([0]), one, np.array([0]), np.array([5], np.uint64))) == 0
+    assert knn_graph(np.ones((3, 4), np.float32), 10)[0].shape == (3, 2)
+    assert len(hash_candidates(np.array([], np.uint64), 4)[0]) == 0
+    two = near_duplicate_pairs(2, np.array([0, -1]), one, np.array([0, 1]), np.array([5, 5], np.uint64))
+    assert two.duplicate.tolist() == [True] and np.isnan(two.cosine[0])  # one image has no vector: hash decides
 
 
 def test_params_decide_each_signal_combination():
