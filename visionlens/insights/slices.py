@@ -1240,9 +1240,10 @@ def _filters(ctx: Context, conds: list[tuple[Feature, Condition]], metric: Metri
     return Filters(fields=fields, annotations=annotations)
 
 
-def _cluster_look(ctx: Context, mask: np.ndarray) -> str | None:
-    """What a cluster's images mostly share, from the dataset's fields ("time_of_day is night: 85%, 20% overall")."""
-    best: tuple[float, str] | None = None
+def _cluster_look(ctx: Context, mask: np.ndarray) -> tuple[str, str] | None:
+    """What a cluster's images mostly share, from the dataset's fields: (condition, "85% of its images, 20%
+    overall"), for the condition most over-represented among them, if it holds for at least half of them."""
+    best: tuple[float, str, str] | None = None
     n_in, n_all = mask.sum(), ctx.data.n_images
     for f in ctx.features:
         if f.origin != "field":
@@ -1253,8 +1254,8 @@ def _cluster_look(ctx: Context, mask: np.ndarray) -> str | None:
         for j, cond in enumerate(f.conditions):
             lift = share_in[j] - share_all[j]
             if share_in[j] >= 0.5 and share_in[j] >= 1.5 * share_all[j] and (best is None or lift > best[0]):
-                best = (lift, f"{cond.title}: {_pct(share_in[j])} of its images, {_pct(share_all[j])} overall")
-    return best[1] if best else None
+                best = (lift, cond.title, f"{_pct(share_in[j])} of its images, {_pct(share_all[j])} overall")
+    return (best[1], best[2]) if best else None
 
 
 def build_finding(ctx: Context, item: Item) -> tuple[Finding, np.ndarray]:
@@ -1278,9 +1279,9 @@ def build_finding(ctx: Context, item: Item) -> tuple[Finding, np.ndarray]:
         detail.update(conds[0][0].detail)
         look = _cluster_look(ctx, mask)
         if look:
-            headline += f" (mostly {look.split(':')[0]})"
-            detail["look"] = look
-            description += f" The cluster's images: {look}."
+            headline += f" (mostly {look[0]})"
+            detail["look"] = {"condition": look[0], "share": look[1]}
+            description += f" Its images: {look[0]} for {look[1]}."
     finding = Finding(
         kind="slice", title=headline, score=round(item.score, 6), description=description, definition=definition,
         model=ctx.model, evidence=evidence, filters=filters, detail=detail,
