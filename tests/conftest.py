@@ -17,8 +17,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("VISIONLENS_DB_PATH", "VISIONLENS_QDRANT_PATH", "VISIONLENS_QDRANT_URL", "VISIONLENS_THUMBNAIL_DIR"):
         monkeypatch.delenv(var, raising=False)
     yield h
+    from visionlens.embedding_jobs import close_vector_stores
     from visionlens.store.metadata import close_all_stores
 
+    close_vector_stores()  # the embedded engine locks its folder; a test's home must not stay held
     close_all_stores()
 
 
