@@ -197,6 +197,45 @@ def _probes(x: np.ndarray, centroids: np.ndarray, nprobe: int, block: int) -> np
     return out
 
 
+@dataclass
+class _Cells:
+    """The inverted file: which rows each cell holds (``members``) and which rows search it (``queries``)."""
+
+    count: int
+    primary: np.ndarray  # each row's own cell
+    member_order: np.ndarray
+    member_start: np.ndarray
+    own_pos: np.ndarray  # a row's position among its cell's members, to mask "a row is its own neighbour"
+    query_rows: np.ndarray
+    query_start: np.ndarray
+
+    def members(self, c: int) -> np.ndarray:
+        return self.member_order[self.member_start[c]:self.member_start[c + 1]]
+
+    def queries(self, c: int) -> np.ndarray:
+        return self.query_rows[self.query_start[c]:self.query_start[c + 1]]
+
+
+def _cells(x: np.ndarray, cell_size: int, nprobe: int, block: int, seed: int) -> _Cells:
+    """One cell (exact search) while n / cell_size <= nprobe, else spherical k-means cells probed nprobe each."""
+    n = len(x)
+    count = max(1, int(round(n / max(1, cell_size))))
+    if count <= nprobe:
+        count, probes = 1, np.zeros((n, 1), np.int32)
+    else:
+        probes = _probes(x, _spherical_kmeans(x, count, 8, np.random.default_rng(seed)), nprobe, block)
+    primary = probes[:, 0]
+    member_order = np.argsort(primary, kind="stable")
+    member_start = np.searchsorted(primary[member_order], np.arange(count + 1))
+    own_pos = np.empty(n, np.int64)
+    own_pos[member_order] = np.arange(n) - member_start[primary[member_order]]
+    q_cell = probes.ravel()
+    q_order = np.argsort(q_cell, kind="stable")
+    query_rows = np.repeat(np.arange(n), probes.shape[1])[q_order]
+    query_start = np.searchsorted(q_cell[q_order], np.arange(count + 1))
+    return _Cells(count, primary, member_order, member_start, own_pos, query_rows, query_start)
+
+
 def knn_graph(
     x: np.ndarray,
     k: int = 10,
@@ -210,10 +249,10 @@ def knn_graph(
     """Each row's ``k`` most cosine-similar other rows: (indices int64 [n, k], cosines float32 [n, k]), best
     first; -1 / -inf pad rows with fewer than k neighbours.
 
-    Up to ``cell_size`` rows (or when ``nprobe`` covers every cell) the search is exact: blocks of ``block``
-    query rows against all rows, top-k kept with argpartition. Larger inputs are split into about n/cell_size
-    spherical k-means cells; each row is searched in its ``nprobe`` nearest cells (an inverted file), which
-    finds near-copies (cosine far above the cell radius) with recall close to 1 at a fraction of the work.
+    While n / cell_size <= nprobe the search is exact: blocks of ``block`` query rows against all rows, top-k
+    kept with argpartition. Larger inputs are split into about n / cell_size spherical k-means cells and each
+    row is searched in its ``nprobe`` nearest cells (an inverted file): work n * nprobe * cell_size * dim instead
+    of n^2 * dim, and near-copies (cosine far above a cell's radius) share a probed cell with recall close to 1.
     ``x`` is normalised in place when it is float32.
     """
     x = _normalise(x)
@@ -223,42 +262,24 @@ def knn_graph(
     best_s = np.full((n, k_eff), -np.inf, np.float32)
     if k_eff == 0:
         return best_i, best_s
-    cells = max(1, int(round(n / max(1, cell_size))))
-    if cells <= nprobe:
-        cells, probes = 1, np.zeros((n, 1), np.int32)
-    else:
-        rng = np.random.default_rng(seed)
-        centroids = _spherical_kmeans(x, cells, 8, rng)
-        probes = _probes(x, centroids, nprobe, block)
-    primary = probes[:, 0]
-    members_order = np.argsort(primary, kind="stable")
-    member_start = np.searchsorted(primary[members_order], np.arange(cells + 1))
-    # position of every row inside its own cell, to mask "a row is its own neighbour"
-    own_pos = np.empty(n, np.int64)
-    own_pos[members_order] = np.arange(n) - member_start[primary[members_order]]
-    q_cell = probes.ravel()
-    q_row = np.repeat(np.arange(n), probes.shape[1])
-    q_order = np.argsort(q_cell, kind="stable")
-    q_row, q_cell = q_row[q_order], q_cell[q_order]
-    q_start = np.searchsorted(q_cell, np.arange(cells + 1))
-    for c in range(cells):
-        members = members_order[member_start[c]:member_start[c + 1]]
+    cells = _cells(x, cell_size, nprobe, block, seed)
+    for c in range(cells.count):
+        members = cells.members(c)
         if len(members) == 0:
             continue
         xc = x[members]
-        queries = q_row[q_start[c]:q_start[c + 1]]
+        queries = cells.queries(c)
         for s in range(0, len(queries), block):
             rows = queries[s:s + block]
             sims = x[rows] @ xc.T
-            mine = np.flatnonzero(primary[rows] == c)
-            sims[mine, own_pos[rows[mine]]] = -np.inf
+            mine = np.flatnonzero(cells.primary[rows] == c)
+            sims[mine, cells.own_pos[rows[mine]]] = -np.inf
             pos, vals = _topk_rows(sims, k_eff)
-            cand = members[pos]
-            if cells == 1:
-                best_i[rows], best_s[rows] = cand, vals
+            if cells.count == 1:
+                best_i[rows], best_s[rows] = members[pos], vals
             else:
-                best_i[rows], best_s[rows] = _merge_topk(best_i[rows], best_s[rows], cand, vals, k_eff)
-        progress("near duplicates: neighbour graph", c + 1, cells)
+                best_i[rows], best_s[rows] = _merge_topk(best_i[rows], best_s[rows], members[pos], vals, k_eff)
+        progress("near duplicates: neighbour graph", c + 1, cells.count)
     order = np.argsort(-best_s, axis=1)
     best_i = np.take_along_axis(best_i, order, axis=1)
     best_s = np.take_along_axis(best_s, order, axis=1)
