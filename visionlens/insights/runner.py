@@ -95,16 +95,26 @@ def _vectors(store: MetadataStore, dataset_id: int, vectors: Any, collection: st
     return vs, coll
 
 
+def _sample_ids(store: MetadataStore, dataset_id: int, f: Finding) -> list[int]:
+    """A finding's samples: its members if it has them, else what its filter selects."""
+    if f.sample_ids:
+        return list(f.sample_ids)
+    if f.id is not None:
+        members = store.finding_members(dataset_id, f.id)["sample_id"].to_pylist()
+        if members:
+            return members
+    return store.matching_ids(dataset_id, f.filters).tolist() if f.filters is not None else []
+
+
 def findings_json(store: MetadataStore, dataset_id: int, findings: Sequence[Finding]) -> dict[str, Any]:
     """``{"findings": [...]}`` ranked best first within each kind, with the samples' file paths as stored."""
     ordered = sorted(findings, key=lambda f: (KINDS.index(f.kind), -f.score))
-    need = [f for f in ordered if not f.sample_ids and f.id is not None]
-    members = {f.id: store.finding_members(dataset_id, f.id)["sample_id"].to_pylist() for f in need}
-    all_ids = np.unique(np.asarray([i for f in ordered for i in (f.sample_ids or members.get(f.id, []))], np.int64))
+    ids_of = {id(f): _sample_ids(store, dataset_id, f) for f in ordered}
+    all_ids = np.unique(np.concatenate([np.asarray(v, np.int64) for v in ids_of.values()] or [np.zeros(0, np.int64)]))
     paths = dict(zip(all_ids.tolist(), store.samples_by_id(dataset_id, all_ids)["filepath"].to_pylist()))
     out = []
     for f in ordered:
-        ids = f.sample_ids or members.get(f.id, [])
+        ids = ids_of[id(f)]
         item: dict[str, Any] = {
             "id": f.id, "kind": f.kind, "title": f.title, "score": f.score, "model": f.model,
             "definition": f.definition, "description": f.description, "evidence": f.evidence,
