@@ -13,6 +13,7 @@ from .detail_view import DetailView
 from .evaluation_view import EvaluationView
 from .filters_view import FiltersView
 from .grid_view import GridView
+from .insights_view import InsightsView
 from .jobs import Jobs
 from .map_view import MapView
 from .state import AppState
@@ -76,7 +77,13 @@ def _lazy_tabs(state: AppState, factories: dict[str, Any]) -> pn.Column:
             holder.visible = other == name
         state.active_view = name
 
+    def follow(name: str | None) -> None:
+        """A view asked for another tab through the state (an insight's card brings Browse to the front)."""
+        if name in names and names.index(name) != header.active:
+            header.active = names.index(name)
+
     header.param.watch(lambda e: show(e.new), "active")
+    state.param.watch(lambda e: follow(e.new), "active_view")
     show(header.active)
     return pn.Column(header, *holders.values(), sizing_mode="stretch_both")
 
@@ -94,6 +101,7 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
         "Browse": lambda: browse,
         "Map": lambda: MapView(state=state, thumbnails=thumbnails),
         "Evaluation": lambda: EvaluationView(state=state),
+        "Insights": lambda: InsightsView(state=state, thumbnails=thumbnails),
         "Datasets": lambda: DatasetsView(state=state),
     })
     sidebar = FiltersView(state=state)

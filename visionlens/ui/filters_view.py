@@ -13,7 +13,7 @@ from ..store.metadata import GROUND_TRUTH
 from ..dataset import Dataset
 from ..query import Filters
 from .field_controls import FieldControl, RangeControl, control_for
-from .html import choices, md, text
+from .html import choices, el, md, text
 from .jobs import Jobs
 from .quiet import Quiet
 from .state import AppState
@@ -51,6 +51,14 @@ class FiltersView(Quiet, Viewer):
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self._reset = pn.widgets.Button(name="Reset filters", button_type="light", icon="filter-off")
         self._reset.on_click(lambda _: self.state.reset())
+        self._finding = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["vl-active-finding"],
+                                     margin=(5, 0, 0, 5))
+        self._finding_clear = pn.widgets.Button(label="✕", color="light", width=34, margin=(5, 5, 0, 0),
+                                                description="Clear this insight's filter",
+                                                css_classes=["vl-clear-finding"])
+        self._finding_clear.on_click(lambda _: self.state.clear_finding())
+        self._finding_row = pn.Row(self._finding, self._finding_clear, visible=False, sizing_mode="stretch_width",
+                                   styles={"background": "#eef3fb", "border-radius": "6px"})
         self._dataset = pn.widgets.Select.from_param(self.state.param.dataset, name="Dataset", sizing_mode="stretch_width")
         self._fields = pn.Column(sizing_mode="stretch_width")
         self._objects = pn.Column(sizing_mode="stretch_width")
@@ -62,6 +70,7 @@ class FiltersView(Quiet, Viewer):
             self._dataset,
             pn.Row(self._count, self._spinner, sizing_mode="stretch_width"),
             self._error,
+            self._finding_row,
             self._reset,
             pn.pane.HTML("<b>Objects</b>", margin=(10, 5, 0, 5)),
             self._objects,
@@ -158,6 +167,7 @@ class FiltersView(Quiet, Viewer):
     def _on_filters(self, *_: Any) -> None:
         """Filters set elsewhere (a shared link, Reset, a click in the evaluation panel) show in the widgets."""
         by_field = {f.field: f for f in self.state.filters.fields}
+        self._show_finding()
         with self._silently():
             for name, control in self._controls.items():
                 control.show(by_field.get(name))
@@ -174,6 +184,12 @@ class FiltersView(Quiet, Viewer):
                 self._obj_mode.value = "has none" if obj and obj.exclude else "has"
                 self._obj_min.value = obj.min_count if obj else 1
                 self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
+
+    def _show_finding(self) -> None:
+        """An applied insight (a card's filter, or ``Filters.finding`` from a link) named, with a way to clear it."""
+        title = self.state.active_finding()
+        self._finding.object = (f"<small>Insight</small><br>{el('b', title)}" if title else "")
+        self._finding_row.visible = title is not None
 
     def _refresh_counts(self, *_: Any) -> None:
         """Counts and histograms update after the grid: they are computed on a worker so the new tiles go out

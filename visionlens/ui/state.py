@@ -57,6 +57,9 @@ class AppState(param.Parameterized):
     error = param.String(default="", precedence=-1, doc="Last user-facing error (bad filter, ...).")
     query_ms = param.Number(default=0.0, precedence=-1)
 
+    _finding_shown: tuple[Filters, str] | None = None
+    """The filters an insight was shown with and its title: the sidebar names it while they stay applied."""
+
     def __init__(self, store: MetadataStore, **params: Any):
         self.store = store
         names = [d["name"] for d in store.list_datasets()]
@@ -95,6 +98,7 @@ class AppState(param.Parameterized):
     @param.depends("dataset", watch=True)
     def _on_dataset(self) -> None:
         self._ds = None
+        self._finding_shown = None  # an insight of the previous dataset names nothing here
         ds = self.ds
         with param.parameterized.discard_events(self):
             self.filters = Filters()
@@ -189,7 +193,55 @@ class AppState(param.Parameterized):
         self.filters = self.filters.model_copy(update={"annotations": flts})
 
     def reset(self) -> None:
+        """Every filter off, an applied insight (``Filters.finding``) included."""
         self.param.update(filters=Filters(), selection=None, similar=None, similar_label="")
+
+    def show_finding(self, flt: Filters, title: str, model: str | None = None, sort: Sort | None = None,
+                     open_sample: int | None = None) -> None:
+        """Apply an insight's filter to every view (grid, map, evaluation) and bring Browse to the front.
+
+        A map selection or a similarity search would narrow the insight's samples further, so both are dropped:
+        the count a user sees is the insight's. ``model``: the detector the insight is about, drawn with its
+        TP/FP/FN marks when it has a stored evaluation. ``title`` names the insight in the sidebar for as long
+        as these filters stay as they are (a ``Filters.finding`` is named from the store, even from a link).
+        """
+        update: dict[str, Any] = {"filters": flt, "selection": None, "similar": None, "similar_label": "",
+                                  "open_sample": None}
+        if sort is not None:
+            update["sort"] = sort
+        self._finding_shown = (flt, title)
+        self.param.update(**update)
+        ds = self.ds
+        if model and ds is not None and model in ds.models():
+            # one at a time: the grid's overlay watcher takes one event per call
+            if model not in self.models:
+                self.models = [*self.models, model]
+            if model in {e["key"] for e in ds.evaluations()}:
+                self.evaluation = model
+        if open_sample is not None:  # after the new result exists, so the detail view finds it in there
+            self.open_sample = open_sample
+        if self.active_view is not None:  # None: a layout without tabs, where every view is on screen already
+            self.active_view = "Browse"
+
+    def active_finding(self) -> str | None:
+        """The title of the insight the current filters select, for the sidebar; None when none is applied."""
+        shown = self._finding_shown
+        fid = self.filters.finding
+        if fid is not None:
+            ds = self.ds
+            row = ds.store.finding(ds.id, fid) if ds is not None else None
+            return str(row["title"]) if row is not None else f"insight {fid} (no longer stored)"
+        if shown is not None and shown[0] == self.filters and not self.filters.is_empty:
+            return shown[1]
+        return None
+
+    def clear_finding(self) -> None:
+        """Take an applied insight off: its member set, or the filters it set when it was a field condition."""
+        shown = self._finding_shown
+        if self.filters.finding is not None:
+            self.filters = self.filters.model_copy(update={"finding": None})
+        elif shown is not None and shown[0] == self.filters:
+            self.filters = Filters()
 
     def step(self, delta: int) -> None:
         """Move the detail view to the previous/next sample of the current result."""
