@@ -188,7 +188,8 @@ class FiltersView(Quiet, Viewer):
     def _show_finding(self) -> None:
         """An applied insight (a card's filter, or ``Filters.finding`` from a link) named, with a way to clear it."""
         title = self.state.active_finding()
-        self._finding.object = (f"<small>Insight</small><br>{el('b', title)}" if title else "")
+        self._finding.object = (f"<small>Insight</small><br>{el('b', title, class_='vl-finding-title')}"
+                                if title else "")
         self._finding_row.visible = title is not None
 
     def _refresh_counts(self, *_: Any) -> None:

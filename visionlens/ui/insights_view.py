@@ -332,7 +332,7 @@ CSS = """
 .vl-card-def { font-size: 12px; color: #374151; background: #f3f4f6; border-radius: 4px; padding: 2px 6px;
                overflow-wrap: anywhere; }
 .vl-card-body { display: flex; gap: 10px; align-items: flex-start; flex-wrap: wrap; }
-.vl-card-stats { display: grid; grid-template-columns: auto auto; column-gap: 8px; row-gap: 1px; margin: 0;
+.vl-card-stats { display: grid; grid-template-columns: max-content 1fr; column-gap: 8px; row-gap: 1px; margin: 0;
                  font-size: 12px; flex: 1 1 150px; min-width: 0; }
 .vl-card-stats dt { color: #6b7280; white-space: nowrap; }
 .vl-card-stats dd { margin: 0; color: #111827; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
@@ -576,7 +576,10 @@ class InsightsView(Viewer):
                          "click a cited finding to see it)</small>", margin=(8, 10, 0, 10)),
             pn.Row(*reports, sizing_mode="stretch_width"),
             *sections,
+            # its own scrollbar, under the tabs: scrolled down here, the page would stay scrolled in Browse and
+            # hide the tabs and the toolbar after a card's click
             sizing_mode="stretch_width", css_classes=["vl-insights"], scroll=True,
+            styles={"height": "calc(100vh - 130px)", "min-height": "400px"},
         )
         self.state.param.watch(lambda _: self._on_dataset(), "dataset")
         self.state.param.watch(lambda e: self._load() if e.new == "Insights" else None, "active_view")
@@ -781,10 +784,11 @@ class InsightsView(Viewer):
         who = "written by template" if by == "template" else f"written by {by.replace('model:', 'model ')}"
         steps = "".join(el("li", s) for s in report.next_steps)
         self._report_text[agent].object = (
-            el("div", AGENTS[agent], style="font-weight:600") + el("p", report.summary, style="margin:4px 0") +
-            (f"<b>Next steps</b><ol style='margin:2px 0 4px 0;padding-left:20px'>{steps}</ol>" if steps else "") +
-            el("small", who, class_="vl-report-by", style="color:#6b7280") +
-            ("<div><b>Cited findings</b></div>" if cites else "")
+            f"<div><b>{text(AGENTS[agent])}</b> · "
+            + el("small", who, class_="vl-report-by", style="color:#6b7280") + "</div>"
+            + el("p", report.summary, style="margin:4px 0")
+            + (f"<b>Next steps</b><ol style='margin:2px 0 4px 0;padding-left:20px'>{steps}</ol>" if steps else "")
+            + ("<div><b>Cited findings</b></div>" if cites else "")
         )
         self._report_cites[agent].cards = cites
 
