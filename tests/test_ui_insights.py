@@ -65,7 +65,7 @@ def _expected_count(row: dict[str, Any]) -> int:
 def test_lists_stored_findings_by_kind_best_first(insights, store, make_view):
     from visionlens.ui.insights_view import FIRST_PAGE, MORE
 
-    state, view, _ = make_view()
+    _, view, _ = make_view()
     for kind in KINDS:
         stored = store.findings(insights.id, kind=kind)
         assert stored, kind

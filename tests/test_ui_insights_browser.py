@@ -4,6 +4,7 @@ click through, and a finding whose title is HTML shows as text."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -50,10 +51,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
     home = tmp_path_factory.mktemp("insightshome")
     env = {**os.environ, "VISIONLENS_HOME": str(home)}
     out = subprocess.run([sys.executable, "-m", "visionlens.cli", "demo", "--n", "150", "--seed", "5"], env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     out = subprocess.run([sys.executable, "-c", _PREPARE, PAYLOAD], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     return home, json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -92,12 +93,10 @@ def _wait_count(page, expected: int, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     n = None
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(Exception):  # not rendered yet
             n = _count(page)
-            if n == expected:
-                return n
-        except Exception:  # noqa: BLE001 - not rendered yet
-            pass
+        if n == expected:
+            return n
         time.sleep(0.2)
     raise AssertionError(f"the grid counts {n}, not {expected}")
 
@@ -195,4 +194,15 @@ def test_a_title_that_is_html_shows_as_text(server, page):
     page.locator(".vl-cards-near_duplicate .vl-card").first.click()
     _wait_count(page, 2)
     assert PAYLOAD in page.locator(".vl-finding-title").inner_text()
+    _no_script_ran(page)
+
+
+def test_find_insights_recomputes_and_refreshes_the_cards(server, page):
+    """Last in this module: it replaces the stored findings the tests above read."""
+    _open_insights(page, server)
+    page.locator(".vl-find-insights button").click()
+    page.wait_for_selector("text=/Found [0-9,]+ insights/", timeout=120000)
+    page.wait_for_selector(".vl-cards-slice .vl-card", timeout=15000)
+    assert page.locator(".vl-cards-error_pattern .vl-card").count() > 0
+    assert page.locator(".vl-find-insights button").is_enabled()
     _no_script_ran(page)

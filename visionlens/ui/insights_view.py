@@ -42,15 +42,15 @@ log = logging.getLogger(__name__)
 
 ALL_MODELS = "all models"
 SECTIONS: dict[str, tuple[str, str]] = {
-    "slice": ("Blind spots", "Subsets where a model misses more objects or makes more false positives than on the "
-                             "rest, significant after correcting for the number of subsets tried."),
-    "error_pattern": ("Error patterns", "Where AP is lost, by TIDE error type and class confusion: dAP50 is what "
-                                        "fixing those errors would gain."),
-    "label_mistake": ("Label mistakes", "Ground truth that is probably wrong: confident predictions disagree "
-                                        "with it."),
-    "near_duplicate": ("Near-duplicates & leakage", "Groups of near-identical images; across splits they leak "
-                                                    "training images into validation."),
+    "slice": ("Blind spots", ("Subsets where a model misses more objects or makes more false positives than on the "
+                              "rest, significant after correcting for the number of subsets tried.")),
+    "error_pattern": ("Error patterns", ("Where AP is lost, by TIDE error type and class confusion: dAP50 is what "
+                                         "fixing those errors would gain.")),
+    "label_mistake": ("Label mistakes", "Ground truth that is probably wrong: confident predictions disagree with it."),
+    "near_duplicate": ("Near-duplicates & leakage", ("Groups of near-identical images; across splits they leak "
+                                                     "training images into validation.")),
 }
+"""Section heading and one line on what the kind is, in the order the tab shows them."""
 RUN_PREFIX = {"slice": "slices:", "error_pattern": "errors:", "label_mistake": "label_mistakes",
               "near_duplicate": "near_duplicates"}
 """The stored run (``store.insight_runs``) each kind comes from: tells "nothing found" from "not computed"."""
@@ -562,7 +562,8 @@ class InsightsView(Viewer):
             self._report_buttons[agent] = button
             self._report_text[agent] = pn.pane.HTML("", sizing_mode="stretch_width",
                                                     css_classes=["vl-report-text", f"vl-report-text-{agent}"])
-            cites = FindingCards(compact=True, css_classes=["vl-report-cites", f"vl-cites-{agent}"])
+            cites = FindingCards(compact=True, css_classes=["vl-report-cites", f"vl-cites-{agent}"],
+                                 margin=(0, 10, 8, 10))
             cites.param.watch(lambda e: self.open_finding(e.new) if e.new is not None else None, "clicked")
             self._report_cites[agent] = cites
             reports.append(pn.Column(button, self._report_text[agent], cites, sizing_mode="stretch_width",
