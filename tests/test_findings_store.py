@@ -26,6 +26,8 @@ def test_a_run_replaces_its_own_findings_and_fields_only(demo_ds):
     assert [f.title for f in load_findings(store, ds_id, kind="slice")] == ["night", "cluster 1"]
     assert demo_ds.count(Filters(finding=a[0].id)) == 7 == demo_ds.count(a[0].app_filters())
     assert demo_ds.count(a[1].app_filters()) == demo_ds.count({"split": "val"})
+    stored = {f["title"]: f for f in store.findings(ds_id)}
+    assert stored["night"]["n_samples"] == demo_ds.count({"split": "val"}) and stored["cluster 1"]["n_samples"] == 7
     assert demo_ds.count({"mistake score": (0.3, 1.0)}) == 1
     assert Filters.from_url(Filters(finding=a[0].id).to_url()).finding == a[0].id  # shareable by link
     members = load_findings(store, ds_id, run="mistakes", with_members=True)[0]

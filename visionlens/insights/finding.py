@@ -69,6 +69,8 @@ def save_run(
             "definition": f.definition, "score": f.score, "evidence": f.evidence, "detail": f.detail,
             "filters": f.filters.model_dump_json(exclude_defaults=True) if f.filters is not None else None,
         })
+        if not f.sample_ids and f.filters is not None:  # the images its filter selects, for every reader to show
+            rows[-1]["n_samples"] = store.count(dataset_id, f.filters)
         sids = np.asarray(f.sample_ids, np.int64)
         aids = np.asarray(f.object_ids, np.int64) if f.object_ids else None
         if aids is not None and len(aids) != len(sids):

@@ -41,7 +41,7 @@ class Findings(Registry):
         """Replace run ``run`` of a dataset; returns the new findings' ids, in the order given.
 
         ``findings``: dicts with kind, model, title, description, definition, score, evidence, filters (JSON
-        text or None), detail. ``members[i]``: (sample_ids, ann_ids or None, scores or None) of finding i.
+        text or None), detail, and n_samples when the members do not say it (a finding defined by a filter). ``members[i]``: (sample_ids, ann_ids or None, scores or None) of finding i.
         ``sample_fields``: numeric per-sample fields the run owns, name -> (sample_ids, values), e.g. the highest
         label-mistake score of each image, so the grid can filter and sort by it.
         """
@@ -62,7 +62,7 @@ class Findings(Registry):
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [dataset_id, fid, run, f["kind"], f.get("model"), rank, f["title"], f.get("description", ""),
                      f.get("definition", ""), float(f["score"]), to_json(f.get("evidence") or {}), f.get("filters"),
-                     to_json(f.get("detail") or {}), int(len(np.unique(sids))), n_obj],
+                     to_json(f.get("detail") or {}), int(f.get("n_samples", len(np.unique(sids)))), n_obj],
                 )
                 self._insert_members(cur, dataset_id, fid, sids, aids, scores)
             cur.execute("INSERT INTO insight_runs (dataset_id, run) VALUES (?, ?)", [dataset_id, run])

@@ -42,10 +42,10 @@ class GridView(Viewer):
                                                   "box_status"])
         self.state.param.watch(lambda e: setattr(self._grid, "tile_size", e.new), "tile_size")
 
-    def _on_result(self, _: Any = None) -> None:
+    def _on_result(self, *_: Any) -> None:
         self._show(scroll_to_top=True)
 
-    def _on_overlay(self, _: Any = None) -> None:
+    def _on_overlay(self, *_: Any) -> None:  # one call per batch: param.update may change several
         self._show(scroll_to_top=False)
 
     def _show(self, scroll_to_top: bool) -> None:
