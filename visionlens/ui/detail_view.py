@@ -48,11 +48,12 @@ class DetailView(Viewer):
             w.param.watch(self._render, "value")
         self._table = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, height=260,
                                            sizing_mode="stretch_width", pagination=None, layout="fit_data_table")
-        self._meta = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, height=260,
+        self._meta = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, height=560,
                                           sizing_mode="stretch_width", layout="fit_data_table")
         side = pn.Column(
             pn.Row(self._show_gt, self._min_conf), self._models,
-            pn.Tabs(("Objects", self._table), ("Metadata", self._meta), sizing_mode="stretch_width"),
+            # dynamic: a Tabulator laid out while its tab is hidden draws with a gap and rows scrolled away
+            pn.Tabs(("Objects", self._table), ("Metadata", self._meta), sizing_mode="stretch_width", dynamic=True),
             width=420, sizing_mode="stretch_height",
         )
         self._layout = pn.Column(
