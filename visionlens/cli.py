@@ -180,8 +180,9 @@ def demo(
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if any dataset exists.")] = False,
     replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
     source: Annotated[str, typer.Option(help="'generated' (offline) or 'coco-val2017' (downloads ~1 GB).")] = "generated",
-    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Also evaluate the two models and embed "
-                                          "the images (builtin embedder, PCA map) so every view has data.")] = True,
+    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Also evaluate the two models, embed "
+                                          "the images (builtin embedder, PCA map) and find insights, so every view "
+                                          "has data.")] = True,
     base_url: Annotated[Optional[str], typer.Option(help="Mirror to download COCO from.")] = None,
 ) -> None:
     """Generate the offline demo dataset (JPEGs, COCO ground truth, two models with planted failures) and ingest it."""
@@ -222,9 +223,12 @@ def demo(
                     evaluate_model(store, ds_id, model, progress=report)
                 emb = embed_dataset(store, ds_id, "builtin", progress=report)
                 project_dataset(store, ds_id, "builtin-colorstats-v1", "pca", progress=report)
+                from .insights.runner import run_insights
+
+                found = run_insights(store, ds_id, progress=report)
             close_vector_stores()
             console.print(f"evaluated {', '.join(result.predictions)}; embedded {emb.embedded:,} images (builtin), PCA map "
-                          f"stored. For UMAP: `visionlens embed {name} --project umap`")
+                          f"stored; {len(found):,} insights found. For UMAP: `visionlens embed {name} --project umap`")
     console.print(
         f"[green]demo ready[/]: {result.samples:,} images, {result.gt_boxes:,} GT boxes, "
         + ", ".join(f"{m}: {k:,}" for m, k in result.predictions.items())
