@@ -123,32 +123,145 @@ def _draw_object(draw: Any, label: str, box: tuple[float, float, float, float], 
         draw.rectangle([cx - r * 0.6, cy - r * 0.12, cx + r * 0.6, cy + r * 0.12], fill=(240, 240, 240))
 
 
-def _render(
-    rng: np.random.Generator, size: tuple[int, int], time: str, scene: str, weather: str,
-    objects: list[tuple[str, tuple[float, float, float, float]]], shift: tuple[int, int] = (0, 0), gain: float = 1.0,
-) -> Any:
-    from PIL import Image, ImageDraw, ImageFilter
+_GRAIN: Any = None
+
+
+def _grain() -> np.ndarray:
+    """A fixed tile of sensor-like grain (int16), cropped at a random offset per image: cheaper than fresh noise."""
+    global _GRAIN
+    if _GRAIN is None:
+        _GRAIN = np.random.default_rng(12345).normal(0, 4, (768, 896, 3)).astype(np.int16)
+    return _GRAIN
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, int], octaves: tuple[int, ...] = (3, 6, 12, 24)) -> np.ndarray:
+    """Seeded low-frequency noise in [0, 1] of ``shape`` (h, w): random grids of a few cells, bilinearly upsampled
+    and summed with halving weight, so each image gets its own clouds, ground texture and skyline."""
+    from PIL import Image
+
+    h, w = shape
+    out = np.zeros((h, w), np.float32)
+    weight, total = 1.0, 0.0
+    for cells in octaves:
+        grid = rng.random((max(2, cells * h // max(h, w)), max(2, cells * w // max(h, w)))).astype(np.float32)
+        out += weight * np.asarray(Image.fromarray(grid, "F").resize((w, h), Image.Resampling.BILINEAR))
+        total += weight
+        weight *= 0.5
+    return out / total
+
+
+def _background(rng: np.random.Generator, size: tuple[int, int], scene: str, light: float) -> tuple[Any, float]:
+    """A scene's own sky and ground (per-image colours, clouds, texture, horizon height): (image, horizon y)."""
+    from PIL import Image, ImageDraw
 
     w, h = size
-    light = _TIME_LIGHT[time] * gain
-    sky = {"urban": (150, 170, 200), "highway": (120, 170, 230), "park": (140, 200, 230)}[scene]
-    ground = {"urban": (110, 110, 115), "highway": (80, 80, 85), "park": (70, 140, 60)}[scene]
-    yy = np.linspace(0, 1, h)[:, None, None]
-    horizon = 0.45
-    top = np.array(sky, float) * (0.7 + 0.3 * yy / horizon)
-    bottom = np.array(ground, float) * (0.8 + 0.2 * (yy - horizon))
-    img = np.where(yy < horizon, top, bottom) * np.ones((1, w, 1))
-    img = img * light + rng.normal(0, 4, (h, w, 3))
-    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    sw, sh = w // 4, h // 4  # the smooth parts are made at quarter size and upsampled
+    horizon = float(rng.uniform(0.32, 0.58))
+    sky = np.array({"urban": (150, 170, 200), "highway": (120, 170, 230), "park": (140, 200, 230)}[scene], np.float32)
+    ground = np.array({"urban": (110, 110, 115), "highway": (80, 80, 85), "park": (70, 140, 60)}[scene], np.float32)
+    sky = sky * rng.uniform(0.75, 1.2, 3).astype(np.float32)  # per-image colour jitter
+    ground = ground * rng.uniform(0.7, 1.3, 3).astype(np.float32)
+    yy = (np.arange(sh, dtype=np.float32) / sh)[:, None, None]
+    clouds = _noise(rng, (sh, sw))[..., None]
+    cover = float(rng.uniform(0.0, 1.0))
+    top = sky * (0.65 + 0.35 * yy / horizon) + np.clip(clouds - 0.55 + 0.35 * cover, 0, 1) * 260 * cover
+    texture = _noise(rng, (sh, sw), (4, 8, 16, 32))[..., None]
+    bottom = ground * (0.75 + 0.3 * (yy - horizon) + 0.5 * (texture - 0.5))
+    small = np.where(yy < horizon, top, bottom) * light
+    im = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(im)
+    hy = horizon * h
+
+    def shade(c: Any, f: float = 1.0) -> tuple[int, ...]:
+        return tuple(int(np.clip(v * light * f, 0, 255)) for v in c)
+
+    if scene == "urban":  # buildings of random width and height along the horizon, some with lit windows
+        x = float(rng.uniform(-40, 0))
+        while x < w:
+            bw, bh = float(rng.uniform(30, 110)), float(rng.uniform(0.08, 0.4) * h)
+            c = rng.uniform(70, 190) * rng.uniform(0.85, 1.15, 3)
+            draw.rectangle([x, hy - bh, x + bw, hy + 2], fill=shade(c))
+            if rng.random() < 0.6:
+                wc = shade((230, 220, 150), 1.6 if light < 0.5 else 0.9)
+                for wy in np.arange(hy - bh + 6, hy - 8, 14):
+                    for wx in np.arange(x + 5, x + bw - 8, 12):
+                        if rng.random() < 0.5:
+                            draw.rectangle([wx, wy, wx + 5, wy + 6], fill=wc)
+            x += bw + float(rng.uniform(0, 25))
+    elif scene == "park":  # trees of random height and crown size
+        for _ in range(int(rng.integers(3, 12))):
+            tx, th = float(rng.uniform(0, w)), float(rng.uniform(0.06, 0.3) * h)
+            r = th * float(rng.uniform(0.3, 0.6))
+            draw.rectangle([tx - r * 0.12, hy - th, tx + r * 0.12, hy + 4], fill=shade((90, 60, 35)))
+            draw.ellipse([tx - r, hy - th - r, tx + r, hy - th + r], fill=shade(rng.uniform(30, 90) * np.array((0.6, 1.4, 0.5))))
+    else:  # highway: a hill line and guard-rail posts
+        pts = np.cumsum(rng.normal(0, 6, 12)) + hy - rng.uniform(5, 40)
+        xs = np.linspace(0, w, 12)
+        draw.polygon([(0, hy + 2), *zip(xs.tolist(), pts.tolist()), (w, hy + 2)], fill=shade(rng.uniform(60, 120, 3)))
+    if scene in ("urban", "highway"):  # a road to a random vanishing point, with dashed markings
+        vx = float(rng.uniform(0.2, 0.8) * w)
+        spread = float(rng.uniform(0.3, 0.9) * w)
+        draw.polygon([(vx - 4, hy), (vx + 4, hy), (vx + spread, h), (vx - spread, h)],
+                     fill=shade(rng.uniform(50, 90) * np.ones(3)))
+        lanes = int(rng.integers(1, 4))
+        for lane in range(1, lanes + 1):
+            f = lane / (lanes + 1) * 2 - 1
+            for t0 in np.arange(float(rng.uniform(0, 0.1)), 1, 0.16):
+                t1 = t0 + 0.08
+                y0, y1 = hy + (h - hy) * t0 ** 1.5, hy + (h - hy) * t1 ** 1.5
+                draw.line([(vx + f * spread * t0 ** 1.5, y0), (vx + f * spread * t1 ** 1.5, y1)],
+                          fill=shade((235, 230, 200)), width=max(1, int(6 * t1)))
+    return im, hy
+
+
+def _render(
+    rng: np.random.Generator, size: tuple[int, int], time: str, scene: str, weather: str,
+    objects: list[tuple[str, tuple[float, float, float, float]]],
+) -> Any:
+    """One scene drawn from ``rng`` alone (its own generator, so images=False writes the same annotations)."""
+    from PIL import Image, ImageFilter
+
+    w, h = size
+    light = _TIME_LIGHT[time]
+    im, _ = _background(rng, size, scene, light)
+    from PIL import ImageDraw
+
     draw = ImageDraw.Draw(im)
     for label, (x, y, bw, bh) in objects:
         color = tuple(int(np.clip(c * light * rng.uniform(0.85, 1.15), 0, 255)) for c in _BASE_COLOR[label])
-        _draw_object(draw, label, (x + shift[0], y + shift[1], bw, bh), color)
+        _draw_object(draw, label, (x, y, bw, bh), color)
+    grain = _grain()
+    oy, ox = int(rng.integers(0, grain.shape[0] - h + 1)), int(rng.integers(0, grain.shape[1] - w + 1))
+    arr = np.asarray(im, np.int16) + grain[oy:oy + h, ox:ox + w]
+    im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if weather == "fog":
         im = Image.blend(im, Image.new("RGB", im.size, tuple(int(200 * light) for _ in range(3))), 0.35)
     elif weather == "rain":
         im = im.filter(ImageFilter.GaussianBlur(0.8))
     return im
+
+
+def _shifted_box(box: tuple[float, float, float, float], shift: tuple[int, int],
+                 size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A box moved with its image's pixels by ``shift``, cut to the image."""
+    x, y, bw, bh = box
+    x0, y0 = max(0.0, x + shift[0]), max(0.0, y + shift[1])
+    x1, y1 = min(float(size[0]), x + bw + shift[0]), min(float(size[1]), y + bh + shift[1])
+    return (round(x0, 1), round(y0, 1), round(max(1.0, x1 - x0), 1), round(max(1.0, y1 - y0), 1))
+
+
+def _near_copy(path: Path, shift: tuple[int, int], gain: float) -> Any:
+    """A real near-copy of the image at ``path``: its pixels shifted by ``shift`` (edges repeated), brightened by
+    ``gain``; the caller re-encodes it at a lower JPEG quality."""
+    from PIL import Image
+
+    with Image.open(path) as f:
+        arr = np.asarray(f.convert("RGB"), np.float32)
+    h, w = arr.shape[:2]
+    dx, dy = shift
+    ys = np.clip(np.arange(h) - dy, 0, h - 1)
+    xs = np.clip(np.arange(w) - dx, 0, w - 1)
+    return Image.fromarray(np.clip(arr[ys][:, xs] * gain, 0, 255).astype(np.uint8))
 
 
 def _layout(rng: np.random.Generator, size: tuple[int, int], scene: str) -> list[tuple[str, tuple[float, float, float, float]]]:
@@ -300,7 +413,7 @@ def build_demo(
             dup_of = train_scenes[int(rng.integers(len(train_scenes)))]
             size, time, scene, weather = dup_of["size"], dup_of["time"], dup_of["scene"], dup_of["weather"]
             shift = (int(rng.integers(-6, 7)), int(rng.integers(-6, 7)))
-            objects = [(lab, (max(0.0, x + shift[0]), max(0.0, y + shift[1]), bw, bh)) for lab, (x, y, bw, bh) in dup_of["objects"]]
+            objects = [(lab, _shifted_box(box, shift, size)) for lab, box in dup_of["objects"]]
         else:
             size = (640, 480) if rng.random() < 0.8 else (512, 512)
             time = TIMES[int(rng.choice(3, p=_TIME_P))]
@@ -325,10 +438,15 @@ def build_demo(
             ann_id += 1
         gain = float(rng.uniform(1.1, 1.3)) if dup_of else 1.0
         if images:
-            im = _render(rng, size, time, scene, weather, [(lab, b) for lab, b in objects], gain=gain)
+            if dup_of:  # a real copy of the train image's pixels: shifted, brightened, re-encoded at a lower quality
+                im = _near_copy(root / "images" / dup_of["file_name"], shift, gain)
+                quality = 40
+            else:
+                im = _render(np.random.default_rng([seed, image_id]), size, time, scene, weather, objects)
+                quality = 85
             path = root / "images" / file_name
             path.parent.mkdir(parents=True, exist_ok=True)
-            im.save(path, "JPEG", quality=85)
+            im.save(path, "JPEG", quality=quality)
             brightness = float(np.asarray(im.convert("L").resize((32, 32))).mean() / 255.0)
         else:
             brightness = _TIME_LIGHT[time] * 0.55 * gain
