@@ -369,3 +369,29 @@ def test_demo_planted_near_duplicates_are_found_as_leaks(demo_ds, demo_files, ve
                       and any(x.endswith("/" + pair["val"]) for x in f.detail["files"])), None)
         assert group is not None, pair
         assert group.evidence["leakage"]
+
+
+def test_a_chain_of_look_alike_pairs_is_not_one_group():
+    """a~b, b~c, c~d are each accepted, but a and d are far apart: complete linkage keeps groups of copies."""
+    from visionlens.insights.duplicates import link_groups, near_duplicate_pairs, pair_decisions
+
+    angles = np.radians([0.0, 8.0, 16.0, 24.0, 90.0])  # consecutive cosines 0.99, a-d 0.91; e far from all
+    vecs = np.stack([np.cos(angles), np.sin(angles), np.zeros(5)], axis=1).astype(np.float32)
+    hashes = np.array([0, 0xF, 0xFF, 0xFFF, (1 << 64) - 1], np.uint64)  # 4 bits per step: a-d 12 bits apart
+    rows = np.arange(5, dtype=np.int64)
+    p = DuplicateParams()
+    pairs = near_duplicate_pairs(5, rows, vecs.copy(), rows, hashes, p)
+    accepted = {(int(a), int(b)) for a, b in zip(pairs.a[pairs.duplicate], pairs.b[pairs.duplicate])}
+    assert {(0, 1), (1, 2), (2, 3)} <= accepted and (0, 3) not in accepted  # the chain; its far ends refused
+    labels, sizes = link_groups(5, pairs, rows, vecs / np.linalg.norm(vecs, axis=1, keepdims=True), rows, hashes, p)
+    assert labels[0] != labels[3] and labels[4] not in {labels[0], labels[3]}
+    for g in np.flatnonzero(sizes >= 2):  # every group is a set of mutual copies
+        members = np.flatnonzero(labels == g)
+        ok = pair_decisions(members, members, rows, vecs / np.linalg.norm(vecs, axis=1, keepdims=True), rows, hashes, p)
+        assert ok[~np.eye(len(members), dtype=bool)].all()
+    assert sizes[labels[1]] >= 2 and sizes[labels[2]] >= 2  # the chain's middle still sits in groups
+    # connected components alone would have chained all four
+    from visionlens.insights.duplicates import group_pairs
+
+    cc, _ = group_pairs(5, pairs.a[pairs.duplicate], pairs.b[pairs.duplicate])
+    assert cc[0] == cc[3]

@@ -53,7 +53,7 @@ from .finding import Finding
 from .hashes import DEFAULT_METHOD, hamming
 
 __all__ = ["DuplicateParams", "PairTable", "find_near_duplicates", "group_pairs", "hash_candidates", "knn_graph",
-           "near_duplicate_pairs", "RUN"]
+           "link_groups", "near_duplicate_pairs", "pair_decisions", "RUN"]
 
 RUN = "near_duplicates"
 _VECTOR_FETCH = 8192  # ids per get_vectors call: the engine builds Python lists per point, so keep batches modest
@@ -478,6 +478,78 @@ def group_pairs(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     return labels, np.bincount(labels, minlength=int(labels.max()) + 1 if n else 0)
 
 
+def pair_decisions(
+    ia: np.ndarray, ib: np.ndarray, vec_rows: np.ndarray | None, vectors: np.ndarray | None,
+    hash_rows: np.ndarray | None, hashes: np.ndarray | None, params: DuplicateParams,
+) -> np.ndarray:
+    """The rule's decision on every pair of nodes ``ia[i]`` x ``ib[j]``: bool [len(ia), len(ib)]. ``vectors``
+    must be unit rows (``near_duplicate_pairs`` normalises them)."""
+    shape = (len(ia), len(ib))
+    cos = np.full(shape, np.nan, np.float32)
+    ham = np.full(shape, -1, np.int16)
+    if vec_rows is not None and vectors is not None:
+        va, vb = vec_rows[ia], vec_rows[ib]
+        ra, rb = np.flatnonzero(va >= 0), np.flatnonzero(vb >= 0)
+        cos[np.ix_(ra, rb)] = vectors[va[ra]] @ vectors[vb[rb]].T
+    if hash_rows is not None and hashes is not None:
+        ha, hb = hash_rows[ia], hash_rows[ib]
+        ra, rb = np.flatnonzero(ha >= 0), np.flatnonzero(hb >= 0)
+        if len(ra) and len(rb):
+            ham[np.ix_(ra, rb)] = hamming(hashes[ha[ra]][:, None], hashes[hb[rb]][None, :])
+    return params.decide(cos, ham)
+
+
+def link_groups(
+    n: int, pairs: PairTable, vec_rows: np.ndarray | None, vectors: np.ndarray | None,
+    hash_rows: np.ndarray | None, hashes: np.ndarray | None, params: DuplicateParams = DuplicateParams(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Groups in which every two images are near-duplicates by the rule: (label per node, size per label).
+
+    Connected components of the accepted pairs chain: a~b, b~c and c~d join a and d even when a and d are
+    nothing alike, and on look-alike scenes (one street at dusk, one shelf of products) a chain of middling pairs
+    grows one group of dozens. So each component is split by complete linkage: accepted pairs are taken closest
+    first (``DuplicateParams.similarity``), and a pair merges its two groups only when the rule accepts *every*
+    pair across them, judged on both signals recomputed for those images (not only the candidate pairs the
+    searches proposed). A group thus means "these images are copies of each other"; the pairs that linked
+    groups that stayed apart are dropped. Components of two images are kept as they are.
+    """
+    dup = pairs.take(pairs.duplicate) if len(pairs) else pairs
+    labels, sizes = group_pairs(n, dup.a, dup.b)
+    big = np.flatnonzero(sizes > 2)
+    if len(big) == 0:
+        return labels, sizes
+    edge_comp = labels[dup.a]
+    close = params.similarity(dup.cosine, dup.hamming)
+    order = np.lexsort((-close, edge_comp))
+    edge_comp = edge_comp[order]
+    starts = np.searchsorted(edge_comp, big)
+    ends = np.searchsorted(edge_comp, big, side="right")
+    out = labels.copy()
+    next_label = int(sizes.shape[0])
+    for s, e in zip(starts, ends):
+        group: dict[int, list[int]] = {}  # node -> the list of its group's members, shared by the members
+        for i in order[s:e]:
+            u, v = int(dup.a[i]), int(dup.b[i])
+            gu, gv = group.setdefault(u, [u]), group.setdefault(v, [v])
+            if gu is gv:
+                continue
+            if (len(gu) > 1 or len(gv) > 1) and not pair_decisions(
+                    np.asarray(gu), np.asarray(gv), vec_rows, vectors, hash_rows, hashes, params).all():
+                continue
+            gu.extend(gv)
+            for node in gv:
+                group[node] = gu
+        seen: set[int] = set()
+        for members in group.values():
+            if id(members) in seen:
+                continue
+            seen.add(id(members))
+            out[members] = next_label
+            next_label += 1
+    _, out = np.unique(out, return_inverse=True)
+    return out, np.bincount(out)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # From the stores
 
@@ -559,7 +631,10 @@ def find_near_duplicates(
     dup = pairs.take(pairs.duplicate)
     if len(dup) == 0:
         return []
-    labels, sizes = group_pairs(len(nodes), dup.a, dup.b)
+    v_unit = _normalise(v_vals) if vec_rows is not None and v_vals is not None else None  # in place: unit already
+    labels, sizes = link_groups(len(nodes), pairs, vec_rows, v_unit, hash_rows,
+                                h_vals if hash_rows is not None else None, p)
+    dup = dup.take(labels[dup.a] == labels[dup.b])  # pairs between groups that stayed apart are not evidence
     context = {
         "signals": signals, "collection": coll, "hash_method": hash_method if hash_rows is not None else None,
         "vectors_note": why_no_vectors, "thresholds": p.thresholds(),
@@ -654,6 +729,6 @@ def _group_finding(nodes: np.ndarray, group_nodes: np.ndarray, dup: PairTable, e
     return Finding(
         kind="near_duplicate", title=f"{size} near-identical images{where}", score=round(
             closeness * (1 - 1 / size) + (1.0 if leak else 0.0), 6),
-        description=description, definition="images linked by near-duplicate pairs (a connected component)",
+        description=description, definition="images every two of which are near-duplicates (complete linkage of accepted pairs)",
         evidence=evidence, sample_ids=[int(nodes[i]) for i in group_nodes], detail=detail,
     )
