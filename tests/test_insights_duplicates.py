@@ -373,7 +373,11 @@ def test_demo_planted_near_duplicates_are_found_as_leaks(demo_ds, demo_files, ve
 
 def test_a_chain_of_look_alike_pairs_is_not_one_group():
     """a~b, b~c, c~d are each accepted, but a and d are far apart: complete linkage keeps groups of copies."""
-    from visionlens.insights.duplicates import link_groups, near_duplicate_pairs, pair_decisions
+    from visionlens.insights.duplicates import (
+        link_groups,
+        near_duplicate_pairs,
+        pair_decisions,
+    )
 
     angles = np.radians([0.0, 8.0, 16.0, 24.0, 90.0])  # consecutive cosines 0.99, a-d 0.91; e far from all
     vecs = np.stack([np.cos(angles), np.sin(angles), np.zeros(5)], axis=1).astype(np.float32)
