@@ -104,8 +104,12 @@ def test_two_agreeing_models_score_higher_than_one(planted):
     for kind in ("missing", "wrong_label", "bad_box", "never_found"):
         assert two[kind][0].score > one[kind][0].score
     assert one["wrong_label"][0].model == "a" and two["wrong_label"][0].model is None
-    assert one["wrong_label"][0].score == pytest.approx(0.9 - 0.005 * (RELABELLED - 1))
-    assert two["wrong_label"][0].score == pytest.approx(float(noisy_or(np.array([0.895, 0.795]))))
+    # each model's confidence, discounted by how often it calls this class the other one (here: only this box)
+    conf_a = 0.9 - 0.005 * (RELABELLED - 1)
+    alone = one["wrong_label"][0]
+    assert alone.score == pytest.approx(alone.evidence["per_model"]["a"]) and 0.5 * conf_a < alone.score < conf_a
+    per = two["wrong_label"][0].evidence["per_model"]
+    assert two["wrong_label"][0].score == pytest.approx(float(noisy_or(np.array([per["a"], per["b"]]))))
 
 
 def test_a_model_confirming_the_label_lowers_the_score(tmp_path, store):
@@ -123,6 +127,23 @@ def test_a_model_confirming_the_label_lowers_the_score(tmp_path, store):
     both = _by_kind(find_label_mistakes(store, ds.id, models=["a", "c"])[0])["wrong_label"][0]
     assert alone.detail["gt_id"] == both.detail["gt_id"] == RELABELLED_ID
     assert both.score == pytest.approx(alone.score * (1 - 0.7))
+
+
+def test_a_models_habitual_confusion_is_weaker_evidence_than_a_rare_one(tmp_path, store):
+    """Model a calls 8 of 20 people "car" with high confidence (its own error: the labels are right). One such
+    disagreement says little; the planted person labelled "car", a confusion a makes nowhere else, must rank first
+    although a is less confident there."""
+    files = _files(tmp_path / "h", {"a": 0.9})
+    rows = json.loads(files["a"].read_text())
+    for r in rows:
+        if r["category_id"] == 2 and 10 < r["image_id"] <= 18:
+            r["category_id"], r["score"] = 1, 0.95
+    files["a"].write_text(json.dumps(rows))
+    ds = vl.ingest(tmp_path / "h", "habit", predictions=files, store=store)
+    wrong = _by_kind(find_label_mistakes(store, ds.id)[0])["wrong_label"]
+    assert wrong[0].detail["gt_id"] == RELABELLED_ID
+    habit = [f for f in wrong if f.detail["label"] == "person"]
+    assert len(habit) == 8 and all(f.score < 0.7 * 0.95 for f in habit)
 
 
 def test_findings_and_field_store_and_filter(planted):
@@ -160,6 +181,11 @@ def test_demo_dogs_labelled_cat_top_the_wrong_labels(demo_ds, demo_files):
     assert len(top & planted) >= 0.8 * len(planted)
     assert all(f.detail["label"] == "cat" and f.detail["predicted"] == "dog"
                for f in wrong if f.detail["gt_id"] in planted)
+    # detector_a calls a third of all trucks "car" (a model error, the labels are right): one such disagreement
+    # is weak evidence, so a planted mislabel both or one model contradicts ranks above every truck->car one
+    trucks = [k for k, f in enumerate(wrong) if f.detail["label"] == "truck" and f.detail["predicted"] == "car"]
+    planted_ranks = [k for k, f in enumerate(wrong) if f.detail["gt_id"] in planted]
+    assert trucks and max(planted_ranks) < min(trucks)
     assert len(field[FIELD][0]) == demo_ds.count()
 
 

@@ -9,10 +9,14 @@ kinds are found per box, plus a fourth, and scored as a probability that the lab
 * ``missing``     -- a prediction overlapping no GT box of any class (IoU < ``BG_IOU``, not inside a crowd region).
   Predictions of several models on one spot (IoU >= ``FG_IOU``, any class) are one candidate. Score: noisy-OR of
   each model's best confidence there, ``1 - prod(1 - c_m)``.
-* ``wrong_label`` -- a GT box covered (IoU >= ``FG_IOU``) by a prediction of another class. Against:
-  ``A = 1 - prod(1 - c_m)`` over each model's best such confidence; support: ``S = 1 - prod(1 - s_m)`` over each
-  model's best confidence for the GT's own class on that box. Score ``A * (1 - S)``: agreeing models raise it, a
-  model that confirms the label lowers it (ObjectLab's swap score compares the two classes the same way).
+* ``wrong_label`` -- a GT box covered by a prediction of another class: fully at IoU >= ``FG_IOU``, with a weight
+  rising linearly from 0 at ``LOOSE_IOU`` (a box just under 0.5 is still about this object). Each model's evidence
+  is discounted by how often that model calls this class the other one across the dataset, ``c_m * (1 - r_m(X→Y))``:
+  a detector that calls a third of all trucks "car" says little about one truck, while a class it rarely confuses
+  makes a disagreement telling. Against: ``A = 1 - prod(1 - c_m (1 - r_m))``; support: ``S = 1 - prod(1 - s_m)``
+  over each model's best confidence for the GT's own class on that box. Score ``A * (1 - S)``: agreeing models
+  raise it, a model that confirms the label lowers it (ObjectLab's swap score compares the two classes the same
+  way).
 * ``bad_box``     -- a GT box whose same-class prediction overlaps it only at IoU ``BG_IOU``..``FG_IOU``. Per model
   ``c * w(IoU)``, ``w`` falling linearly from 1 at ``LOOSE_IOU`` (0.3) to 0 at ``FG_IOU``: just under 0.5 is often
   a detector's own slack, well under it a confident detector disagrees with the box. Combined as ``A * (1 - S)``.
@@ -126,8 +130,9 @@ class ModelEvidence:
     """What one model says about every GT box (arrays over GT rows) and which predictions touch no GT."""
 
     support: np.ndarray  # best confidence of a same-class prediction at IoU >= FG_IOU
-    against: np.ndarray  # best confidence of another-class prediction at IoU >= FG_IOU
+    against: np.ndarray  # best c * w(IoU) of another-class prediction, w rising from LOOSE_IOU to FG_IOU (module doc)
     against_row: np.ndarray  # its prediction row (-1: none)
+    against_label: np.ndarray  # its label (-1: none)
     bad: np.ndarray  # best c * w(IoU) of a same-class prediction at IoU in [BG_IOU, FG_IOU) (module doc)
     bad_row: np.ndarray
     bad_iou: np.ndarray
@@ -156,7 +161,9 @@ def model_evidence(gt: Boxes, pred: Boxes, min_confidence: float) -> ModelEviden
         return best, rows[pos]
 
     support, _ = per_gt(same & (iou >= FG_IOU), conf)
-    against, against_row = per_gt(has & ~take_same & (iou >= FG_IOU), conf)
+    reach = np.clip((iou - LOOSE_IOU) / (FG_IOU - LOOSE_IOU), 0.0, 1.0)
+    against, against_row = per_gt(has & ~take_same & (iou > LOOSE_IOU), conf * reach)
+    against_label = np.where(against_row >= 0, pred.label[np.maximum(against_row, 0)], -1)
     middling = same & (iou >= BG_IOU) & (iou < FG_IOU)
     bad, bad_row = per_gt(middling, conf * np.clip((FG_IOU - iou) / (FG_IOU - LOOSE_IOU), 0.0, 1.0))
     bad_iou = np.zeros(n_gt)
@@ -165,7 +172,7 @@ def model_evidence(gt: Boxes, pred: Boxes, min_confidence: float) -> ModelEviden
     found[target[has & (iou >= BG_IOU)]] = True
     covered = np.isin(gt.sample_id, np.unique(pred.sample_id[keep]))
     lonely = keep[(ov.any_iou < BG_IOU) & (ov.crowd_cover < FG_IOU)]
-    return ModelEvidence(support, against, against_row, bad, bad_row, bad_iou, found, covered, lonely)
+    return ModelEvidence(support, against, against_row, against_label, bad, bad_row, bad_iou, found, covered, lonely)
 
 
 def _iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -200,7 +207,7 @@ def gt_candidates(gt: Boxes, ev: list[ModelEvidence]) -> list[Candidates]:
     """wrong_label, bad_box and never_found candidates over the GT rows (crowd regions are never candidates)."""
     regular = ~gt.crowd
     support = noisy_or(np.stack([e.support for e in ev]))
-    against = np.stack([e.against for e in ev])
+    against = np.stack([e.against * (1.0 - confusion_rate(gt, e)) for e in ev])
     bad = np.stack([e.bad for e in ev])
     wrong = noisy_or(against) * (1.0 - support)
     misplaced = noisy_or(bad) * (1.0 - support)
@@ -212,6 +219,23 @@ def gt_candidates(gt: Boxes, ev: list[ModelEvidence]) -> list[Candidates]:
     rows = np.flatnonzero(regular & (never > 0))
     out.append(Candidates("never_found", rows, np.full(len(rows), -1), never[rows], {}))
     return out
+
+
+def confusion_rate(gt: Boxes, e: ModelEvidence) -> np.ndarray:
+    """Per GT row: how often this model calls GT of the row's class the class it predicts here, over the GT of
+    that class on images it covers (Laplace-smoothed). 0 where the model does not contradict the row."""
+    regular = ~gt.crowd & e.covered
+    labels = np.unique(np.concatenate([gt.label, e.against_label[e.against_label >= 0]]))
+    n_lab = len(labels)
+    if n_lab == 0:
+        return np.zeros(len(gt))
+    x = np.searchsorted(labels, gt.label)
+    contra = regular & (e.against_label >= 0) & (e.against > 0)
+    y = np.searchsorted(labels, np.where(contra, e.against_label, labels[0]))
+    per_class = np.bincount(x[regular], minlength=n_lab).astype(float)
+    pairs = np.bincount(x[contra] * n_lab + y[contra], minlength=n_lab * n_lab).astype(float)
+    rate = pairs[x * n_lab + y] / (per_class[x] + 2.0)
+    return np.where(contra, rate, 0.0)
 
 
 def never_found_scores(gt: Boxes, ev: list[ModelEvidence]) -> np.ndarray:
@@ -458,8 +482,9 @@ _DESCRIBE = {
     "missing": ("Confident predictions overlap no labelled box here (IoU < 0.1 with every ground-truth box): the "
                 "object may be missing from the labels. Score: 1 − Π(1 − confidence) over the models that see "
                 "it."),
-    "wrong_label": ("Models cover this box (IoU ≥ 0.5) with another class and do not confirm its own. Score: "
-                    "(1 − Π(1 − c_other)) × Π(1 − c_same) over the models."),
+    "wrong_label": ("Models cover this box with another class (fully at IoU ≥ 0.5, partly from 0.3) and do not "
+                    "confirm its own. Each model's confidence is discounted by how often it confuses these two "
+                    "classes elsewhere. Score: (1 − Π(1 − c_other·(1 − r))) × Π(1 − c_same) over the models."),
     "bad_box": ("A same-class prediction overlaps this box only at IoU 0.1–0.5 and none fits it well: the box may "
                 "be misplaced or the wrong size. Score: (1 − Π(1 − c·w)) × Π(1 − c_same), w = 1 at IoU ≤ 0.3 "
                 "falling to 0 at 0.5."),
