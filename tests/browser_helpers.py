@@ -133,3 +133,8 @@ def serve_app(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
     return proc, url
+
+
+def shown_count(page: Any) -> int:
+    """The result count the sidebar shows (``12,345`` -> 12345)."""
+    return int(page.locator(".vl-count-n").first.inner_text().replace(",", ""))

@@ -46,3 +46,26 @@ def demo_ds(store, demo_files):
     return vl.ingest(
         demo_files.root, "demo", predictions={m: str(p) for m, p in demo_files.predictions.items()}, store=store
     )
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium for a module's browser tests (Playwright, the system's own binary). Per module,
+    not per session: Playwright's sync API allows one running instance, and some tests start their own."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; a test module may set ``VIEWPORT`` for another window size."""
+    ctx = browser.new_context(viewport=getattr(request.module, "VIEWPORT", {"width": 1500, "height": 950}))
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()

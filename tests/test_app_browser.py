@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve_app
+from tests.browser_helpers import ARTIFACTS, serve_app, shown_count as _count
 
 pytestmark = pytest.mark.browser
 
@@ -56,27 +56,7 @@ def server(demo_home: Path, expected: dict[str, int]) -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
-
-def _count(page) -> int:
-    text = page.locator(".vl-count-n").first.inner_text()
-    return int(text.replace(",", ""))
 
 
 def _wait_count(page, predicate, timeout: float = 15) -> int:

@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.browser_helpers import shown_count as _count
+
 from visionlens.metrics import eval_key, subset_metrics
 from visionlens.query import FieldFilter, LabelFilter
 from visionlens.store.metadata import GROUND_TRUTH
@@ -206,10 +208,6 @@ def _serve(home: Path) -> tuple[subprocess.Popen, str]:
                 proc.kill()
                 raise AssertionError("the app did not come up") from None
             time.sleep(0.3)
-
-
-def _count(page) -> int:
-    return int(page.locator(".vl-count-n").first.inner_text().replace(",", ""))
 
 
 def _wait_count(page, expected: int, timeout: float = 20) -> int:

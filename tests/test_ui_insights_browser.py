@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, serve_app
+from tests.browser_helpers import ARTIFACTS, ROOT, serve_app, shown_count as _count
 
 pytestmark = pytest.mark.browser
 
@@ -67,26 +67,9 @@ def server(demo: tuple[Path, dict[str, Any]]) -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+VIEWPORT = {"width": 1500, "height": 1000}  # read by the page fixture (tests/conftest.py)
 
 
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
-
-def _count(page) -> int:
-    return int(page.locator(".vl-count-n").first.inner_text().replace(",", ""))
 
 
 def _wait_count(page, expected: int, timeout: float = 20) -> int:

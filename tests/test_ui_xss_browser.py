@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, serve_app
+from tests.browser_helpers import ARTIFACTS, ROOT, serve_app, shown_count as _count
 
 pytestmark = pytest.mark.browser
 
@@ -54,23 +54,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 950})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
 
 def _no_script_ran(page) -> None:
     """No payload's handler ran, and no payload became an element (locators see into shadow roots)."""
@@ -86,8 +69,6 @@ def _literal(page, text: str, timeout: float = 15000):
     return loc
 
 
-def _count(page) -> int:
-    return int(page.locator(".vl-count-n").first.inner_text().replace(",", ""))
 
 
 def _wait_count(page, n: int, timeout: float = 20) -> None:
