@@ -6,10 +6,11 @@ a vector:
 * ``name``: also the vector collection name, so vectors of different models (or weights) never mix;
 * ``dim``: vector length;
 * ``image_size``: the side the model looks at, a hint that lets JPEG decoding skip resolution it would throw away;
-* ``transform``: PIL image -> tensor; picklable, because it runs in DataLoader worker processes;
+* ``transform``: PIL image -> array (builtin: numpy) or tensor (CLIP); picklable, run in decoding threads;
 * ``embed_batch(pixels)``: stacked ``transform`` outputs -> float32 ``[batch, dim]``, L2-normalised.
 
-Heavy imports (torch, open_clip) happen inside the submodules, so importing this package stays cheap.
+Only the CLIP embedder needs torch and open_clip (the ``visionlens[clip]`` extra); they are imported when it is
+loaded, so the core install (builtin embedder, runner, import of vectors computed elsewhere) has no torch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
 from visionlens.errors import VisionLensError
 
-__all__ = ["Embedder", "EmbedderError", "load_embedder"]
+__all__ = ["CLIP_EXTRA", "Embedder", "EmbedderError", "load_embedder", "require_clip"]
+
+CLIP_EXTRA = "pip install 'visionlens[clip]'"
 
 
 class EmbedderError(VisionLensError):
@@ -35,9 +38,25 @@ class Embedder(Protocol):
     name: str
     dim: int
     image_size: int
-    transform: Callable[[Image.Image], torch.Tensor]
+    transform: Callable[[Image.Image], np.ndarray | torch.Tensor]
 
-    def embed_batch(self, pixels: torch.Tensor) -> np.ndarray: ...
+    def embed_batch(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray: ...
+
+
+def require_clip() -> None:
+    """Raise a clear ``EmbedderError`` naming the extra when torch or open_clip is not installed.
+
+    Only looks the modules up (no import), so it costs nothing where they are installed.
+    """
+    from importlib.util import find_spec
+
+    for module, what in (("torch", "torch"), ("torchvision", "torchvision"), ("open_clip", "open_clip (open-clip-torch)")):
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise EmbedderError(f"the CLIP embedder needs {what}: {CLIP_EXTRA}")
 
 
 def load_embedder(spec: str = "builtin", **options: Any) -> Embedder:
@@ -52,6 +71,7 @@ def load_embedder(spec: str = "builtin", **options: Any) -> Embedder:
 
         return BuiltinEmbedder(**options)
     if kind == "clip":
+        require_clip()
         from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipEmbedder
 
         model, _, tag = rest.partition("/")

@@ -3,15 +3,17 @@
 It describes how an image *looks*, not what it shows: colour distribution, coarse colour layout and the
 direction of edges (stripes vs blobs, horizontal vs vertical structure). Images that look alike land together
 on the map and in similarity search; semantic similarity needs CLIP.
+
+Plain numpy, so the core install (no torch) has a working embedder, the similarity map and search.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 NAME = "builtin-colorstats-v1"  # bump the version whenever the features change: it names the collection
@@ -26,50 +28,72 @@ _WEIGHTS = {"colour": 1.0, "layout": 0.7, "orient": 0.8, "edges": 0.5}
 
 
 class ThumbnailTransform:
-    """PIL image -> uint8 tensor [3, 64, 64]. A class (not a lambda) so DataLoader workers can pickle it."""
+    """PIL image -> uint8 array [3, 64, 64]. A class (not a lambda) so it pickles.
+
+    It never imports torch. When the process has already loaded torch it hands back a (zero-copy) tensor, so
+    callers that ``torch.stack`` transform outputs of any embedder keep working; ``embed_batch`` takes either.
+    """
 
     def __init__(self, side: int = _SIDE):
         self.side = side
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: Image.Image) -> Any:
         small = image.convert("RGB").resize((self.side, self.side), Image.Resampling.BILINEAR)
-        return torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        chw = np.ascontiguousarray(np.asarray(small, dtype=np.uint8).transpose(2, 0, 1))
+        torch = sys.modules.get("torch")
+        return torch.from_numpy(chw) if torch is not None and hasattr(torch, "from_numpy") else chw
 
 
-def _unit(block: torch.Tensor) -> torch.Tensor:
-    return block / block.norm(dim=1, keepdim=True).clamp_min(1e-8)
+def _unit(block: np.ndarray) -> np.ndarray:
+    return block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), np.float32(1e-8))
 
 
-def _colour_histogram(x: torch.Tensor) -> torch.Tensor:
+def _adaptive_avg_pool(x: np.ndarray, out: int) -> np.ndarray:
+    """[B, C, H, W] -> [B, C, out, out] with the same (possibly overlapping) windows as torch's adaptive pool."""
+    h, w = x.shape[2:]
+    rows = [(i * h // out, -(-(i + 1) * h // out)) for i in range(out)]
+    cols = [(j * w // out, -(-(j + 1) * w // out)) for j in range(out)]
+    pooled = np.empty((*x.shape[:2], out, out), dtype=np.float32)
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            pooled[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+    return pooled
+
+
+def _colour_histogram(x: np.ndarray) -> np.ndarray:
     """Joint RGB histogram, square-rooted so a small red object still counts next to a large grey sky."""
     b = x.shape[0]
-    q = (x * _COLOUR_BINS).long().clamp(max=_COLOUR_BINS - 1)
-    idx = (q[:, 0] * _COLOUR_BINS + q[:, 1]) * _COLOUR_BINS + q[:, 2]
-    hist = torch.zeros(b, _COLOUR_BINS**3).scatter_add_(1, idx.view(b, -1), torch.ones(b, idx[0].numel()))
-    return (hist / idx[0].numel()).sqrt()
+    q = np.minimum((x * _COLOUR_BINS).astype(np.int64), _COLOUR_BINS - 1)
+    idx = ((q[:, 0] * _COLOUR_BINS + q[:, 1]) * _COLOUR_BINS + q[:, 2]).reshape(b, -1)
+    n = idx.shape[1]
+    offsets = (np.arange(b, dtype=np.int64) * _COLOUR_BINS**3)[:, None]
+    hist = np.bincount((idx + offsets).ravel(), minlength=b * _COLOUR_BINS**3).reshape(b, -1).astype(np.float32)
+    return np.sqrt(hist / np.float32(n))
 
 
-def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gradients(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sobel magnitude and unsigned orientation bin of the luminance."""
-    luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    gx = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), sobel.view(1, 1, 3, 3))
-    gy = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), sobel.t().reshape(1, 1, 3, 3))
-    magnitude = (gx**2 + gy**2).sqrt()
-    angle = torch.atan2(gy, gx).remainder(math.pi)
-    bins = (angle / math.pi * _ORIENT_BINS).long().clamp(max=_ORIENT_BINS - 1)
+    luma = (np.float32(0.299) * x[:, 0] + np.float32(0.587) * x[:, 1] + np.float32(0.114) * x[:, 2])[:, None]
+    p = np.pad(luma, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    dx = p[..., :, 2:] - p[..., :, :-2]  # horizontal difference, rows still padded
+    dy = p[..., 2:, :] - p[..., :-2, :]  # vertical difference, columns still padded
+    gx = dx[..., :-2, :] + 2 * dx[..., 1:-1, :] + dx[..., 2:, :]
+    gy = dy[..., :, :-2] + 2 * dy[..., :, 1:-1] + dy[..., :, 2:]
+    magnitude = np.sqrt(gx**2 + gy**2)
+    angle = np.remainder(np.arctan2(gy, gx), np.float32(math.pi))
+    bins = np.minimum((angle / np.float32(math.pi) * _ORIENT_BINS).astype(np.int64), _ORIENT_BINS - 1)
     return magnitude, bins
 
 
-def _orientation_histograms(magnitude: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+def _orientation_histograms(magnitude: np.ndarray, bins: np.ndarray) -> np.ndarray:
     """Magnitude-weighted edge-direction histograms for the whole image and a 2x2 grid (stripes vs texture)."""
-    onehot = torch.zeros(magnitude.shape[0], _ORIENT_BINS, *magnitude.shape[2:])
-    onehot.scatter_(1, bins, magnitude)
-    cells = F.adaptive_avg_pool2d(onehot, _ORIENT_GRID)  # [B, 8, 2, 2]
-    cells = cells / cells.sum(1, keepdim=True).clamp_min(1e-8)
+    onehot = np.zeros((magnitude.shape[0], _ORIENT_BINS, *magnitude.shape[2:]), dtype=np.float32)
+    np.put_along_axis(onehot, bins, magnitude, axis=1)
+    cells = _adaptive_avg_pool(onehot, _ORIENT_GRID)  # [B, 8, 2, 2]
+    cells = cells / np.maximum(cells.sum(1, keepdims=True), np.float32(1e-8))
     whole = onehot.mean((2, 3))
-    whole = whole / whole.sum(1, keepdim=True).clamp_min(1e-8)
-    return torch.cat([whole, cells.flatten(1)], 1)
+    whole = whole / np.maximum(whole.sum(1, keepdims=True), np.float32(1e-8))
+    return np.concatenate([whole, cells.reshape(len(cells), -1)], 1)
 
 
 class BuiltinEmbedder:
@@ -80,20 +104,20 @@ class BuiltinEmbedder:
 
     def __init__(self) -> None:
         self.transform = ThumbnailTransform(_SIDE)
-        self.dim = int(self.embed_batch(torch.zeros(1, 3, _SIDE, _SIDE, dtype=torch.uint8)).shape[1])
+        self.dim = int(self.embed_batch(np.zeros((1, 3, _SIDE, _SIDE), dtype=np.uint8)).shape[1])
 
     def __repr__(self) -> str:
         return f"BuiltinEmbedder({self.name!r}, dim={self.dim})"
 
-    @torch.inference_mode()
-    def embed_batch(self, pixels: torch.Tensor) -> np.ndarray:
-        x = pixels.float() / 255.0
+    def embed_batch(self, pixels: Any) -> np.ndarray:
+        """uint8 ``[batch, 3, 64, 64]`` (numpy array or CPU tensor) -> float32 ``[batch, dim]``, L2-normalised."""
+        x = np.asarray(pixels).astype(np.float32) / np.float32(255.0)
         magnitude, bins = _gradients(x)
         blocks = {
             "colour": _colour_histogram(x),
-            "layout": F.adaptive_avg_pool2d(x - 0.5, _LAYOUT_GRID).flatten(1),
+            "layout": _adaptive_avg_pool(x - np.float32(0.5), _LAYOUT_GRID).reshape(len(x), -1),
             "orient": _orientation_histograms(magnitude, bins),
-            "edges": F.adaptive_avg_pool2d(magnitude, _LAYOUT_GRID).flatten(1),
+            "edges": _adaptive_avg_pool(magnitude, _LAYOUT_GRID).reshape(len(x), -1),
         }
-        out = torch.cat([_unit(blocks[k]) * w for k, w in _WEIGHTS.items()], 1)
-        return _unit(out).numpy().astype(np.float32, copy=False)
+        out = np.concatenate([_unit(blocks[k]) * np.float32(w) for k, w in _WEIGHTS.items()], 1)
+        return _unit(out).astype(np.float32, copy=False)

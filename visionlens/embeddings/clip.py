@@ -16,9 +16,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import torch
 
-from . import EmbedderError
+from . import EmbedderError, require_clip
+
+require_clip()  # torch, torchvision and open_clip come with the `visionlens[clip]` extra; say so, not ImportError
+
+import torch  # noqa: E402
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"

@@ -2,7 +2,9 @@
 
 Embedding a million images takes hours, so the job is built to be interrupted: vectors are written in batches,
 ids already in the collection are skipped on the next run, and one unreadable image is reported, never fatal.
-Decoding runs in DataLoader worker processes so it overlaps the model instead of starving it.
+Decoding runs in a thread pool (Pillow releases the GIL while it decodes) so it overlaps the model instead of
+starving it. Nothing here needs torch: the builtin embedder works on numpy, and CLIP's tensors are stacked with
+torch only when the transform returns them.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import io
 import itertools
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset
 
 from visionlens import media
 from visionlens.errors import VisionLensError
@@ -62,36 +64,57 @@ def load_image(uri: str, size_hint: int | None = None) -> Image.Image:
     return image.convert("RGB")
 
 
-class _ImageDataset(Dataset):
-    """(sample_id, uri) -> (sample_id, pixels or None, error or None); errors travel as data, not exceptions."""
-
-    def __init__(self, items: Sequence[tuple[int, str]], transform: Callable, size_hint: int):
-        self.items = items
-        self.transform = transform
-        self.size_hint = size_hint
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[int, str, torch.Tensor | None, str | None]:
-        sample_id, uri = self.items[i]
-        try:
-            return sample_id, uri, self.transform(load_image(uri, self.size_hint)), None
-        except Exception as exc:  # noqa: BLE001 - any decode failure is reported per image
-            return sample_id, uri, None, f"{type(exc).__name__}: {exc}"
+Row = tuple[int, str, Any, "str | None"]  # (sample_id, uri, pixels or None, error or None)
 
 
-def _collate(rows: list) -> tuple[np.ndarray, torch.Tensor | None, list[tuple[int, str, str]]]:
+def _decode(sample_id: int, uri: str, transform: Callable, size_hint: int) -> Row:
+    """(sample_id, uri) -> (sample_id, uri, pixels or None, error or None); errors travel as data, not exceptions."""
+    try:
+        return sample_id, uri, transform(load_image(uri, size_hint)), None
+    except Exception as exc:  # noqa: BLE001 - any decode failure is reported per image
+        return sample_id, uri, None, f"{type(exc).__name__}: {exc}"
+
+
+def _stack(pixels: list[Any]) -> Any:
+    """numpy arrays stack with numpy; tensors (CLIP's transform) with torch, which is then already loaded."""
+    if isinstance(pixels[0], np.ndarray):
+        return np.stack(pixels)
+    import torch
+
+    return torch.stack(pixels)
+
+
+def _collate(rows: list[Row]) -> tuple[np.ndarray, Any, list[tuple[int, str, str]]]:
     good = [(sid, px) for sid, _, px, err in rows if err is None]
     bad = [(sid, uri, err) for sid, uri, _, err in rows if err is not None]
     ids = np.array([sid for sid, _ in good], dtype=np.int64)
-    pixels = torch.stack([px for _, px in good]) if good else None
+    pixels = _stack([px for _, px in good]) if good else None
     return ids, pixels, bad
 
 
-def _one_thread(_: int) -> None:
-    """Each decode worker uses one thread: N workers x all cores would fight the model for the CPU."""
-    torch.set_num_threads(1)
+def _batches(
+    items: Sequence[tuple[int, str]], transform: Callable, size_hint: int, batch_size: int, num_workers: int,
+    prefetch: int = 4,
+) -> Iterable[tuple[np.ndarray, Any, list[tuple[int, str, str]]]]:
+    """Decoded batches in input order; with workers, up to ``prefetch`` batches are decoded ahead of the model."""
+    chunks = (items[s : s + batch_size] for s in range(0, len(items), batch_size))
+    if num_workers <= 0:
+        for chunk in chunks:
+            yield _collate([_decode(sid, uri, transform, size_hint) for sid, uri in chunk])
+        return
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="visionlens-decode") as pool:
+        ahead: deque[list[Future]] = deque()
+        try:
+            for chunk in chunks:
+                ahead.append([pool.submit(_decode, sid, uri, transform, size_hint) for sid, uri in chunk])
+                if len(ahead) > prefetch:
+                    yield _collate([f.result() for f in ahead.popleft()])
+            while ahead:
+                yield _collate([f.result() for f in ahead.popleft()])
+        finally:  # an interrupted run (error, KeyboardInterrupt, closed generator) drops what is still queued
+            for futures in ahead:
+                for f in futures:
+                    f.cancel()
 
 
 class _Writer:
@@ -137,7 +160,7 @@ def embed_images(
 
     ``payload_fn(ids)`` returns the filter payloads (e.g. split and labels) for a batch of ids, so similarity
     search can filter without a second store. ``progress(done, total)`` is called after every batch, where
-    ``total`` counts only the images this run has to do.
+    ``total`` counts only the images this run has to do. ``num_workers`` decoding threads (0: decode inline).
     """
     started = time.perf_counter()
     collection = collection or embedder.name
@@ -147,15 +170,7 @@ def embed_images(
     todo = [(int(sid), str(uri)) for sid, uri in items if int(sid) not in present]
     summary = EmbedSummary(skipped=len(items) - len(todo))
     if todo:
-        loader = DataLoader(
-            _ImageDataset(todo, embedder.transform, embedder.image_size),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=_collate,
-            worker_init_fn=_one_thread if num_workers else None,
-            prefetch_factor=4 if num_workers else None,
-            pin_memory=torch.cuda.is_available(),
-        )
+        loader = _batches(todo, embedder.transform, embedder.image_size, batch_size, num_workers)
         writer = _Writer(vector_store, collection, payload_fn, write_every)
         done = 0
         for ids, pixels, failures in loader:
