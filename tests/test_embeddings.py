@@ -53,7 +53,9 @@ def clip_model():
 
 
 def pixels_of(embedder, uris):
-    return torch.stack([embedder.transform(load_image(u, embedder.image_size)) for u in uris])
+    """A batch as the runner builds it: numpy for the builtin embedder, a tensor for CLIP."""
+    items = [embedder.transform(load_image(u, embedder.image_size)) for u in uris]
+    return np.stack(items) if isinstance(items[0], np.ndarray) else torch.stack(items)
 
 
 def test_builtin_embedder_groups_similar_looking_images(images):

@@ -117,6 +117,26 @@ SCRIPT = textwrap.dedent(
         message = str(exc)
     else:
         raise AssertionError("load_embedder('clip') worked without torch")
+
+    try:
+        visionlens.media.read_bytes("gs://bucket/a.jpg")
+    except ImportError as exc:
+        assert "visionlens[gcs]" in str(exc), exc
+    else:
+        raise AssertionError("gs:// worked without gcsfs")
+
+    # insights and their template report need no extra; the app (with its Insights tab) imports
+    from visionlens.insights.agents import build_agent, explain
+    from visionlens.errors import VisionLensError
+    from visionlens.ui.app import build  # noqa: F401
+    found = ds.insights(kinds=["error_pattern", "label_mistake"])
+    assert found and explain(store, ds.id, "error_patterns").written_by == "template"
+    try:
+        build_agent("error_patterns")
+    except VisionLensError as exc:
+        assert "visionlens[agents]" in str(exc), exc
+    else:
+        raise AssertionError("an agent was built without pydantic-ai")
     close_vector_stores()
     loaded = sorted(m for m in sys.modules if m.partition(".")[0] in HIDDEN)
     print(json.dumps({{"clip": message, "loaded": loaded}}))

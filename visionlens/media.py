@@ -15,6 +15,22 @@ from .errors import IngestError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def _name_the_gcs_extra() -> None:
+    """gcsfs is the ``[gcs]`` extra: fsspec resolves every ``gs://`` path in one registry, so its "not installed"
+    message, set here once, is what every reader, the thumbnail route and the embedder say."""
+    from fsspec.registry import known_implementations
+
+    for protocol in ("gs", "gcs"):
+        if protocol in known_implementations:
+            known_implementations[protocol] = {
+                **known_implementations[protocol],
+                "err": "gs:// paths need gcsfs: pip install 'visionlens[gcs]'",
+            }
+
+
+_name_the_gcs_extra()
+
+
 def fs_path(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """Split a URI into its filesystem and the path that filesystem understands."""
     return url_to_fs(str(uri))

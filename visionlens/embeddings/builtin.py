@@ -10,7 +10,6 @@ Plain numpy, so the core install (no torch) has a working embedder, the similari
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import numpy as np
@@ -28,20 +27,14 @@ _WEIGHTS = {"colour": 1.0, "layout": 0.7, "orient": 0.8, "edges": 0.5}
 
 
 class ThumbnailTransform:
-    """PIL image -> uint8 array [3, 64, 64]. A class (not a lambda) so it pickles.
-
-    It never imports torch. When the process has already loaded torch it hands back a (zero-copy) tensor, so
-    callers that ``torch.stack`` transform outputs of any embedder keep working; ``embed_batch`` takes either.
-    """
+    """PIL image -> uint8 array [3, 64, 64]. A class (not a lambda) so it pickles. Plain numpy: no torch."""
 
     def __init__(self, side: int = _SIDE):
         self.side = side
 
     def __call__(self, image: Image.Image) -> Any:
         small = image.convert("RGB").resize((self.side, self.side), Image.Resampling.BILINEAR)
-        chw = np.ascontiguousarray(np.asarray(small, dtype=np.uint8).transpose(2, 0, 1))
-        torch = sys.modules.get("torch")
-        return torch.from_numpy(chw) if torch is not None and hasattr(torch, "from_numpy") else chw
+        return np.ascontiguousarray(np.asarray(small, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _unit(block: np.ndarray) -> np.ndarray:

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from pydantic_ai import RunContext
+
+try:  # the agents need the [agents] extra; the template report, which needs no model, works without it
+    from pydantic_ai import RunContext
+except ImportError:  # pragma: no cover - exercised by tests/test_light_install.py in a subprocess
+    RunContext = Any  # type: ignore[assignment,misc]
 
 from ..config import Settings, get_settings
 from ..errors import VisionLensError
@@ -141,12 +145,18 @@ def look_at_finding(ctx: RunContext[AgentDeps], finding_id: int, n: int = 4) -> 
 # -- agents -----------------------------------------------------------------------------------------------------
 
 
+def _require_pydantic_ai() -> None:
+    if RunContext is Any:
+        raise VisionLensError("the insight agents need pydantic-ai: pip install 'visionlens[agents]'")
+
+
 def build_llm(settings: Settings | None = None) -> Any:
     """The configured language model, or None when none is configured."""
     settings = settings or get_settings()
     spec = settings.llm
     if not spec:
         return None
+    _require_pydantic_ai()
     provider, _, name = spec.partition(":")
     if not name:
         raise VisionLensError(f"VISIONLENS_LLM={spec!r}: use 'openai:<model>' or 'anthropic:<model>'")
@@ -168,6 +178,7 @@ def build_llm(settings: Settings | None = None) -> Any:
 
 def build_agent(name: AgentName, multimodal: bool = False) -> Any:
     """A pydantic-ai agent with the read-only tools and an output validator that checks every citation."""
+    _require_pydantic_ai()
     from pydantic_ai import Agent, ModelRetry
 
     if name not in _INSTRUCTIONS:
