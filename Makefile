@@ -32,6 +32,8 @@ serve: install
 	$(BIN)/panel serve apps/browse.py --port $(PORT) --allow-websocket-origin='*' --num-threads 4 --plugins visionlens.ui.routes
 
 test: install browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 bench: install

@@ -32,8 +32,14 @@ from visionlens.demo import build_demo  # noqa: E402
 from visionlens.formats.base import AnnotationRecords, ParsedDataset, ParsedPredictions, SampleRecords  # noqa: E402
 from visionlens.store.metadata import MetadataStore  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LABELS = ["car", "truck", "bus", "person", "bicycle", "dog", "cat", "bird", "traffic_light", "stop_sign"]
 
 
@@ -43,17 +49,22 @@ def build(home: Path, n: int) -> None:
     rng = np.random.default_rng(0)
     samples = SampleRecords(
         filepath=[files[i % len(files)] for i in range(n)],
-        width=np.full(n, 640, np.int32), height=np.full(n, 480, np.int32),
-        split=list(rng.choice(["train", "val"], n, p=[0.8, 0.2])), ext_id=[str(i) for i in range(n)],
+        width=np.full(n, 640, np.int32),
+        height=np.full(n, 480, np.int32),
+        split=list(rng.choice(["train", "val"], n, p=[0.8, 0.2])),
+        ext_id=[str(i) for i in range(n)],
         missing=np.zeros(n, bool),
         custom={"weather": list(rng.choice(["clear", "rain", "fog"], n)), "brightness": list(rng.random(n).round(3))},
     )
 
     def boxes(m: int, conf: bool) -> AnnotationRecords:
         wh = rng.uniform(20, 200, (m, 2))
-        return AnnotationRecords(np.sort(rng.integers(0, n, m)), rng.integers(0, len(LABELS), m).astype(np.int32),
-                                 np.column_stack([rng.uniform(0, 400, m), rng.uniform(0, 260, m), wh]),
-                                 confidence=rng.random(m) if conf else None)
+        return AnnotationRecords(
+            np.sort(rng.integers(0, n, m)),
+            rng.integers(0, len(LABELS), m).astype(np.int32),
+            np.column_stack([rng.uniform(0, 400, m), rng.uniform(0, 260, m), wh]),
+            confidence=rng.random(m) if conf else None,
+        )
 
     store = MetadataStore(home / "visionlens.duckdb")
     parsed = ParsedDataset("coco", str(demo.root), LABELS, samples, boxes(n * 5, False), [], {})
@@ -63,10 +74,29 @@ def build(home: Path, n: int) -> None:
 
 def serve(home: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "VISIONLENS_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/browse.py", "--port", str(port),
-                             "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
-                             "--plugins", "visionlens.ui.routes", "--num-threads", "4"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            "apps/browse.py",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--allow-websocket-origin",
+            f"127.0.0.1:{port}",
+            "--plugins",
+            "visionlens.ui.routes",
+            "--num-threads",
+            "4",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import urllib.request
 
     for _ in range(200):
@@ -89,7 +119,9 @@ def measure(url: str, runs: int) -> list[tuple[str, str]]:
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             page.goto(url + "/browse")
             page.locator(".vl-tile img").first.wait_for(timeout=60000)
-            while not page.locator(".vl-tile img").evaluate_all("els => els.some(i => i.complete && i.naturalWidth > 0)"):
+            while not page.locator(".vl-tile img").evaluate_all(
+                "els => els.some(i => i.complete && i.naturalWidth > 0)"
+            ):
                 time.sleep(0.01)
             first.append(page.evaluate("() => performance.now()"))
             # filter change: pick a split value; the app reports its server-side query time under the count
@@ -114,20 +146,29 @@ def measure(url: str, runs: int) -> list[tuple[str, str]]:
             while True:
                 state = page.locator(".vl-tile").evaluate_all(
                     "els => [els.length, els.filter(e => e.classList.contains('vl-placeholder')).length,"
-                    " Math.max(...els.map(e => +e.dataset.index || 0))]")
+                    " Math.max(...els.map(e => +e.dataset.index || 0))]"
+                )
                 if state[0] and state[1] == 0 and state[2] > n * 0.4:
                     break
                 if time.monotonic() > deadline:
                     raise SystemExit("jump never showed rows near the middle")
                 time.sleep(0.005)
-            while not page.locator(".vl-tile img").evaluate_all("els => els.every(i => i.complete && i.naturalWidth > 0)"):
+            while not page.locator(".vl-tile img").evaluate_all(
+                "els => els.every(i => i.complete && i.naturalWidth > 0)"
+            ):
                 time.sleep(0.01)
             jump.append((time.perf_counter() - t0) * 1000)
             page.close()
         browser.close()
     return [
-        ("first thumbnails (navigation -> image shown)", f"median {np.median(first):.0f} ms, max {max(first):.0f} ms (target < 1500)"),
-        ("filter change, server-side query", f"median {np.median(server_ms):.0f} ms, max {max(server_ms):.0f} ms (target < 300)"),
+        (
+            "first thumbnails (navigation -> image shown)",
+            f"median {np.median(first):.0f} ms, max {max(first):.0f} ms (target < 1500)",
+        ),
+        (
+            "filter change, server-side query",
+            f"median {np.median(server_ms):.0f} ms, max {max(server_ms):.0f} ms (target < 300)",
+        ),
         ("filter change, repaint seen in browser", f"median {np.median(repaint):.0f} ms, max {max(repaint):.0f} ms"),
         ("jump to the middle row (~500K)", f"median {np.median(jump):.0f} ms, max {max(jump):.0f} ms (target < 1000)"),
     ]

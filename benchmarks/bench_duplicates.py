@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from machine import machine
 
 from visionlens.insights.duplicates import (
@@ -63,9 +62,9 @@ def clustered(n: int, rng: np.random.Generator) -> np.ndarray:
     assign = rng.integers(0, k, n)
     out = np.empty((n, DIM), np.float32)
     for s in range(0, n, 100_000):
-        a = assign[s:s + 100_000]
+        a = assign[s : s + 100_000]
         x = centres[a] + rng.standard_normal((len(a), DIM)).astype(np.float32) * spread[a, None]
-        out[s:s + len(a)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + len(a)] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -88,8 +87,9 @@ def flip_bits(h: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np
 def dataset(n: int, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     x = clustered(n, rng)
-    h = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + \
-        rng.integers(0, 2, n).astype(np.uint64)
+    h = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + rng.integers(0, 2, n).astype(
+        np.uint64
+    )
     m = n // 100
     chosen = rng.choice(n, 2 * m, replace=False)
     src, dst = chosen[:m], chosen[m:]
@@ -112,8 +112,12 @@ class _Rows:
         self.split = np.where(np.random.default_rng(3).random(n) < 0.8, "train", "val")
 
     def samples_by_id(self, dataset_id: int, ids: np.ndarray) -> pa.Table:
-        return pa.table({"filepath": [f"images/{i:07d}.jpg" for i in ids.tolist()],
-                         "split": self.split[np.asarray(ids) - 1].tolist()})
+        return pa.table(
+            {
+                "filepath": [f"images/{i:07d}.jpg" for i in ids.tolist()],
+                "split": self.split[np.asarray(ids) - 1].tolist(),
+            }
+        )
 
 
 def run(n: int, params: DuplicateParams) -> dict[str, Any]:
@@ -144,9 +148,19 @@ def run(n: int, params: DuplicateParams) -> dict[str, Any]:
     false_groups = sum(1 for g in np.flatnonzero(sizes >= 2) if g not in planted_groups)
     by_kind = {name: float(final_hit[data["kind"] == k].mean()) for k, name in enumerate(KINDS)}
     return {
-        "n": n, "made": made, **timings, "total": total, "cpu": cpu, "pairs": len(pairs), "accepted": len(dup),
-        "groups": len(findings), "false_groups": false_groups, "knn_recall": float(knn_hit.mean()),
-        "hash_recall": float(hash_hit.mean()), "recall": float(final_hit.mean()), "by_kind": by_kind,
+        "n": n,
+        "made": made,
+        **timings,
+        "total": total,
+        "cpu": cpu,
+        "pairs": len(pairs),
+        "accepted": len(dup),
+        "groups": len(findings),
+        "false_groups": false_groups,
+        "knn_recall": float(knn_hit.mean()),
+        "hash_recall": float(hash_hit.mean()),
+        "recall": float(final_hit.mean()),
+        "by_kind": by_kind,
         "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
@@ -162,7 +176,7 @@ def load_seconds(n: int) -> float:
     with tempfile.TemporaryDirectory() as folder, EdgeVectorStore(folder) as vs:
         vs.ensure_collection("bench", DIM)
         for s in range(0, n, 20_000):
-            vs.upsert("bench", np.arange(s + 1, min(s + 20_000, n) + 1), x[s:s + 20_000])
+            vs.upsert("bench", np.arange(s + 1, min(s + 20_000, n) + 1), x[s : s + 20_000])
         start = time.perf_counter()
         _dataset_vectors(None, 1, np.arange(1, n + 1), vs, "bench", lambda *a: None)
         return time.perf_counter() - start
@@ -177,19 +191,30 @@ def main() -> None:
     args = ap.parse_args()
     params = DuplicateParams(cell_size=args.cell_size, nprobe=args.nprobe)
     print(f"machine: {machine()}")
-    print(f"params: cell_size={params.cell_size} nprobe={params.nprobe} k={params.k} "
-          f"hash_orders={params.hash_orders} hash_window={params.hash_window}")
-    head = (f"{'images':>9} {'kNN s':>7} {'hash s':>7} {'decide s':>8} {'group s':>7} {'findings s':>10} "
-            f"{'total s':>8} {'CPU s':>7} {'pairs':>9} {'groups':>7} {'false':>6} {'kNN rec':>8} {'hash rec':>8} {'recall':>7} "
-            f"{'peak GiB':>8}")
+    print(
+        f"params: cell_size={params.cell_size} nprobe={params.nprobe} k={params.k} "
+        f"hash_orders={params.hash_orders} hash_window={params.hash_window}"
+    )
+    head = (
+        f"{'images':>9} {'kNN s':>7} {'hash s':>7} {'decide s':>8} {'group s':>7} {'findings s':>10} "
+        f"{'total s':>8} {'CPU s':>7} {'pairs':>9} {'groups':>7} {'false':>6} {'kNN rec':>8} {'hash rec':>8} {'recall':>7} "
+        f"{'peak GiB':>8}"
+    )
     print(head)
     for n in args.n:
         r = run(n, params)
-        print(f"{n:>9,} {r['knn']:>7.1f} {r['hash']:>7.1f} {r['decide']:>8.1f} {r['group']:>7.1f} "
-              f"{r['findings']:>10.1f} {r['total']:>8.1f} {r['cpu']:>7.0f} {r['pairs']:>9,} {r['groups']:>7,} {r['false_groups']:>6} "
-              f"{r['knn_recall']:>8.3f} {r['hash_recall']:>8.3f} {r['recall']:>7.3f} {r['peak_gib']:>8.1f}", flush=True)
-        print("          recall by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in r["by_kind"].items())
-              + f"; synthetic data made in {r['made']:.0f} s (not counted)", flush=True)
+        print(
+            f"{n:>9,} {r['knn']:>7.1f} {r['hash']:>7.1f} {r['decide']:>8.1f} {r['group']:>7.1f} "
+            f"{r['findings']:>10.1f} {r['total']:>8.1f} {r['cpu']:>7.0f} {r['pairs']:>9,} {r['groups']:>7,} {r['false_groups']:>6} "
+            f"{r['knn_recall']:>8.3f} {r['hash_recall']:>8.3f} {r['recall']:>7.3f} {r['peak_gib']:>8.1f}",
+            flush=True,
+        )
+        print(
+            "          recall by kind: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in r["by_kind"].items())
+            + f"; synthetic data made in {r['made']:.0f} s (not counted)",
+            flush=True,
+        )
         if args.load:
             print(f"          reading {n:,} vectors from the embedded store: {load_seconds(n):.1f} s", flush=True)
 

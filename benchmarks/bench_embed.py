@@ -102,8 +102,14 @@ def main() -> None:
                 seconds = time.perf_counter() - t
                 model_s += seconds
                 # the real job, end to end, into a fresh collection
-                summary = embed_images(items[start : start + chunk], embedder, store, f"round{r}",
-                                       batch_size=args.batch, num_workers=args.workers)
+                summary = embed_images(
+                    items[start : start + chunk],
+                    embedder,
+                    store,
+                    f"round{r}",
+                    batch_size=args.batch,
+                    num_workers=args.workers,
+                )
                 job_s += summary.seconds
                 failed += summary.failed
                 n_chunk = len(items[start : start + chunk])
@@ -113,9 +119,11 @@ def main() -> None:
         model_only, pipeline = len(paths) / model_s, len(paths) / job_s
 
         print()
-        print(f"bench_embed: {len(paths)} images ({'given' if args.images else 'generated 640x480 JPEG'}), "
-              f"model {args.model} (random weights), device {embedder.device}, batch {args.batch}, "
-              f"workers {args.workers}, torch threads {torch.get_num_threads()}, {args.rounds} alternating chunks")
+        print(
+            f"bench_embed: {len(paths)} images ({'given' if args.images else 'generated 640x480 JPEG'}), "
+            f"model {args.model} (random weights), device {embedder.device}, batch {args.batch}, "
+            f"workers {args.workers}, torch threads {torch.get_num_threads()}, {args.rounds} alternating chunks"
+        )
         print(f"  machine: {machine()}")
         print(f"  decode + transform, one process        {decode_serial:8.1f} images/s")
         print(f"  model only (pre-decoded batches)       {model_only:8.1f} images/s")

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from machine import machine
 
 from visionlens.evaluation import Detections, evaluate, match_objects
@@ -96,13 +95,24 @@ def store_end_to_end(gt: Detections, dt: Detections, ids: np.ndarray, repeat: in
 
     pos = {int(i): k for k, i in enumerate(ids)}
     n = len(ids)
-    samples = SampleRecords([f"{int(i)}.jpg" for i in ids], np.full(n, 640, np.int32), np.full(n, 640, np.int32),
-                            [None] * n, [str(int(i)) for i in ids], np.zeros(n, bool))
+    samples = SampleRecords(
+        [f"{int(i)}.jpg" for i in ids],
+        np.full(n, 640, np.int32),
+        np.full(n, 640, np.int32),
+        [None] * n,
+        [str(int(i)) for i in ids],
+        np.zeros(n, bool),
+    )
 
     def records(d: Detections, pred: bool) -> AnnotationRecords:
-        return AnnotationRecords(np.fromiter((pos[int(i)] for i in d.image_id), np.int64, len(d.image_id)),
-                                 d.label.astype(np.int32), d.bbox, confidence=d.score if pred else None,
-                                 iscrowd=None if pred else d.iscrowd, area=None if pred else d.area)
+        return AnnotationRecords(
+            np.fromiter((pos[int(i)] for i in d.image_id), np.int64, len(d.image_id)),
+            d.label.astype(np.int32),
+            d.bbox,
+            confidence=d.score if pred else None,
+            iscrowd=None if pred else d.iscrowd,
+            area=None if pred else d.area,
+        )
 
     labels = [f"c{k}" for k in range(N_CLASSES)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-
 from machine import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,20 +37,46 @@ def write_coco(root: Path, n_images: int, boxes_per_image: float, seed: int = 0)
     xy = rng.uniform(0, 500, (n, 2)).round(1)
     wh = rng.uniform(4, 140, (n, 2)).round(1)
     cats = rng.integers(1, 81, n)
-    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 640,
-               "weather": ["clear", "rain", "fog"][i % 3], "brightness": round(float(rng.random()), 3)}
-              for i in range(1, n_images + 1)]
-    anns = [{"id": k + 1, "image_id": int(image_of[k]), "category_id": int(cats[k]),
-             "bbox": [float(xy[k, 0]), float(xy[k, 1]), float(wh[k, 0]), float(wh[k, 1])],
-             "area": float(wh[k, 0] * wh[k, 1]), "iscrowd": 0} for k in range(n)]
-    doc = {"images": images, "annotations": anns, "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}
+    images = [
+        {
+            "id": i,
+            "file_name": f"{i:012d}.jpg",
+            "width": 640,
+            "height": 640,
+            "weather": ["clear", "rain", "fog"][i % 3],
+            "brightness": round(float(rng.random()), 3),
+        }
+        for i in range(1, n_images + 1)
+    ]
+    anns = [
+        {
+            "id": k + 1,
+            "image_id": int(image_of[k]),
+            "category_id": int(cats[k]),
+            "bbox": [float(xy[k, 0]), float(xy[k, 1]), float(wh[k, 0]), float(wh[k, 1])],
+            "area": float(wh[k, 0] * wh[k, 1]),
+            "iscrowd": 0,
+        }
+        for k in range(n)
+    ]
+    doc = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)],
+    }
     root.mkdir(parents=True, exist_ok=True)
     gt = root / "instances.json"
     gt.write_bytes(orjson.dumps(doc))
     jitter = rng.normal(0, 3, (n, 4)).round(2)
-    preds = [{"image_id": int(image_of[k]), "category_id": int(cats[k]),
-              "bbox": [float(xy[k, 0] + jitter[k, 0]), float(xy[k, 1] + jitter[k, 1]), float(wh[k, 0]), float(wh[k, 1])],
-              "score": round(float(s), 3)} for k, s in zip(range(n), rng.random(n))]
+    preds = [
+        {
+            "image_id": int(image_of[k]),
+            "category_id": int(cats[k]),
+            "bbox": [float(xy[k, 0] + jitter[k, 0]), float(xy[k, 1] + jitter[k, 1]), float(wh[k, 0]), float(wh[k, 1])],
+            "score": round(float(s), 3),
+        }
+        for k, s in zip(range(n), rng.random(n))
+    ]
     pred = root / "preds.json"
     pred.write_bytes(orjson.dumps(preds))
     return gt, pred
@@ -68,7 +93,10 @@ def bench_ingest(n_images: int, tmp: Path) -> list[tuple[str, str]]:
     rows = report.samples + report.gt_boxes + sum(report.predictions.values())
     store.close()
     return [
-        ("dataset", f"{report.samples:,} images, {report.gt_boxes:,} GT, {sum(report.predictions.values()):,} predictions"),
+        (
+            "dataset",
+            f"{report.samples:,} images, {report.gt_boxes:,} GT, {sum(report.predictions.values()):,} predictions",
+        ),
         ("files", f"{(gt.stat().st_size + pred.stat().st_size) / 1e6:.0f} MB JSON (generated in {gen:.1f}s)"),
         ("ingest time", f"{secs:.2f} s (target < 20 s)"),
         ("rows/s", f"{rows / secs:,.0f}"),
@@ -76,7 +104,9 @@ def bench_ingest(n_images: int, tmp: Path) -> list[tuple[str, str]]:
     ]
 
 
-def synthetic_large(n_samples: int, boxes_per_sample: int, rng: np.random.Generator) -> tuple[ParsedDataset, ParsedPredictions]:
+def synthetic_large(
+    n_samples: int, boxes_per_sample: int, rng: np.random.Generator
+) -> tuple[ParsedDataset, ParsedPredictions]:
     """1M samples / 10M boxes built as columns directly (a 1.5 GB JSON file would only measure JSON parsing)."""
     n_gt = n_samples * boxes_per_sample // 2
     n_pred = n_samples * boxes_per_sample - n_gt
@@ -87,9 +117,11 @@ def synthetic_large(n_samples: int, boxes_per_sample: int, rng: np.random.Genera
         split=list(rng.choice(["train", "val", "test"], n_samples, p=[0.7, 0.2, 0.1])),
         ext_id=[str(i) for i in range(n_samples)],
         missing=np.zeros(n_samples, bool),
-        custom={"weather": list(rng.choice(["clear", "rain", "fog", "snow"], n_samples)),
-                "brightness": list(rng.random(n_samples).round(3)),
-                "camera": list(rng.choice([f"cam_{i}" for i in range(40)], n_samples))},
+        custom={
+            "weather": list(rng.choice(["clear", "rain", "fog", "snow"], n_samples)),
+            "brightness": list(rng.random(n_samples).round(3)),
+            "camera": list(rng.choice([f"cam_{i}" for i in range(40)], n_samples)),
+        },
     )
 
     def boxes(n: int, with_conf: bool) -> AnnotationRecords:
@@ -101,7 +133,9 @@ def synthetic_large(n_samples: int, boxes_per_sample: int, rng: np.random.Genera
             confidence=rng.random(n) if with_conf else None,
         )
 
-    parsed = ParsedDataset("coco", "/data/large", CLASSES, samples, boxes(n_gt, False), [], {"label_ext_ids": [str(i) for i in range(80)]})
+    parsed = ParsedDataset(
+        "coco", "/data/large", CLASSES, samples, boxes(n_gt, False), [], {"label_ext_ids": [str(i) for i in range(80)]}
+    )
     return parsed, ParsedPredictions(boxes(n_pred, True), [])
 
 
@@ -113,16 +147,34 @@ def varied_filters(rng: np.random.Generator, n: int) -> list[Filters]:
             f = Filters(fields=(FieldFilter(field="split", values=(str(rng.choice(["train", "val", "test"])),)),))
         elif kind == 1:
             lo = float(rng.uniform(0, 0.8))
-            f = Filters(fields=(FieldFilter(field="brightness", range=Range(min=lo, max=lo + 0.1)),
-                                FieldFilter(field="weather", values=("rain", "fog"))))
+            f = Filters(
+                fields=(
+                    FieldFilter(field="brightness", range=Range(min=lo, max=lo + 0.1)),
+                    FieldFilter(field="weather", values=("rain", "fog")),
+                )
+            )
         elif kind == 2:
-            f = Filters(annotations=(LabelFilter(source="model", labels=(str(rng.choice(CLASSES)),), confidence=Range(max=0.5)),))
+            f = Filters(
+                annotations=(
+                    LabelFilter(source="model", labels=(str(rng.choice(CLASSES)),), confidence=Range(max=0.5)),
+                )
+            )
         elif kind == 3:
-            f = Filters(fields=(FieldFilter(field="camera", values=tuple(f"cam_{i}" for i in rng.integers(0, 40, 3))),),
-                        annotations=(LabelFilter(labels=tuple(str(c) for c in rng.choice(CLASSES, 2)),),))
+            f = Filters(
+                fields=(FieldFilter(field="camera", values=tuple(f"cam_{i}" for i in rng.integers(0, 40, 3))),),
+                annotations=(
+                    LabelFilter(
+                        labels=tuple(str(c) for c in rng.choice(CLASSES, 2)),
+                    ),
+                ),
+            )
         else:
-            f = Filters(fields=(FieldFilter(field="num_gt", range=Range(min=int(rng.integers(3, 9)))),
-                                FieldFilter(field="split", values=("val",))))
+            f = Filters(
+                fields=(
+                    FieldFilter(field="num_gt", range=Range(min=int(rng.integers(3, 9)))),
+                    FieldFilter(field="split", values=("val",)),
+                )
+            )
         out.append(f)
     return out
 
@@ -152,15 +204,18 @@ def bench_query(n_samples: int, tmp: Path) -> list[tuple[str, str]]:
     ids = store.matching_ids(ds_id, Filters(), Sort(field="brightness"))
     all_ids_ms = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
-    store.samples_by_id(ds_id, ids[500_000 % len(ids):500_000 % len(ids) + 60])
+    store.samples_by_id(ds_id, ids[500_000 % len(ids) : 500_000 % len(ids) + 60])
     window_ms = (time.perf_counter() - t0) * 1000
     total = store.table_counts()
     store.close()
     return [
         ("dataset", f"{n_samples:,} samples, {total['annotations']:,} annotations (GT + 1 model)"),
         ("bulk load (Arrow)", f"{load:.1f} s"),
-        ("filters", f"50 varied (split, range+categorical, label+confidence, camera+labels, num_gt), 3 sort orders, "
-                    f"half at a random deep offset; matches {min(counts):,}–{max(counts):,}"),
+        (
+            "filters",
+            f"50 varied (split, range+categorical, label+confidence, camera+labels, num_gt), 3 sort orders, "
+            f"half at a random deep offset; matches {min(counts):,}–{max(counts):,}",
+        ),
         ("count + page p50", f"{np.percentile(times, 50):.1f} ms"),
         ("count + page p95", f"{np.percentile(times, 95):.1f} ms (target < 50 ms)"),
         ("count + page max", f"{max(times):.1f} ms"),

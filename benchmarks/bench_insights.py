@@ -43,8 +43,12 @@ def _vectors_and_hashes(store: MetadataStore, ds_id: int, vs: EdgeVectorStore, r
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     vs.ensure_collection("bench", 512)
     for start in range(0, n, 50_000):
-        vs.upsert("bench", ids[start:start + 50_000], x[start:start + 50_000],
-                  [{"dataset": ds_id}] * len(ids[start:start + 50_000]))
+        vs.upsert(
+            "bench",
+            ids[start : start + 50_000],
+            x[start : start + 50_000],
+            [{"dataset": ds_id}] * len(ids[start : start + 50_000]),
+        )
     store.register_collection("bench", "bench", {}, 512)
     for method in ("phash", "dhash"):
         store.write_image_hashes(ds_id, ids, hashes, method)
@@ -64,8 +68,10 @@ def main() -> None:
     vs = EdgeVectorStore(tmp / "qdrant")
     _vectors_and_hashes(store, ds_id, vs, rng)
     print(machine())
-    print(f"dataset: {args.images:,} images, {len(parsed.annotations):,} GT, {len(preds.annotations):,} predictions, "
-          "512-d vectors and hashes stored")
+    print(
+        f"dataset: {args.images:,} images, {len(parsed.annotations):,} GT, {len(preds.annotations):,} predictions, "
+        "512-d vectors and hashes stored"
+    )
     kinds = ("slice", "error_pattern", "label_mistake", "near_duplicate")
     print(f"{'run':<6} " + " ".join(f"{k:>15}" for k in kinds) + f" {'total s':>8}   findings")
     for run in ("cold", "warm"):

@@ -53,11 +53,20 @@ def build(n_images: int, boxes: float, rng: np.random.Generator) -> tuple[Parsed
     p_miss[(label == len(CLASSES) - 1) & (side * side < 32 * 32)] = 0.8
     found = rng.random(n) >= p_miss
     samples = SampleRecords(
-        filepath=[f"images/{i:08d}.jpg" for i in range(n_images)], width=np.full(n_images, 640, np.int32),
-        height=np.full(n_images, 480, np.int32), split=list(rng.choice(["train", "val"], n_images)),
-        ext_id=[str(i) for i in range(n_images)], missing=np.zeros(n_images, bool),
-        custom={"camera": [f"cam_{c}" for c in cameras], "hour": hour.tolist(), "weather": weather.tolist(),
-                "road": road.tolist(), "brightness": rng.random(n_images).round(3).tolist()})
+        filepath=[f"images/{i:08d}.jpg" for i in range(n_images)],
+        width=np.full(n_images, 640, np.int32),
+        height=np.full(n_images, 480, np.int32),
+        split=list(rng.choice(["train", "val"], n_images)),
+        ext_id=[str(i) for i in range(n_images)],
+        missing=np.zeros(n_images, bool),
+        custom={
+            "camera": [f"cam_{c}" for c in cameras],
+            "hour": hour.tolist(),
+            "weather": weather.tolist(),
+            "road": road.tolist(),
+            "brightness": rng.random(n_images).round(3).tolist(),
+        },
+    )
     bbox = np.concatenate([xy, wh], 1)
     gt = AnnotationRecords(sample_index=image, label_index=label.astype(np.int32), bbox=bbox, area=wh[:, 0] * wh[:, 1])
     fp_n = rng.poisson(0.5, n_images)
@@ -69,10 +78,17 @@ def build(n_images: int, boxes: float, rng: np.random.Generator) -> tuple[Parsed
     order = np.argsort(np.concatenate([image[found], fp_image]), kind="stable")
     preds = AnnotationRecords(
         sample_index=np.concatenate([image[found], fp_image])[order],
-        label_index=np.concatenate([label[found], rng.integers(0, len(CLASSES), len(fp_image))]).astype(np.int32)[order],
+        label_index=np.concatenate([label[found], rng.integers(0, len(CLASSES), len(fp_image))]).astype(np.int32)[
+            order
+        ],
         bbox=pred_box[order],
-        confidence=np.concatenate([rng.uniform(0.5, 1, int(found.sum())), rng.uniform(0.05, 0.5, len(fp_image))])[order])
-    parsed = ParsedDataset("coco", "/data/bench", CLASSES, samples, gt, [], {"label_ext_ids": [str(i) for i in range(len(CLASSES))]})
+        confidence=np.concatenate([rng.uniform(0.5, 1, int(found.sum())), rng.uniform(0.05, 0.5, len(fp_image))])[
+            order
+        ],
+    )
+    parsed = ParsedDataset(
+        "coco", "/data/bench", CLASSES, samples, gt, [], {"label_ext_ids": [str(i) for i in range(len(CLASSES))]}
+    )
     return parsed, ParsedPredictions(preds, []), {"cameras": cameras}
 
 
@@ -120,15 +136,26 @@ def main() -> None:
             last[0] = now
 
         t0 = time.perf_counter()
-        findings = slices.find_slices(store, ds_id, "m", progress=progress, ap_top=0 if args.no_ap else 10,
-                                      vectors=vectors, collection="bench-vectors" if vectors else None)
+        findings = slices.find_slices(
+            store,
+            ds_id,
+            "m",
+            progress=progress,
+            ap_top=0 if args.no_ap else 10,
+            vectors=vectors,
+            collection="bench-vectors" if vectors else None,
+        )
         total_s = time.perf_counter() - t0
         counts = store.table_counts()
         print(f"machine: {machine()}")
-        print(f"dataset: {counts['samples']:,} images, {counts['annotations']:,} boxes (GT + predictions); "
-              f"built in {build_s:.1f} s, evaluated in {eval_s:.1f} s")
-        print(f"find_slices: {total_s:.1f} s for {len(findings)} findings (AP {'off' if args.no_ap else 'on the top 10'}, "
-              f"clusters {'on' if vectors else 'off'})")
+        print(
+            f"dataset: {counts['samples']:,} images, {counts['annotations']:,} boxes (GT + predictions); "
+            f"built in {build_s:.1f} s, evaluated in {eval_s:.1f} s"
+        )
+        print(
+            f"find_slices: {total_s:.1f} s for {len(findings)} findings (AP {'off' if args.no_ap else 'on the top 10'}, "
+            f"clusters {'on' if vectors else 'off'})"
+        )
         for step, secs in stages.items():
             print(f"  {step} (time up to its last report): {secs:.1f} s")
         print("planted:")
@@ -137,7 +164,9 @@ def main() -> None:
         print("  fog ∧ wet:", rank_of(findings, lambda f: "fog" in f.title and "wet" in f.title))
         print("  small trucks:", rank_of(findings, lambda f: "truck" in f.title and "small" in f.title))
         for f in findings[:12]:
-            print(f"  {f.score:8.2f}  {f.title}  [{f.evidence['images']:,} images, p_adj {f.evidence['p_adjusted']:.2g}]")
+            print(
+                f"  {f.score:8.2f}  {f.title}  [{f.evidence['images']:,} images, p_adj {f.evidence['p_adjusted']:.2g}]"
+            )
         store.close()
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from machine import machine
 
 RENDER_TARGET_MS = 150.0
@@ -34,12 +33,14 @@ def clustered_frame(n: int, seed: int = 0, categories: int = 10) -> pd.DataFrame
     blob = rng.choice(blobs, n, p=rng.dirichlet(np.ones(blobs) * 2))
     xy = centers[blob] + rng.normal(0, 1, (n, 2)) * scales[blob, None]
     cat = np.where(rng.random(n) < 0.8, blob % categories, rng.integers(0, categories, n))
-    return pd.DataFrame({
-        "sample_id": np.arange(1, n + 1, dtype=np.int64),
-        "x": xy[:, 0].astype(np.float32),
-        "y": xy[:, 1].astype(np.float32),
-        "color": pd.Categorical.from_codes(cat.astype(np.int8), [f"class_{i}" for i in range(categories)]),
-    })
+    return pd.DataFrame(
+        {
+            "sample_id": np.arange(1, n + 1, dtype=np.int64),
+            "x": xy[:, 0].astype(np.float32),
+            "y": xy[:, 1].astype(np.float32),
+            "color": pd.Categorical.from_codes(cat.astype(np.int8), [f"class_{i}" for i in range(categories)]),
+        }
+    )
 
 
 def zoom_boxes(frame: pd.DataFrame, count: int, seed: int = 1) -> list[tuple[tuple[float, float], tuple[float, float]]]:
@@ -108,7 +109,13 @@ def main() -> None:
     from holoviews.operation.datashader import rasterize
 
     from visionlens.ui.map_view import (
-        _spread, highlight_frame, ids_in_bounds, ids_in_polygon, nearest_index, point_colors, render_static,
+        _spread,
+        highlight_frame,
+        ids_in_bounds,
+        ids_in_polygon,
+        nearest_index,
+        point_colors,
+        render_static,
     )
 
     t = time.perf_counter()
@@ -126,8 +133,9 @@ def main() -> None:
     grey_points = Points(frame[["x", "y"]], ["x", "y"])
 
     def grey_layer(box: Any) -> Any:
-        agg = rasterize(grey_points, aggregator=dsh.count(), dynamic=False, x_range=box[0], y_range=box[1],
-                        width=w, height=h)
+        agg = rasterize(
+            grey_points, aggregator=dsh.count(), dynamic=False, x_range=box[0], y_range=box[1], width=w, height=h
+        )
         return _spread(agg, len(frame), dynamic=False)
 
     for box in boxes[:3]:  # numba compiles aggregation and spreading kernels on first use, once per process
@@ -142,11 +150,12 @@ def main() -> None:
     covered = float(np.mean([len(hh) for hh in hits])) / len(frame)
     # cross-check one lasso against a scan over every point with shapely's non-prepared predicate
     poly = shapely.Polygon(polys[0])
-    brute = frame["sample_id"].to_numpy()[shapely.contains_xy(poly, frame["x"].to_numpy(np.float64),
-                                                              frame["y"].to_numpy(np.float64))]
+    brute = frame["sample_id"].to_numpy()[
+        shapely.contains_xy(poly, frame["x"].to_numpy(np.float64), frame["y"].to_numpy(np.float64))
+    ]
     assert np.array_equal(np.sort(brute), np.sort(hits[0])), "lasso hit-test disagrees with a full scan"
 
-    box_args = [(b[0][0], b[1][0], b[0][1], b[1][1]) for b in boxes[1: args.lassos + 1]]
+    box_args = [(b[0][0], b[1][0], b[0][1], b[1][1]) for b in boxes[1 : args.lassos + 1]]
     box_ms, _ = time_each(lambda b: ids_in_bounds(frame, b), box_args)
     rng = np.random.default_rng(3)
     taps = [tuple(rng.uniform(-15, 15, 2)) for _ in range(args.lassos)]

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import machine
 
 from visionlens.store.vectors import EdgeVectorStore, IndexParams
@@ -83,8 +82,11 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=IndexParams.m)
     ap.add_argument("--ef-construct", type=int, default=IndexParams.ef_construct)
     ap.add_argument("--search-ef", type=int, nargs="+", default=[128, 256, 512])
-    ap.add_argument("--path", help="store directory, kept and reused by the next run with the same --n "
-                                    "(default: a temporary one, removed afterwards)")
+    ap.add_argument(
+        "--path",
+        help="store directory, kept and reused by the next run with the same --n "
+        "(default: a temporary one, removed afterwards)",
+    )
     args = ap.parse_args()
 
     n, dim = args.n, args.dim
@@ -120,8 +122,14 @@ def main() -> None:
         print(f"  {name:<{width}}  {value}")
 
 
-def load(store: EdgeVectorStore, ids: np.ndarray, x: np.ndarray, payloads: list[dict], index: IndexParams,
-         rows: list[tuple[str, str]]) -> None:
+def load(
+    store: EdgeVectorStore,
+    ids: np.ndarray,
+    x: np.ndarray,
+    payloads: list[dict],
+    index: IndexParams,
+    rows: list[tuple[str, str]],
+) -> None:
     """Bulk upsert, then build the HNSW graph; both timed."""
     n = len(ids)
     t = time.perf_counter()
@@ -145,8 +153,16 @@ def same_as_exact(got_rows: np.ndarray, want_rows: np.ndarray, x: np.ndarray, q:
     return bool(np.allclose(np.sort(x[got_rows] @ q), np.sort(x[want_rows] @ q), atol=1e-5))
 
 
-def query_rows(store: EdgeVectorStore, x: np.ndarray, ids: np.ndarray, payloads: list[dict], queries: np.ndarray,
-               index: IndexParams, search_efs: list[int], rng: np.random.Generator) -> list[tuple[str, str]]:
+def query_rows(
+    store: EdgeVectorStore,
+    x: np.ndarray,
+    ids: np.ndarray,
+    payloads: list[dict],
+    queries: np.ndarray,
+    index: IndexParams,
+    search_efs: list[int],
+    rng: np.random.Generator,
+) -> list[tuple[str, str]]:
     """Recall and latency of HNSW search per search ef; latency and exactness of every exact (filtered) path."""
     rows: list[tuple[str, str]] = []
     n = len(ids)
@@ -161,8 +177,10 @@ def query_rows(store: EdgeVectorStore, x: np.ndarray, ids: np.ndarray, payloads:
             res, lat = timed(lambda q, k=k: store.search("bench", q, k)[0], [(q,) for q in queries])
             recall = np.mean([len(np.intersect1d(r - 1, t)) / k for r, t in zip(res, truth[k], strict=True)])
             rows.append(
-                (f"HNSW top-{k}, search ef=max({ef}, 2k)", f"recall {recall:.3f}, p50 {np.percentile(lat, 50):.1f} ms, "
-                 f"p95 {np.percentile(lat, 95):.1f} ms")
+                (
+                    f"HNSW top-{k}, search ef=max({ef}, 2k)",
+                    f"recall {recall:.3f}, p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms",
+                )
             )
             print(rows[-1], flush=True)
     store.index = index
@@ -172,21 +190,29 @@ def query_rows(store: EdgeVectorStore, x: np.ndarray, ids: np.ndarray, payloads:
     cases = [
         ("exact top-50, no filter (full scan)", {}, None),
         ("exact top-50, payload split=val (10%)", {"payload_filter": {"split": "val"}}, split == "val"),
-        (f"exact top-50, payload labels={LABELS[3]} ({has_label.mean():.0%})",
-         {"payload_filter": {"labels": [LABELS[3]]}}, has_label),
+        (
+            f"exact top-50, payload labels={LABELS[3]} ({has_label.mean():.0%})",
+            {"payload_filter": {"labels": [LABELS[3]]}},
+            has_label,
+        ),
         ("exact top-50, payload split=train (80%)", {"payload_filter": {"split": "train"}}, split == "train"),
     ]
     for frac in (0.01, 0.10, 0.25, 0.50):
         allowed = np.sort(rng.choice(ids, int(n * frac), replace=False))
-        cases.append((f"exact top-50, id set {frac:.0%} ({len(allowed):,} ids)", {"allowed_ids": allowed},
-                      np.isin(ids, allowed)))
+        cases.append(
+            (f"exact top-50, id set {frac:.0%} ({len(allowed):,} ids)", {"allowed_ids": allowed}, np.isin(ids, allowed))
+        )
     for label, kw, mask in cases:
         reps = [(q,) for q in queries[:30]]
         res, lat = timed(lambda q, kw=kw: store.search("bench", q, 50, exact=True, **kw)[0], reps)
         want = exact_topk(x, queries[:30], 50, mask)
         same = np.mean([same_as_exact(r - 1, w, x, q) for r, w, q in zip(res, want, queries, strict=False)])
-        rows.append((label, f"p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms, "
-                            f"exact top-50 {same:.0%}"))
+        rows.append(
+            (
+                label,
+                f"p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms, exact top-50 {same:.0%}",
+            )
+        )
         print(rows[-1], flush=True)
     return rows
 

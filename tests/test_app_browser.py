@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, serve_app, shown_count as _count
+from tests.browser_helpers import ARTIFACTS, serve_app
+from tests.browser_helpers import shown_count as _count
 
 pytestmark = pytest.mark.browser
 
@@ -31,8 +32,13 @@ def _serve(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("apphome")
     env = {**os.environ, "VISIONLENS_HOME": str(home)}
-    out = subprocess.run([sys.executable, "-m", "visionlens.cli", "demo", "--n", "150", "--seed", "5"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "visionlens.cli", "demo", "--n", "150", "--seed", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     return home
 
@@ -40,10 +46,17 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def expected(demo_home: Path) -> dict[str, int]:
     """Counts computed through the Python API before the server takes the database (one process per file)."""
-    code = ("import json, visionlens as vl; ds = vl.load('demo'); "
-            f"print(json.dumps({{'night_cars': ds.count(vl.Filters.model_validate({NIGHT_CARS!r}))}}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "VISIONLENS_HOME": str(demo_home)})
+    code = (
+        "import json, visionlens as vl; ds = vl.load('demo'); "
+        f"print(json.dumps({{'night_cars': ds.count(vl.Filters.model_validate({NIGHT_CARS!r}))}}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "VISIONLENS_HOME": str(demo_home)},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -54,9 +67,6 @@ def server(demo_home: Path, expected: dict[str, int]) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
-
-
-
 
 
 def _wait_count(page, predicate, timeout: float = 15) -> int:
@@ -103,9 +113,11 @@ def test_grid_shows_tiles_with_solid_and_dashed_boxes(server, page):
     page.wait_for_selector(".vl-tile svg .vl-pred", timeout=15000)
     gt = page.locator(".vl-tile svg .vl-gt").count()
     pred_dash = page.locator(".vl-tile svg .vl-pred rect.vl-stroke").evaluate_all(
-        "els => els.map(e => e.getAttribute('stroke-dasharray'))")
+        "els => els.map(e => e.getAttribute('stroke-dasharray'))"
+    )
     gt_dash = page.locator(".vl-tile svg .vl-gt rect.vl-stroke").evaluate_all(
-        "els => els.map(e => e.getAttribute('stroke-dasharray'))")
+        "els => els.map(e => e.getAttribute('stroke-dasharray'))"
+    )
     assert gt > 0 and pred_dash and all(d and d != "none" for d in pred_dash)
     assert all(d in (None, "none") for d in gt_dash)
     # thumbnails are real images served by the route
@@ -164,8 +176,13 @@ def test_click_opens_detail_and_keys_page_through(server, page):
 
 def test_thumbnail_route_refuses_without_login_when_auth_is_on(tmp_path):
     home = tmp_path / "authhome"  # its own database: DuckDB lets one server process hold a file
-    out = subprocess.run([sys.executable, "-m", "visionlens.cli", "demo", "--n", "8"], capture_output=True, text=True,
-                         env={**os.environ, "VISIONLENS_HOME": str(home)}, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "visionlens.cli", "demo", "--n", "8"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VISIONLENS_HOME": str(home)},
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     proc, url = _serve(home, "--basic-auth", "s3cret-pass", "--cookie-secret", "x" * 32)
     try:
@@ -210,8 +227,13 @@ def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
     from tests.factories import coco_doc, simple_coco, write_coco
 
     good = simple_coco(tmp_path / "good")
-    bad = write_coco(tmp_path / "bad", coco_doc([{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
-                                                [{"id": 1, "image_id": 1, "category_id": 77, "bbox": [0, 0, 1, 1]}]))
+    bad = write_coco(
+        tmp_path / "bad",
+        coco_doc(
+            [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
+            [{"id": 1, "image_id": 1, "category_id": 77, "bbox": [0, 0, 1, 1]}],
+        ),
+    )
     page.goto(server + "/browse")
     page.wait_for_selector(".vl-tile", timeout=30000)
     page.locator(".bk-tab:text-is('Datasets')").click()

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 import visionlens as vl
+from tests.factories import coco_doc, write_coco
 from visionlens.cleanup import delete_dataset, find_orphans, fix_orphans
 from visionlens.config import get_settings
 from visionlens.embedding_jobs import close_vector_stores, embed_dataset, project_dataset, vector_store
 from visionlens.metrics import evaluate_model
 from visionlens.thumbnails import ThumbnailCache
-from tests.factories import coco_doc, write_coco
 
 COLLECTION = "builtin-colorstats-v1"
 
@@ -28,8 +28,9 @@ def make_dataset(root: Path, n: int, field: str, seed: int) -> tuple[Path, Path]
     images, anns, preds = [], [], []
     for i in range(1, n + 1):
         images.append({"id": i, "file_name": f"im{i:02d}.jpg", "width": 64, "height": 48, field: f"v{i % 3}"})
-        anns.append({"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [4, 4, 30, 20], "area": 600,
-                     "iscrowd": 0})
+        anns.append(
+            {"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [4, 4, 30, 20], "area": 600, "iscrowd": 0}
+        )
         preds.append({"image_id": i, "category_id": 1 + i % 2, "bbox": [5, 4, 29, 21], "score": 0.9})
     path = write_coco(root, coco_doc(images, anns), make_images=False)
     for im in images:
@@ -83,7 +84,9 @@ def test_delete_dataset_leaves_doctor_clean_and_the_other_dataset_whole(store, t
     a_files = thumbs().keys_for(a_uris)
     assert len(a_files) == 16 and all((thumbs().cache_dir / f).exists() for f in a_files)
     columns_before = {r[0] for r in sql(store, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples'")}
-    a_columns = {r[0] for r in sql(store, "SELECT column_name FROM fields WHERE dataset_id = ? AND NOT builtin", [a.id])}
+    a_columns = {
+        r[0] for r in sql(store, "SELECT column_name FROM fields WHERE dataset_id = ? AND NOT builtin", [a.id])
+    }
     assert len(a_columns) == 4  # its own field and its evaluation's tp/fp/fn counts
 
     report = vl.delete_dataset("a", store)
@@ -96,8 +99,17 @@ def test_delete_dataset_leaves_doctor_clean_and_the_other_dataset_whole(store, t
     assert not np.isin(vs.all_ids(COLLECTION), a_ids).any()
     columns_after = {r[0] for r in sql(store, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples'")}
     assert columns_before - columns_after == a_columns
-    for table in ("samples", "annotations", "eval_objects", "evaluations", "projections", "fields", "labels",
-                  "sources", "ingest_issues"):
+    for table in (
+        "samples",
+        "annotations",
+        "eval_objects",
+        "evaluations",
+        "projections",
+        "fields",
+        "labels",
+        "sources",
+        "ingest_issues",
+    ):
         assert sql(store, f"SELECT count(*) FROM {table} WHERE dataset_id = ?", [a.id]) == [(0,)]
     # b is untouched: rows, its custom field, vectors and thumbnails
     b = vl.load("b", store)
@@ -163,10 +175,17 @@ def test_doctor_finds_and_fixes_every_orphan_kind(store, two):
     temp = stray.parent / ".tmp-crashed1.jpg"
     temp.write_bytes(b"half")
     os.utime(temp, (1, 1))
-    b_tables = {r[0]: r[1] for r in sql(store, """
+    b_tables = {
+        r[0]: r[1]
+        for r in sql(
+            store,
+            """
         SELECT 'samples', count(*) FROM samples WHERE dataset_id = $1 UNION ALL
         SELECT 'annotations', count(*) FROM annotations WHERE dataset_id = $1 UNION ALL
-        SELECT 'fields', count(*) FROM fields WHERE dataset_id = $1""", [b.id])}
+        SELECT 'fields', count(*) FROM fields WHERE dataset_id = $1""",
+            [b.id],
+        )
+    }
 
     report = find_orphans(store)
     found = counts(report)
@@ -176,7 +195,9 @@ def test_doctor_finds_and_fixes_every_orphan_kind(store, two):
     assert found["eval_objects_without_evaluation"] == n_eval
     assert found["rows_without_dataset"] >= sum(b_tables.values())
     by_kind = {k.kind: k for k in report.kinds}
-    assert any(e.startswith(f"samples: 5 rows of dataset id(s) {b.id}") for e in by_kind["rows_without_dataset"].examples)
+    assert any(
+        e.startswith(f"samples: 5 rows of dataset id(s) {b.id}") for e in by_kind["rows_without_dataset"].examples
+    )
     assert "later_feature: 1 rows of dataset id(s) 999" in by_kind["rows_without_dataset"].examples
     assert "'f_stray__num'" in by_kind["unreferenced_columns"].examples
     assert repr(b_column) in by_kind["unreferenced_columns"].examples  # b's custom field

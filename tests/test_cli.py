@@ -13,8 +13,14 @@ from tests.factories import coco_doc, simple_coco, write_coco
 
 def run(home: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "VISIONLENS_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "visionlens.cli", *args], capture_output=True, text=True,
-                          env=env, input=input, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "visionlens.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=input,
+        timeout=300,
+    )
 
 
 def test_ingest_list_info_delete(home, tmp_path):
@@ -37,8 +43,10 @@ def test_ingest_list_info_delete(home, tmp_path):
 
 
 def test_bad_input_prints_one_clear_line(home, tmp_path):
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
-                   [{"id": 1, "image_id": 1, "category_id": 42, "bbox": [0, 0, 1, 1]}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
+        [{"id": 1, "image_id": 1, "category_id": 42, "bbox": [0, 0, 1, 1]}],
+    )
     path = write_coco(tmp_path / "c", doc)
     out = run(home, "ingest", str(path), "--name", "bad")
     assert out.returncode == 1
@@ -72,6 +80,10 @@ def test_demo_out_never_deletes_a_users_folder(home, tmp_path):
     (target / "holiday.jpg").write_bytes(b"precious")
     out = run(home, "demo", "--n", "5", "--no-analyse", "--out", str(target))
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert str(target) in out.stderr.replace("\n", "") and "not made by `visionlens demo`" in out.stderr.replace("\n", "")
-    assert [p.name for p in target.iterdir()] == ["holiday.jpg"] and (target / "holiday.jpg").read_bytes() == b"precious"
+    assert str(target) in out.stderr.replace("\n", "") and "not made by `visionlens demo`" in out.stderr.replace(
+        "\n", ""
+    )
+    assert [p.name for p in target.iterdir()] == ["holiday.jpg"] and (
+        target / "holiday.jpg"
+    ).read_bytes() == b"precious"
     assert "no datasets yet" in run(home, "list").stdout

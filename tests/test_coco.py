@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import visionlens as vl
-from visionlens.errors import IngestError
 from tests.factories import coco_doc, image, simple_coco, write_coco
+from visionlens.errors import IngestError
 
 
 def test_single_file_reads_samples_boxes_polygons_and_custom_fields(store, tmp_path):
@@ -41,7 +41,9 @@ def test_polygons_are_kept(store, tmp_path):
 
 
 def test_split_files_and_two_models(store, demo_files):
-    ds = vl.ingest(demo_files.root, "demo", predictions={m: str(p) for m, p in demo_files.predictions.items()}, store=store)
+    ds = vl.ingest(
+        demo_files.root, "demo", predictions={m: str(p) for m, p in demo_files.predictions.items()}, store=store
+    )
     assert ds.models() == ["detector_a", "detector_b"]
     splits = dict(ds.value_counts("split"))
     assert splits["train"] + splits["val"] == 120 and splits["val"] == 36
@@ -71,8 +73,10 @@ def test_non_utf8_json(store, tmp_path):
 
 
 def test_unknown_category_names_the_annotation(store, tmp_path):
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-                   [{"id": 5, "image_id": 1, "category_id": 9, "bbox": [0, 0, 4, 4]}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        [{"id": 5, "image_id": 1, "category_id": 9, "bbox": [0, 0, 4, 4]}],
+    )
     with pytest.raises(IngestError, match=r"annotations\[0\]\.category_id: unknown category_id 9"):
         vl.ingest(write_coco(tmp_path / "c", doc), "c", store=store)
 
@@ -81,14 +85,29 @@ def test_unknown_category_names_the_annotation(store, tmp_path):
     ("images", "annotations", "message"),
     [
         ([{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], [], r"images\[1\]: duplicate image id 1"),
-        ([{"id": 1, "file_name": "a.jpg"}],
-         [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]},
-          {"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}], r"annotations\[1\]: duplicate annotation id 7"),
-        ([{"id": 1, "file_name": "a.jpg"}], [{"id": 7, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
-         r"annotations\[0\]\.image_id: image_id 2 is not in 'images'"),
-        ([{"id": 1, "file_name": "a.jpg"}], [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1]}],
-         r"annotations\[0\]\.bbox: bbox must be"),
-        ([{"id": 1, "file_name": "../../etc/passwd"}], [], r"images\[0\]\.file_name: file name '../../etc/passwd' escapes"),
+        (
+            [{"id": 1, "file_name": "a.jpg"}],
+            [
+                {"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]},
+                {"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]},
+            ],
+            r"annotations\[1\]: duplicate annotation id 7",
+        ),
+        (
+            [{"id": 1, "file_name": "a.jpg"}],
+            [{"id": 7, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            r"annotations\[0\]\.image_id: image_id 2 is not in 'images'",
+        ),
+        (
+            [{"id": 1, "file_name": "a.jpg"}],
+            [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1]}],
+            r"annotations\[0\]\.bbox: bbox must be",
+        ),
+        (
+            [{"id": 1, "file_name": "../../etc/passwd"}],
+            [],
+            r"images\[0\]\.file_name: file name '../../etc/passwd' escapes",
+        ),
         ([{"id": 1, "file_name": "/etc/passwd"}], [], r"is absolute"),
         ([{"id": 1}], [], r"images\[0\]: image needs 'id' and 'file_name'"),
     ],
@@ -105,9 +124,13 @@ def test_bad_input_is_named(store, tmp_path, images, annotations, message):
 
 
 def test_boxes_outside_the_image_are_kept_as_given_and_reported(store, tmp_path):
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-                   [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [-5, 40, 20, 20]},
-                    {"id": 2, "image_id": 1, "category_id": 1, "bbox": [10, 10, 5, 5]}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [-5, 40, 20, 20]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [10, 10, 5, 5]},
+        ],
+    )
     ds = vl.ingest(write_coco(tmp_path / "c", doc), "c", store=store)
     ann = ds.annotations(ds.sample_ids()).sort_values("w")
     assert list(ann[["x", "y", "w", "h"]].iloc[1]) == [-5, 40, 20, 20]
@@ -117,9 +140,13 @@ def test_boxes_outside_the_image_are_kept_as_given_and_reported(store, tmp_path)
 
 
 def test_missing_images_are_recorded_and_the_rest_ingested(store, tmp_path):
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
-                    {"id": 2, "file_name": "gone.jpg", "width": 64, "height": 48}],
-                   [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5]}])
+    doc = coco_doc(
+        [
+            {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "gone.jpg", "width": 64, "height": 48},
+        ],
+        [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+    )
     root = tmp_path / "c"
     image(root / "images" / "a.jpg")
     ds = vl.ingest(write_coco(root, doc, make_images=False), "c", store=store)
@@ -141,8 +168,14 @@ def test_size_read_from_header_when_json_has_none(store, tmp_path):
 def test_predictions_with_unknown_image_fail_and_change_nothing(store, tmp_path):
     path = simple_coco(tmp_path / "c")
     preds = tmp_path / "p.json"
-    preds.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.9},
-                                 {"image_id": 99, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.9}]))
+    preds.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.9},
+                {"image_id": 99, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.9},
+            ]
+        )
+    )
     with pytest.raises(IngestError, match=r"\[1\]\.image_id: unknown image_id 99"):
         vl.ingest(path, "c", predictions={"m": preds}, store=store)
     assert store.table_counts()["samples"] == 0

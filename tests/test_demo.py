@@ -24,7 +24,9 @@ def test_planted_failures_are_present(demo_files):
     gt = {a["id"]: a for a in train["annotations"] + val["annotations"]}
     for row in planted["wrong_gt_label"]:
         assert CLASSES[gt[row["gt_id"]]["category_id"] - 1] == "cat" and row["true"] == "dog"
-    assert planted["truck_as_car"] and all(CLASSES[gt[r["gt_id"]]["category_id"] - 1] == "truck" for r in planted["truck_as_car"])
+    assert planted["truck_as_car"] and all(
+        CLASSES[gt[r["gt_id"]]["category_id"] - 1] == "truck" for r in planted["truck_as_car"]
+    )
     assert planted["near_duplicates"]
     pair = planted["near_duplicates"][0]
     a = np.asarray(Image.open(demo_files.root / "images" / pair["train"]).convert("L").resize((32, 24)), float)
@@ -43,7 +45,11 @@ def test_small_objects_on_night_images_are_mostly_missed(demo_files):
     with_preds = {p["image_id"] for p in preds}
     gts = train["annotations"] + val["annotations"]
     small_night = [a for a in gts if a["area"] < 32 * 32 and images[a["image_id"]]["time_of_day"] == "night"]
-    missed = {r["gt_id"] for r in json.loads(demo_files.planted.read_text())["small_dark_missed"] if r["model"] == "detector_a"}
+    missed = {
+        r["gt_id"]
+        for r in json.loads(demo_files.planted.read_text())["small_dark_missed"]
+        if r["model"] == "detector_a"
+    }
     assert len(small_night) >= 5
     assert len([a for a in small_night if a["id"] in missed]) / len(small_night) > 0.6
     assert with_preds  # the model does predict elsewhere

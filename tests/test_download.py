@@ -23,9 +23,11 @@ def mirror(tmp_path: Path):
     site = tmp_path / "site"
     (site / "annotations").mkdir(parents=True)
     (site / "zips").mkdir()
-    doc = {"images": [{"id": 139, "file_name": "000000000139.jpg", "width": 64, "height": 48}],
-           "annotations": [{"id": 1, "image_id": 139, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0}],
-           "categories": [{"id": 1, "name": "person"}]}
+    doc = {
+        "images": [{"id": 139, "file_name": "000000000139.jpg", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 139, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "person"}],
+    }
     with zipfile.ZipFile(site / COCO_VAL2017["annotations"], "w") as z:
         z.writestr("annotations/instances_val2017.json", json.dumps(doc))
         z.writestr("annotations/captions_val2017.json", "{}")

@@ -78,7 +78,11 @@ def test_runner_embeds_skips_done_ids_and_reports_bad_files(tmp_path, images):
     calls = []
     with EdgeVectorStore(tmp_path / "vec") as store:
         first = embed_images(
-            items[:12] + bad, emb, store, batch_size=4, num_workers=2,
+            items[:12] + bad,
+            emb,
+            store,
+            batch_size=4,
+            num_workers=2,
             progress=lambda done, total: calls.append((done, total)),
             payload_fn=lambda ids: [{"look": "warm" if groups[int(i)] == 0 else "cool"} for i in ids],
         )
@@ -159,9 +163,14 @@ def test_import_npy_with_npy_or_text_ids(tmp_path):
     np.savetxt(tmp_path / "ids.txt", ids, fmt="%d")
     seen = []
     with ClientVectorStore(path=":memory:") as store:
-        summary = import_npy(tmp_path / "v.npy", tmp_path / "ids.npy", store, "pre",
-                             payload_fn=lambda chunk: seen.append(len(chunk)) or [{"split": "val"}] * len(chunk),
-                             batch=128)
+        summary = import_npy(
+            tmp_path / "v.npy",
+            tmp_path / "ids.npy",
+            store,
+            "pre",
+            payload_fn=lambda chunk: seen.append(len(chunk)) or [{"split": "val"}] * len(chunk),
+            batch=128,
+        )
         assert (summary.imported, summary.dim) == (300, 16) and seen == [128, 128, 44]
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         np.testing.assert_allclose(store.get_vectors("pre", ids[[0, 299]]), unit[[0, 299]], atol=1e-5)
@@ -192,11 +201,13 @@ def test_import_errors_name_the_problem(tmp_path):
 def test_import_parquet_by_sample_id_or_file_path(tmp_path):
     vectors = clustered_vectors(n=50, dim=12)
     paths = [f"images/{i}.jpg" for i in range(50)]
-    table = pa.table({
-        "sample_id": pa.array(np.arange(11, 61), pa.int64()),
-        "file": paths,
-        "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
-    })
+    table = pa.table(
+        {
+            "sample_id": pa.array(np.arange(11, 61), pa.int64()),
+            "file": paths,
+            "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
+        }
+    )
     pq.write_table(table, tmp_path / "e.parquet", row_group_size=16)
     mapping = {p: 1000 + i for i, p in enumerate(paths)}
     with EdgeVectorStore(tmp_path / "vec") as store:

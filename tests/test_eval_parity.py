@@ -18,8 +18,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import visionlens as vl
-from visionlens.evaluation import STAT_NAMES
 from tests.factories import image
+from visionlens.evaluation import STAT_NAMES
 
 W, H = 96, 72
 
@@ -31,7 +31,7 @@ def _files(root: Path, seed: int, shuffle_images: bool) -> tuple[Path, Path]:
     if shuffle_images:
         rng.shuffle(ids)
     images, anns, preds = [], [], []
-    for k, img_id in enumerate(ids):
+    for img_id in ids:
         name = f"im{img_id:03d}.jpg"
         image(root / "images" / name, (W, H))
         images.append({"id": int(img_id), "file_name": name, "width": W, "height": H})
@@ -45,21 +45,48 @@ def _files(root: Path, seed: int, shuffle_images: bool) -> tuple[Path, Path]:
                 w, h = rng.uniform(0.01, 0.9), rng.uniform(0.01, 0.9)  # sub-pixel
             box = [float(x), float(y), float(w), float(h)]
             cat = int(rng.integers(1, len(cats) + 1))
-            anns.append({"id": len(anns) + 1, "image_id": int(img_id), "category_id": cat, "bbox": box,
-                         "area": float(w * h * rng.uniform(0.6, 1.0)), "iscrowd": int(rng.random() < 0.05)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": int(img_id),
+                    "category_id": cat,
+                    "bbox": box,
+                    "area": float(w * h * rng.uniform(0.6, 1.0)),
+                    "iscrowd": int(rng.random() < 0.05),
+                }
+            )
             for _ in range(int(rng.integers(0, 3))):  # detections near the object, some past the border
                 jitter = rng.normal(0, 4, 4) * [1, 1, 0.5, 0.5]
-                pb = [box[0] + jitter[0], box[1] + jitter[1], max(box[2] + jitter[2], 0.0), max(box[3] + jitter[3], 0.0)]
+                pb = [
+                    box[0] + jitter[0],
+                    box[1] + jitter[1],
+                    max(box[2] + jitter[2], 0.0),
+                    max(box[3] + jitter[3], 0.0),
+                ]
                 pcat = cat if rng.random() < 0.8 else int(rng.integers(1, len(cats) + 1))
-                preds.append({"image_id": int(img_id), "category_id": pcat, "bbox": [float(v) for v in pb],
-                              "score": float(rng.choice([0.5, 0.75, rng.uniform(0.05, 1.0)]))})  # many exact ties
+                preds.append(
+                    {
+                        "image_id": int(img_id),
+                        "category_id": pcat,
+                        "bbox": [float(v) for v in pb],
+                        "score": float(rng.choice([0.5, 0.75, rng.uniform(0.05, 1.0)])),
+                    }
+                )  # many exact ties
         for _ in range(int(rng.integers(0, 3))):  # background detections, some with a score tied to others
-            preds.append({"image_id": int(img_id), "category_id": int(rng.integers(1, len(cats) + 1)),
-                          "bbox": [float(rng.uniform(-20, W)), float(rng.uniform(-20, H)),
-                                   float(rng.uniform(0, 40)), float(rng.uniform(0, 40))],
-                          "score": float(rng.choice([0.5, rng.uniform(0.0, 1.0)]))})
-    doc = {"images": images, "annotations": anns,
-           "categories": [{"id": i + 1, "name": c} for i, c in enumerate(cats)]}
+            preds.append(
+                {
+                    "image_id": int(img_id),
+                    "category_id": int(rng.integers(1, len(cats) + 1)),
+                    "bbox": [
+                        float(rng.uniform(-20, W)),
+                        float(rng.uniform(-20, H)),
+                        float(rng.uniform(0, 40)),
+                        float(rng.uniform(0, 40)),
+                    ],
+                    "score": float(rng.choice([0.5, rng.uniform(0.0, 1.0)])),
+                }
+            )
+    doc = {"images": images, "annotations": anns, "categories": [{"id": i + 1, "name": c} for i, c in enumerate(cats)]}
     gt_path = root / "annotations.json"
     gt_path.write_text(json.dumps(doc))
     pred_path = root.parent / "preds.json"  # beside, not inside: the folder must hold one COCO file

@@ -13,12 +13,14 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 
-
 def _oracle(demo_files, model: str, img_ids: list[int] | None = None) -> np.ndarray:
     """pycocotools on the demo's own files (train and val merged: image ids are unique across them)."""
     docs = [json.loads((demo_files.annotations / f"instances_{s}.json").read_text()) for s in ("train", "val")]
-    merged = {"images": docs[0]["images"] + docs[1]["images"], "annotations": docs[0]["annotations"] + docs[1]["annotations"],
-              "categories": docs[0]["categories"]}
+    merged = {
+        "images": docs[0]["images"] + docs[1]["images"],
+        "annotations": docs[0]["annotations"] + docs[1]["annotations"],
+        "categories": docs[0]["categories"],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = merged
@@ -56,7 +58,11 @@ def test_per_object_results_are_stored_and_filterable(demo_ds):
     ann = ds.annotations(df["id"], evaluation="detector_a")
     preds = ann[ann["source"] == "detector_a"]
     gts = ann[ann["source"] == "ground_truth"]
-    assert set(preds["status"].dropna()) <= {"tp", "fp", "ignored"} and set(gts["status"].dropna()) <= {"tp", "fn", "ignored"}
+    assert set(preds["status"].dropna()) <= {"tp", "fp", "ignored"} and set(gts["status"].dropna()) <= {
+        "tp",
+        "fn",
+        "ignored",
+    }
     assert (preds["status"] == "tp").sum() == (gts["status"] == "tp").sum() == df["detector_a.tp"].sum()
     assert (preds["status"] == "fp").sum() == df["detector_a.fp"].sum()
     with_fp = set(preds[preds["status"] == "fp"]["sample_id"])

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from tests.browser_helpers import shown_count as _count
-
 from visionlens.metrics import eval_key, subset_metrics
 from visionlens.query import FieldFilter, LabelFilter
 from visionlens.store.metadata import GROUND_TRUTH
@@ -115,8 +114,7 @@ def test_class_buttons_evaluate_if_needed_and_filter_to_that_class_errors(demo_d
     _settled(view)
     view._on_class_click(SimpleNamespace(column="FPs", row=labels.index(label), value=None))
     view.wait()
-    assert state.filters.annotations == (
-        LabelFilter(source=MODEL, labels=(label,), status=("fp",), evaluation=key75),)
+    assert state.filters.annotations == (LabelFilter(source=MODEL, labels=(label,), status=("fp",), evaluation=key75),)
     assert state.evaluation == key75 and MODEL in state.models
     assert state.count == len(fp_images[label]) and 0 < state.count < 120
     assert set(state.result_ids.tolist()) == fp_images[label]
@@ -130,7 +128,8 @@ def test_class_buttons_evaluate_if_needed_and_filter_to_that_class_errors(demo_d
     assert MODEL in {e["key"] for e in ds.evaluations()}
     missed = _samples_with(ds, MODEL, (GROUND_TRUTH, label, "fn"))
     assert state.filters.annotations == (
-        LabelFilter(source=GROUND_TRUTH, labels=(label,), status=("fn",), evaluation=MODEL),)
+        LabelFilter(source=GROUND_TRUTH, labels=(label,), status=("fn",), evaluation=MODEL),
+    )
     assert set(state.result_ids.tolist()) == missed and state.count == len(missed) > 0
 
     # a plain row click picks the class for the PR curves: one curve per model
@@ -171,7 +170,8 @@ def test_confusion_cells_filter_to_samples_with_that_confusion(demo_ds, store):
         expected = _samples_with(ds, MODEL, *conditions)
         assert len(state.filters.annotations) == len(conditions)
         assert [(f.source, f.labels[0], f.status[0], f.evaluation) for f in state.filters.annotations] == [
-            (*c, MODEL) for c in conditions]
+            (*c, MODEL) for c in conditions
+        ]
         assert state.count == len(expected) > 0, (y, x)
         assert set(state.result_ids.tolist()) == expected
     # the composed cell is stricter than either of its halves
@@ -190,9 +190,26 @@ def _free_port() -> int:
 def _serve(home: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", "apps/browse.py", "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "visionlens.ui.routes", "--num-threads", "4"],
-        cwd=ROOT, env={**os.environ, "VISIONLENS_HOME": str(home)}, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            "apps/browse.py",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--allow-websocket-origin",
+            f"127.0.0.1:{port}",
+            "--plugins",
+            "visionlens.ui.routes",
+            "--num-threads",
+            "4",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "VISIONLENS_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/browse"

@@ -14,15 +14,36 @@ from visionlens.query import FieldFilter, Filters
 def test_a_run_replaces_its_own_findings_and_fields_only(demo_ds):
     store, ds_id = demo_ds.store, demo_ds.id
     ids = demo_ds.sample_ids()
-    a = save_run(store, ds_id, "clusters", [
-        Finding(kind="slice", title="cluster 1", score=2.0, sample_ids=ids[:7].tolist()),
-        Finding(kind="slice", title="night", score=3.0, filters=Filters(fields=(FieldFilter(field="split",
-                                                                                          values=("val",)),))),
-    ])
-    b = save_run(store, ds_id, "mistakes", [
-        Finding(kind="label_mistake", title="box", score=0.9, sample_ids=[int(ids[3])], object_ids=[123],
-                member_scores=[0.9])],
-        sample_fields={"mistake score": (ids[:2], np.array([0.5, 0.25]))})
+    a = save_run(
+        store,
+        ds_id,
+        "clusters",
+        [
+            Finding(kind="slice", title="cluster 1", score=2.0, sample_ids=ids[:7].tolist()),
+            Finding(
+                kind="slice",
+                title="night",
+                score=3.0,
+                filters=Filters(fields=(FieldFilter(field="split", values=("val",)),)),
+            ),
+        ],
+    )
+    b = save_run(
+        store,
+        ds_id,
+        "mistakes",
+        [
+            Finding(
+                kind="label_mistake",
+                title="box",
+                score=0.9,
+                sample_ids=[int(ids[3])],
+                object_ids=[123],
+                member_scores=[0.9],
+            )
+        ],
+        sample_fields={"mistake score": (ids[:2], np.array([0.5, 0.25]))},
+    )
     assert [f.title for f in load_findings(store, ds_id, kind="slice")] == ["night", "cluster 1"]
     assert demo_ds.count(Filters(finding=a[0].id)) == 7 == demo_ds.count(a[0].app_filters())
     assert demo_ds.count(a[1].app_filters()) == demo_ds.count({"split": "val"})

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import visionlens as vl
+from tests.factories import coco_doc, voc_xml, write_coco, write_voc, write_yolo
 from visionlens.errors import IngestError
 from visionlens.formats import detect_format
 from visionlens.formats.base import ParsedDataset, ParsedPredictions, SampleIndex, no_progress
 from visionlens.ingestion import read_predictions
-from tests.factories import coco_doc, voc_xml, write_coco, write_voc, write_yolo
 
 
 def read(path: Path) -> ParsedDataset:
@@ -44,8 +44,10 @@ def kinds(issues) -> dict[str, list]:
 
 def test_coco_boxes_past_the_border_are_kept_at_full_precision(tmp_path):
     box = [-5.123456789012, 40.000000001, 20.333333333333, 19.9999999999]
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-                   [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box}],
+    )
     parsed = read(write_coco(tmp_path / "c", doc))
     assert parsed.annotations.bbox.dtype == np.float64
     assert parsed.annotations.bbox.tolist() == [box]
@@ -112,9 +114,13 @@ COCO_BOXES = [
 
 @pytest.mark.parametrize(("bbox", "kept", "why"), COCO_BOXES)
 def test_coco_bad_gt_boxes(tmp_path, bbox, kept, why):
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-                   [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]},
-                    {"id": 2, "image_id": 1, "category_id": 2, "bbox": bbox}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": bbox},
+        ],
+    )
     path = write_coco(tmp_path / "c", doc)  # json.dumps writes NaN and Infinity, as Python scripts do
     parsed = read(path)
     dropped = kinds(parsed.issues).get("dropped_box", [])
@@ -133,8 +139,14 @@ def test_coco_bad_predicted_boxes(tmp_path, bbox, kept, why):
     root = tmp_path / "c"
     parsed = read(write_coco(root, coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], [])))
     preds = tmp_path / "p.json"
-    preds.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9},
-                                 {"image_id": 1, "category_id": 1, "bbox": bbox, "score": 0.8}]))
+    preds.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9},
+                {"image_id": 1, "category_id": 1, "bbox": bbox, "score": 0.8},
+            ]
+        )
+    )
     p = read_preds(parsed, preds)
     dropped = kinds(p.issues).get("dropped_box", [])
     if kept:
@@ -158,8 +170,14 @@ def test_coco_bad_scores(tmp_path, score, kept):
     doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], [])
     parsed = read(write_coco(tmp_path / "c", doc))
     preds = tmp_path / "p.json"
-    preds.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},
-                                 {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, 8], "score": score}]))
+    preds.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},
+                {"image_id": 1, "category_id": 1, "bbox": [5, 6, 7, 8], "score": score},
+            ]
+        )
+    )
     p = read_preds(parsed, preds)
     found = kinds(p.issues)
     if kept:
@@ -297,14 +315,23 @@ def test_yolo_unnormalised_coordinates_still_stop_with_file_and_line(tmp_path):
 
 def test_dropped_boxes_and_scores_reach_the_stored_issues(store, tmp_path):
     root = tmp_path / "c"
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-                   [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
-                    {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, math.nan, 5]}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, math.nan, 5]},
+        ],
+    )
     preds = tmp_path / "p.json"
-    preds.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 3.0},
-                                 {"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": math.nan}]))
+    preds.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 3.0},
+                {"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": math.nan},
+            ]
+        )
+    )
     ds = vl.ingest(write_coco(root, doc), "c", predictions={"m": preds}, store=store)
     assert len(ds.annotations(ds.sample_ids(), sources=["ground_truth"])) == 1
     assert len(ds.annotations(ds.sample_ids(), sources=["m"])) == 1
     assert sorted(i.kind for i in ds.issues()) == ["dropped_box", "dropped_box", "score_out_of_range"]
-

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 import visionlens as vl
+from tests.factories import image, simple_coco, voc_xml, write_voc
 from visionlens import media
 from visionlens.formats import detect_format
 from visionlens.formats.coco import CocoReader
 from visionlens.formats.voc import VocReader
 from visionlens.formats.yolo import YoloReader
-from tests.factories import image, simple_coco, voc_xml, write_voc, write_yolo
 
 
 def _fmt(path: Path) -> str:
@@ -87,10 +87,14 @@ def test_voc_image_found_through_folder_and_path_elements(store, tmp_path):
     image(root / "photos" / "2021" / "b.jpg", (100, 80))
     image(root / "shots" / "c.jpg", (100, 80))
     _xml(root / "Annotations" / "a.xml", voc_xml("a.jpg", []).replace("<filename>", "<folder>pics</folder><filename>"))
-    _xml(root / "Annotations" / "b.xml",
-         voc_xml("b.jpg", []).replace("<filename>", "<path>photos/2021/b.jpg</path><filename>"))
-    _xml(root / "Annotations" / "c.xml",
-         voc_xml("c.jpg", []).replace("<filename>", "<path>/home/bob/data/shots/c.jpg</path><filename>"))
+    _xml(
+        root / "Annotations" / "b.xml",
+        voc_xml("b.jpg", []).replace("<filename>", "<path>photos/2021/b.jpg</path><filename>"),
+    )
+    _xml(
+        root / "Annotations" / "c.xml",
+        voc_xml("c.jpg", []).replace("<filename>", "<path>/home/bob/data/shots/c.jpg</path><filename>"),
+    )
     ds = vl.ingest(root, "v", store=store)
     assert sorted(ds.samples()["filepath"]) == ["photos/2021/b.jpg", "pics/a.jpg", "shots/c.jpg"]
     assert ds.count({"missing": True}) == 0 and ds.issues() == []
@@ -99,8 +103,12 @@ def test_voc_image_found_through_folder_and_path_elements(store, tmp_path):
 def test_voc_folder_and_path_never_lead_outside_the_dataset(store, tmp_path):
     root = tmp_path / "v"
     image(tmp_path / "outside" / "a.jpg", (100, 80))
-    _xml(root / "Annotations" / "a.xml", voc_xml("a.jpg", []).replace(
-        "<filename>", "<folder>../outside</folder><path>../../outside/a.jpg</path><filename>"))
+    _xml(
+        root / "Annotations" / "a.xml",
+        voc_xml("a.jpg", []).replace(
+            "<filename>", "<folder>../outside</folder><path>../../outside/a.jpg</path><filename>"
+        ),
+    )
     ds = vl.ingest(root, "v", store=store)
     assert ds.count({"missing": True}) == 1
     [issue] = ds.issues()
@@ -108,8 +116,9 @@ def test_voc_folder_and_path_never_lead_outside_the_dataset(store, tmp_path):
 
 
 def test_voc_classic_layout_still_reads_splits_from_imagesets(store, tmp_path):
-    root = write_voc(tmp_path / "v", {"a": voc_xml("a.jpg", []), "b": voc_xml("b.jpg", [])},
-                     splits={"train": ["a"], "val": ["b"]})
+    root = write_voc(
+        tmp_path / "v", {"a": voc_xml("a.jpg", []), "b": voc_xml("b.jpg", [])}, splits={"train": ["a"], "val": ["b"]}
+    )
     (root / "ImageSets" / "Main" / "dog_train.txt").write_text("a 1\nb -1\n")  # per-class files are not splits
     assert _fmt(root) == "voc"
     ds = vl.ingest(root, "v", store=store)
@@ -148,8 +157,12 @@ def _yolo_no_yaml(root: Path, splits: list[str], classes_at: str = "classes.txt"
 
 @pytest.mark.parametrize(
     ("splits", "classes_at"),
-    [([""], "classes.txt"), (["train", "val"], "classes.txt"), ([""], "labels/classes.txt"),
-     (["train", "val"], "labels/train/classes.txt")],
+    [
+        ([""], "classes.txt"),
+        (["train", "val"], "classes.txt"),
+        ([""], "labels/classes.txt"),
+        (["train", "val"], "labels/train/classes.txt"),
+    ],
 )
 def test_yolo_classes_txt_layouts(store, tmp_path, splits, classes_at):
     root = _yolo_no_yaml(tmp_path / "y", splits, classes_at)

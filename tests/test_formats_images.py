@@ -32,9 +32,13 @@ REASONS = {"corrupt": "not an image", "zero-byte": "empty (0 bytes)", "truncated
 def _coco(root: Path, bad: bytes) -> Path:
     image(root / "images" / "good.jpg", (64, 48))
     (root / "images" / "bad.jpg").write_bytes(bad)
-    doc = coco_doc([{"id": 1, "file_name": "good.jpg"}, {"id": 2, "file_name": "bad.jpg"}],
-                   [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
-                    {"id": 2, "image_id": 2, "category_id": 1, "bbox": [2, 2, 5, 5]}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "good.jpg"}, {"id": 2, "file_name": "bad.jpg"}],
+        [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [2, 2, 5, 5]},
+        ],
+    )
     (root / "annotations.json").write_text(json.dumps(doc))
     return root
 
@@ -52,8 +56,9 @@ def _voc(root: Path, bad: bytes) -> Path:
 
 
 def _yolo(root: Path, bad: bytes) -> Path:
-    write_yolo(root, {"train/good": "0 0.5 0.5 0.5 0.5\n", "train/bad": "0 0.5 0.5 0.5 0.5\n"},
-               sizes={"train/good": (64, 48)})
+    write_yolo(
+        root, {"train/good": "0 0.5 0.5 0.5 0.5\n", "train/bad": "0 0.5 0.5 0.5 0.5\n"}, sizes={"train/good": (64, 48)}
+    )
     (root / "images" / "train" / "bad.jpg").write_bytes(bad)
     return root
 
@@ -111,8 +116,10 @@ def test_image_above_the_pixel_limit_keeps_its_size_with_an_issue(store, tmp_pat
     assert issue.file.endswith("bad.jpg") and "80x48" in issue.message
 
 
-@pytest.mark.parametrize(("value", "fmt"), [("nan", "coco"), ("-5", "coco"), ("1e300", "coco"),
-                                            ("nan", "voc"), ("-5", "voc"), ("inf", "voc")])
+@pytest.mark.parametrize(
+    ("value", "fmt"),
+    [("nan", "coco"), ("-5", "coco"), ("1e300", "coco"), ("nan", "voc"), ("-5", "voc"), ("inf", "voc")],
+)
 def test_declared_size_that_is_no_size_is_read_from_the_image(store, tmp_path, value, fmt):
     root = tmp_path / fmt
     if fmt == "coco":

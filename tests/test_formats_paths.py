@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import visionlens as vl
-from visionlens.errors import IngestError
 from tests.factories import coco_doc, image, voc_xml, write_coco, write_voc, write_yolo
+from visionlens.errors import IngestError
 
 
 @pytest.fixture
@@ -31,8 +31,10 @@ def test_coco_image_link_outside_is_not_read(store, tmp_path, outside):
     root = tmp_path / "c"
     image(root / "images" / "a.jpg")
     (root / "images" / "b.jpg").symlink_to(outside / "secret.jpg")
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
-                   [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5]}])
+    doc = coco_doc(
+        [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+        [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+    )
     ds = vl.ingest(write_coco(root, doc, make_images=False), "c", store=store)
     rows = ds.samples().set_index("filepath")
     assert rows.loc["b.jpg", "missing"] and (rows.loc["b.jpg", "width"], rows.loc["b.jpg", "height"]) == (0, 0)
@@ -43,8 +45,9 @@ def test_coco_image_link_outside_is_not_read(store, tmp_path, outside):
 
 
 def test_voc_image_link_outside_is_not_read(store, tmp_path, outside):
-    root = write_voc(tmp_path / "v", {"a": voc_xml("a.jpg", [("dog", 1, 1, 5, 5)]),
-                                      "b": voc_xml("b.jpg", [("dog", 1, 1, 5, 5)])})
+    root = write_voc(
+        tmp_path / "v", {"a": voc_xml("a.jpg", [("dog", 1, 1, 5, 5)]), "b": voc_xml("b.jpg", [("dog", 1, 1, 5, 5)])}
+    )
     (root / "JPEGImages" / "b.jpg").unlink()
     (root / "JPEGImages" / "b.jpg").symlink_to(outside / "secret.jpg")
     ds = vl.ingest(root, "v", store=store)
@@ -163,12 +166,20 @@ def test_roboflow_yaml_with_parent_relative_splits(store, tmp_path):
 
 
 def test_coco_same_file_twice_in_one_file_names_both_entries(store, tmp_path):
-    doc = coco_doc([{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
-                    {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48},
-                    {"id": 3, "file_name": "./a.jpg", "width": 64, "height": 48}], [])
+    doc = coco_doc(
+        [
+            {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48},
+            {"id": 3, "file_name": "./a.jpg", "width": 64, "height": 48},
+        ],
+        [],
+    )
     path = write_coco(tmp_path / "c", doc, make_images=False)
-    with pytest.raises(IngestError, match=r"annotations\.json:images\[2\]: image file 'a\.jpg' is listed twice: "
-                                          r"here and at images\[0\]"):
+    with pytest.raises(
+        IngestError,
+        match=r"annotations\.json:images\[2\]: image file 'a\.jpg' is listed twice: "
+        r"here and at images\[0\]",
+    ):
         vl.ingest(path, "c", store=store)
 
 
@@ -192,38 +203,56 @@ def test_yolo_image_in_two_split_lists_names_both_lines(store, tmp_path):
     (root / "train.txt").write_text("images/all/a.jpg\nimages/all/b.jpg\n")
     (root / "val.txt").write_text("images/all/c.jpg\n./images/all/b.jpg\n")
     (root / "data.yaml").write_text("train: train.txt\nval: val.txt\nnames: [car]\n")
-    with pytest.raises(IngestError, match=r"image 'images/all/b\.jpg' is listed twice: in split 'train' \(train\.txt "
-                                          r"line 2\) and in split 'val' \(val\.txt line 2\)"):
+    with pytest.raises(
+        IngestError,
+        match=r"image 'images/all/b\.jpg' is listed twice: in split 'train' \(train\.txt "
+        r"line 2\) and in split 'val' \(val\.txt line 2\)",
+    ):
         vl.ingest(root, "y", store=store)
 
 
 def test_yolo_overlapping_split_folders_are_an_error(store, tmp_path):
     root = write_yolo(tmp_path / "y", {"val/a": ""})
     (root / "data.yaml").write_text("train: images\nval: images/val\nnames: [car]\n")
-    with pytest.raises(IngestError, match=r"'images/val/a\.jpg' is listed twice: in split 'train' \(images\) and in "
-                                          r"split 'val' \(images/val\)"):
+    with pytest.raises(
+        IngestError,
+        match=r"'images/val/a\.jpg' is listed twice: in split 'train' \(images\) and in "
+        r"split 'val' \(images/val\)",
+    ):
         vl.ingest(root, "y", store=store)
 
 
 def test_voc_image_in_two_split_files_is_an_error(store, tmp_path):
-    root = write_voc(tmp_path / "v", {"a": voc_xml("a.jpg", []), "b": voc_xml("b.jpg", [])},
-                     splits={"train": ["a", "b"], "val": ["b"]})
-    with pytest.raises(IngestError, match=r"val\.txt:line 1: image 'b' is listed in two splits: here and in .*"
-                                          r"train\.txt line 2"):
+    root = write_voc(
+        tmp_path / "v",
+        {"a": voc_xml("a.jpg", []), "b": voc_xml("b.jpg", [])},
+        splits={"train": ["a", "b"], "val": ["b"]},
+    )
+    with pytest.raises(
+        IngestError,
+        match=r"val\.txt:line 1: image 'b' is listed in two splits: here and in .*"
+        r"train\.txt line 2",
+    ):
         vl.ingest(root, "v", store=store)
 
 
 def test_voc_trainval_beside_train_and_val_is_not_a_clash(store, tmp_path):
-    root = write_voc(tmp_path / "v", {"a": voc_xml("a.jpg", []), "b": voc_xml("b.jpg", [])},
-                     splits={"train": ["a"], "val": ["b"], "trainval": ["a", "b"]})
+    root = write_voc(
+        tmp_path / "v",
+        {"a": voc_xml("a.jpg", []), "b": voc_xml("b.jpg", [])},
+        splits={"train": ["a"], "val": ["b"], "trainval": ["a", "b"]},
+    )
     ds = vl.ingest(root, "v", store=store)
     assert dict(ds.value_counts("split")) == {"train": 1, "val": 1}
 
 
 def test_voc_two_xml_files_for_one_image_name_both(store, tmp_path):
     root = write_voc(tmp_path / "v", {"a": voc_xml("a.jpg", []), "copy": voc_xml("a.jpg", [])})
-    with pytest.raises(IngestError, match=r"copy\.xml: two XML files describe the same image 'JPEGImages/a\.jpg': "
-                                          r"this one and .*Annotations/a\.xml"):
+    with pytest.raises(
+        IngestError,
+        match=r"copy\.xml: two XML files describe the same image 'JPEGImages/a\.jpg': "
+        r"this one and .*Annotations/a\.xml",
+    ):
         vl.ingest(root, "v", store=store)
 
 

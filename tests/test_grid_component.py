@@ -41,8 +41,10 @@ def test_label_color_is_a_stable_palette_colour() -> None:
 
 def test_palette_is_readable_on_dark_and_light() -> None:
     def luminance(c: str) -> float:
-        r, g, b = ((v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4) for v in
-                   (int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+        r, g, b = (
+            (v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4)
+            for v in (int(c[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        )
         return 0.2126 * r + 0.7152 * g + 0.0722 * b  # WCAG relative luminance
 
     # neither near-black nor near-white: contrast >= 1.5 against both black and white
@@ -65,12 +67,39 @@ def synthetic_item(index: int, prefix: str = "img") -> dict[str, Any]:
         "title": f"{prefix}_{index:07d}",
         "badges": ["val"] if index % 2 else [{"text": "train", "color": "#2f6f3e"}],
         "boxes": [
-            {"x": 60, "y": 80, "w": 260, "h": 200, "label": "person", "color": "#ff7ed1", "kind": "gt",
-             "score": None, "status": "fn" if index % 4 == 0 else None},
-            {"x": 80, "y": 100, "w": 240, "h": 190, "label": "person", "color": "#ff7ed1", "kind": "pred",
-             "score": 0.87, "status": "tp"},
-            {"x": 300, "y": 300, "w": 120, "h": 90, "label": "car", "color": "#00acc6", "kind": "pred",
-             "score": 0.31, "status": "fp"},
+            {
+                "x": 60,
+                "y": 80,
+                "w": 260,
+                "h": 200,
+                "label": "person",
+                "color": "#ff7ed1",
+                "kind": "gt",
+                "score": None,
+                "status": "fn" if index % 4 == 0 else None,
+            },
+            {
+                "x": 80,
+                "y": 100,
+                "w": 240,
+                "h": 190,
+                "label": "person",
+                "color": "#ff7ed1",
+                "kind": "pred",
+                "score": 0.87,
+                "status": "tp",
+            },
+            {
+                "x": 300,
+                "y": 300,
+                "w": 120,
+                "h": 90,
+                "label": "car",
+                "color": "#00acc6",
+                "kind": "pred",
+                "score": 0.31,
+                "status": "fp",
+            },
         ],
     }
 
@@ -168,8 +197,16 @@ TOTAL = 1_000_000
 
 def make_sources(folder: Any) -> list[str]:
     """Eight real JPEGs (landscape and portrait) that the thumbnail route serves for every item."""
-    colors = [(70, 110, 160), (150, 90, 60), (60, 130, 90), (120, 120, 130),
-              (170, 150, 80), (90, 70, 140), (40, 60, 70), (200, 200, 190)]
+    colors = [
+        (70, 110, 160),
+        (150, 90, 60),
+        (60, 130, 90),
+        (120, 120, 130),
+        (170, 150, 80),
+        (90, 70, 140),
+        (40, 60, 70),
+        (200, 200, 190),
+    ]
     uris = []
     for k, c in enumerate(colors):
         w, h = (480, 640) if k % 3 == 0 else (640, 480)
@@ -201,8 +238,9 @@ def grid_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     state: dict[str, Any] = {"provider": RecordingProvider(), "grids": [], "thumb_requests": thumb_requests}
 
     def app() -> Any:
-        grid = ImageGrid(provider=state["provider"], total=TOTAL, tile_size=180, height=640,
-                         sizing_mode="stretch_width")
+        grid = ImageGrid(
+            provider=state["provider"], total=TOTAL, tile_size=180, height=640, sizing_mode="stretch_width"
+        )
         state["grids"].append(grid)
         return pn.Column(grid, sizing_mode="stretch_width")
 

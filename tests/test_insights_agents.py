@@ -20,9 +20,9 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 from visionlens.errors import VisionLensError
-from visionlens.query import Filters
 from visionlens.insights.agents import build_llm, explain, template_report
 from visionlens.insights.runner import run_insights
+from visionlens.query import Filters
 
 
 @pytest.fixture
@@ -32,8 +32,13 @@ def analysed(demo_ds):
 
 
 def _tool_returns(messages: list[ModelMessage], tool: str) -> list:
-    return [p.content for m in messages if isinstance(m, ModelRequest) for p in m.parts
-            if isinstance(p, ToolReturnPart) and p.tool_name == tool]
+    return [
+        p.content
+        for m in messages
+        if isinstance(m, ModelRequest)
+        for p in m.parts
+        if isinstance(p, ToolReturnPart) and p.tool_name == tool
+    ]
 
 
 def _final(info: AgentInfo, **args) -> ModelResponse:
@@ -52,12 +57,17 @@ def test_agent_reads_real_findings_through_its_tools_and_cites_them(analysed):
         metrics = _tool_returns(messages, "finding_metrics")
         if not metrics:
             calls.append("metrics")
-            return ModelResponse(parts=[ToolCallPart("finding_metrics", {"finding_id": top["id"],
-                                                                         "model": "detector_a"})])
+            return ModelResponse(
+                parts=[ToolCallPart("finding_metrics", {"finding_id": top["id"], "model": "detector_a"})]
+            )
         m = metrics[0]
         calls.append("final")
-        return _final(info, summary=f"{top['title']}: AP {m['finding']['AP']} vs {m['whole_dataset']['AP']}.",
-                      cited=[{"finding_id": top["id"], "why": "worst slice"}], next_steps=["label more night images"])
+        return _final(
+            info,
+            summary=f"{top['title']}: AP {m['finding']['AP']} vs {m['whole_dataset']['AP']}.",
+            cited=[{"finding_id": top["id"], "why": "worst slice"}],
+            next_steps=["label more night images"],
+        )
 
     report = explain(analysed.store, analysed.id, "blind_spots", llm=FunctionModel(detector))
     assert calls == ["list", "metrics", "final"]
@@ -75,8 +85,12 @@ def test_citations_of_findings_that_do_not_exist_are_sent_back(analysed):
 
     def detector(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         output_tool = info.output_tools[0].name  # a refused output comes back as that tool's (failed) return
-        retried = any(isinstance(p, (RetryPromptPart, ToolReturnPart)) and p.tool_name == output_tool
-                      for m in messages if isinstance(m, ModelRequest) for p in m.parts)
+        retried = any(
+            isinstance(p, (RetryPromptPart, ToolReturnPart)) and p.tool_name == output_tool
+            for m in messages
+            if isinstance(m, ModelRequest)
+            for p in m.parts
+        )
         listed = _tool_returns(messages, "list_findings")
         if not listed:
             return ModelResponse(parts=[ToolCallPart("list_findings", {"kind": "error_pattern"})])
@@ -91,8 +105,10 @@ def test_citations_of_findings_that_do_not_exist_are_sent_back(analysed):
 
 def test_tools_survive_whatever_arguments_a_model_invents(analysed):
     valid = analysed.store.findings(analysed.id, kind="label_mistake")[0]["id"]
-    model = TestModel(call_tools="all", custom_output_args={
-        "summary": "ok", "cited": [{"finding_id": valid, "why": "top"}], "next_steps": ["relabel"]})
+    model = TestModel(
+        call_tools="all",
+        custom_output_args={"summary": "ok", "cited": [{"finding_id": valid, "why": "top"}], "next_steps": ["relabel"]},
+    )
     report = explain(analysed.store, analysed.id, "error_patterns", llm=model)
     assert report.cited[0].finding_id == valid
 
@@ -102,9 +118,15 @@ def test_a_multimodal_agent_sees_thumbnails_of_a_finding(analysed):
     seen: list[int] = []
 
     def detector(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        images = [c for m in messages if isinstance(m, ModelRequest) for p in m.parts
-                  if isinstance(p, UserPromptPart) and not isinstance(p.content, str)
-                  for c in p.content if isinstance(c, BinaryContent)]
+        images = [
+            c
+            for m in messages
+            if isinstance(m, ModelRequest)
+            for p in m.parts
+            if isinstance(p, UserPromptPart) and not isinstance(p.content, str)
+            for c in p.content
+            if isinstance(c, BinaryContent)
+        ]
         if not images:
             return ModelResponse(parts=[ToolCallPart("look_at_finding", {"finding_id": pattern["id"], "n": 3})])
         seen.append(len(images))
@@ -128,8 +150,7 @@ def test_without_a_model_the_report_comes_from_templates(analysed, monkeypatch):
     kinds = {analysed.store.finding(analysed.id, c.finding_id)["kind"] for c in report.cited}
     assert kinds <= {"error_pattern", "label_mistake"} and "label_mistake" in kinds
     blind = template_report(analysed.store, analysed.id, "blind_spots", model="detector_b")
-    assert all(analysed.store.finding(analysed.id, c.finding_id)["model"] in ("detector_b", None)
-               for c in blind.cited)
+    assert all(analysed.store.finding(analysed.id, c.finding_id)["model"] in ("detector_b", None) for c in blind.cited)
     json.dumps(report.model_dump())  # plain data for the API and the app
 
 

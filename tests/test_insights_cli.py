@@ -35,8 +35,10 @@ def test_insights_json_lists_every_kind_with_the_documented_fields(home, demo_fi
     leaks = [f for f in findings if f["kind"] == "near_duplicate"]
     pairs = {frozenset(p) for f in leaks for p in f["pairs"]}
     for p in planted["near_duplicates"]:
-        assert any({p["train"].rsplit("/", 1)[-1], p["val"].rsplit("/", 1)[-1]} ==
-                   {x.rsplit("/", 1)[-1] for x in pair} for pair in pairs)
+        assert any(
+            {p["train"].rsplit("/", 1)[-1], p["val"].rsplit("/", 1)[-1]} == {x.rsplit("/", 1)[-1] for x in pair}
+            for pair in pairs
+        )
     table = run(home, "insights", "demo", "--kind", "slice")
     assert table.returncode == 0 and "slices" in table.stdout
     assert run(home, "insights", "demo", "--model", "nope").returncode == 1

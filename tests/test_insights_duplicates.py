@@ -120,8 +120,13 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict:
             how = VARIANTS[i % len(VARIANTS)]
             groups.append([base, save(_copy(canvas, how), other if i % 2 == 0 else split, f"scene{i:03d}_{how}")])
         elif i == 15:
-            groups.append([base, save(_copy(canvas, "shift"), split, f"scene{i:03d}_shift"),
-                           save(_copy(canvas, "jpeg"), other, f"scene{i:03d}_jpeg")])
+            groups.append(
+                [
+                    base,
+                    save(_copy(canvas, "shift"), split, f"scene{i:03d}_shift"),
+                    save(_copy(canvas, "jpeg"), other, f"scene{i:03d}_jpeg"),
+                ]
+            )
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: thing\n")
     return {"root": root, "groups": groups, "split": split_of}
 
@@ -293,12 +298,15 @@ def test_leaks_are_exactly_the_groups_across_splits_and_rank_first(scenes_ds, sc
     leaks = [f for f in findings if f.evidence["leakage"]]
     assert {frozenset(f.detail["files"]) for f in leaks} == expected_leaks and len(expected_leaks) == 9
     assert all(f.title.endswith("across 2 splits (leak)") for f in leaks)
-    assert findings[:len(leaks)] == leaks  # every leak ranks above every plain group
+    assert findings[: len(leaks)] == leaks  # every leak ranks above every plain group
     assert min(f.score for f in leaks) > max(f.score for f in findings if not f.evidence["leakage"])
     for f in leaks:
         assert f.detail["cross_split_pairs"] and all(split[a] != split[b] for a, b in f.detail["cross_split_pairs"])
-        assert f.evidence["splits"] == {s: sum(split[x] == s for x in f.detail["files"]) for s in ("train", "val")
-                                        if any(split[x] == s for x in f.detail["files"])}
+        assert f.evidence["splits"] == {
+            s: sum(split[x] == s for x in f.detail["files"])
+            for s in ("train", "val")
+            if any(split[x] == s for x in f.detail["files"])
+        }
 
 
 def test_hash_only_finds_copies_that_keep_their_bits(scenes_ds, scenes, vectors):
@@ -365,8 +373,15 @@ def test_demo_planted_near_duplicates_are_found_as_leaks(demo_ds, demo_files, ve
     planted = json.loads(Path(demo_files.planted).read_text())["near_duplicates"]
     assert planted
     for pair in planted:
-        group = next((f for f in findings if any(x.endswith("/" + pair["train"]) for x in f.detail["files"])
-                      and any(x.endswith("/" + pair["val"]) for x in f.detail["files"])), None)
+        group = next(
+            (
+                f
+                for f in findings
+                if any(x.endswith("/" + pair["train"]) for x in f.detail["files"])
+                and any(x.endswith("/" + pair["val"]) for x in f.detail["files"])
+            ),
+            None,
+        )
         assert group is not None, pair
         assert group.evidence["leakage"]
 

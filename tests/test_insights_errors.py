@@ -34,8 +34,9 @@ def _shift(box: list[float], dx: float) -> list[float]:
     return [box[0] + dx, *box[1:]]
 
 
-def _scene(plant: str | None, classes: tuple[str, ...] = ("car", "person"),
-           plants: dict[int, str] | None = None) -> tuple[list[dict], list[dict]]:
+def _scene(
+    plant: str | None, classes: tuple[str, ...] = ("car", "person"), plants: dict[int, str] | None = None
+) -> tuple[list[dict], list[dict]]:
     """GT: a car and a person per image (or only cars with one class); a perfect detector, then one error type on
     the first ``N_PLANTED`` images (or ``plants``: image index -> error type).
 
@@ -50,8 +51,16 @@ def _scene(plant: str | None, classes: tuple[str, ...] = ("car", "person"),
         img = i + 1
         objects = [(1, CAR)] + ([(2, PERSON)] if two else [(1, PERSON)])
         for k, (cat, box) in enumerate(objects):
-            anns.append({"id": 100 + 10 * img + k, "image_id": img, "category_id": cat, "bbox": box,
-                         "area": box[2] * box[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": 100 + 10 * img + k,
+                    "image_id": img,
+                    "category_id": cat,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
         plant = plants.get(i)
         planted = plant is not None
         score = 0.5 + 0.03 * i
@@ -74,8 +83,15 @@ def _scene(plant: str | None, classes: tuple[str, ...] = ("car", "person"),
     return anns, preds
 
 
-def _ingest(root: Path, store: Any, name: str, anns: list[dict], preds: list[dict],
-            classes: tuple[str, ...] = ("car", "person"), evaluate: bool = True) -> vl.Dataset:
+def _ingest(
+    root: Path,
+    store: Any,
+    name: str,
+    anns: list[dict],
+    preds: list[dict],
+    classes: tuple[str, ...] = ("car", "person"),
+    evaluate: bool = True,
+) -> vl.Dataset:
     images = [{"id": i + 1, "file_name": f"{i + 1:03d}.jpg", "width": 200, "height": 160} for i in range(N_IMAGES)]
     write_coco(root, coco_doc(images, anns, list(classes)))
     (root / "predictions.json").write_text(json.dumps(preds))
@@ -86,13 +102,21 @@ def _ingest(root: Path, store: Any, name: str, anns: list[dict], preds: list[dic
 
 
 def _arrays(anns: list[dict], preds: list[dict]) -> tuple[Detections, Detections, np.ndarray]:
-    gt = Detections(image_id=np.array([a["image_id"] for a in anns]), label=np.array([a["category_id"] for a in anns]),
-                    bbox=np.array([a["bbox"] for a in anns], float), ann_id=np.arange(len(anns)),
-                    iscrowd=np.zeros(len(anns), bool), area=np.array([a["area"] for a in anns], float))
-    dt = Detections(image_id=np.array([p["image_id"] for p in preds]),
-                    label=np.array([p["category_id"] for p in preds]),
-                    bbox=np.array([p["bbox"] for p in preds], float), ann_id=np.arange(len(preds)) + 10_000,
-                    score=np.array([p["score"] for p in preds], float))
+    gt = Detections(
+        image_id=np.array([a["image_id"] for a in anns]),
+        label=np.array([a["category_id"] for a in anns]),
+        bbox=np.array([a["bbox"] for a in anns], float),
+        ann_id=np.arange(len(anns)),
+        iscrowd=np.zeros(len(anns), bool),
+        area=np.array([a["area"] for a in anns], float),
+    )
+    dt = Detections(
+        image_id=np.array([p["image_id"] for p in preds]),
+        label=np.array([p["category_id"] for p in preds]),
+        bbox=np.array([p["bbox"] for p in preds], float),
+        ann_id=np.arange(len(preds)) + 10_000,
+        score=np.array([p["score"] for p in preds], float),
+    )
     return gt, dt, np.arange(1, N_IMAGES + 1)
 
 
@@ -201,8 +225,9 @@ def test_truck_as_car_is_detector_a_top_confusion(demo_errors):
 
 def test_duplicates_cost_detector_b_more(demo_errors):
     def dup(model: str) -> float:
-        return next((f.score for f in demo_errors[model]
-                     if f.detail["error"] == "duplicate" and "label" not in f.detail), 0.0)
+        return next(
+            (f.score for f in demo_errors[model] if f.detail["error"] == "duplicate" and "label" not in f.detail), 0.0
+        )
 
     assert dup("detector_b") > dup("detector_a") >= 0
     assert dup("detector_b") > 0

@@ -43,11 +43,27 @@ def _files(root: Path, models: dict[str, float], plant: bool = True) -> dict[str
                 gt_cat = 1
             if plant and k == 1 and img == SHIFTED:
                 gt_box[0] += 15
-            anns.append({"id": 1000 + 10 * img + k, "image_id": img, "category_id": gt_cat, "bbox": gt_box,
-                         "area": gt_box[2] * gt_box[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": 1000 + 10 * img + k,
+                    "image_id": img,
+                    "category_id": gt_cat,
+                    "bbox": gt_box,
+                    "area": gt_box[2] * gt_box[3],
+                    "iscrowd": 0,
+                }
+            )
     if plant:
-        anns.append({"id": SPURIOUS_ID, "image_id": SPURIOUS_IMG, "category_id": 1, "bbox": SPURIOUS,
-                     "area": SPURIOUS[2] * SPURIOUS[3], "iscrowd": 0})
+        anns.append(
+            {
+                "id": SPURIOUS_ID,
+                "image_id": SPURIOUS_IMG,
+                "category_id": 1,
+                "bbox": SPURIOUS,
+                "area": SPURIOUS[2] * SPURIOUS[3],
+                "iscrowd": 0,
+            }
+        )
     write_coco(root, coco_doc(images, anns, ["car", "person"]))
     out = {}
     for m, rows in preds.items():
@@ -179,8 +195,9 @@ def test_demo_dogs_labelled_cat_top_the_wrong_labels(demo_ds, demo_files):
     wrong = [f for f in found if f.detail["mistake"] == "wrong_label"]
     top = {f.detail["gt_id"] for f in wrong[: len(planted)]}
     assert len(top & planted) >= 0.8 * len(planted)
-    assert all(f.detail["label"] == "cat" and f.detail["predicted"] == "dog"
-               for f in wrong if f.detail["gt_id"] in planted)
+    assert all(
+        f.detail["label"] == "cat" and f.detail["predicted"] == "dog" for f in wrong if f.detail["gt_id"] in planted
+    )
     # detector_a calls a third of all trucks "car" (a model error, the labels are right): one such disagreement
     # is weak evidence, so a planted mislabel both or one model contradicts ranks above every truck->car one
     trucks = [k for k, f in enumerate(wrong) if f.detail["label"] == "truck" and f.detail["predicted"] == "car"]

@@ -27,12 +27,23 @@ W, H = 640, 480
 MissFn = Callable[[dict[str, Any], str, tuple[float, float, float, float]], float]
 
 
-def synthetic(root: Path, store: Any, *, n: int = 600, seed: int = 0, miss: MissFn | None = None,
-              classes: tuple[str, ...] = ("car", "person", "bike"), fp_rate: Callable[[dict], float] | None = None,
-              fp_label: str | None = None, images: bool = False, name: str = "syn", evaluate: bool = True,
-              extra: Callable[[np.random.Generator, int], dict[str, Any]] | None = None,
-              n_boxes: Callable[[np.random.Generator, dict], int] | None = None,
-              look: Callable[[dict], int] | None = None) -> Any:
+def synthetic(
+    root: Path,
+    store: Any,
+    *,
+    n: int = 600,
+    seed: int = 0,
+    miss: MissFn | None = None,
+    classes: tuple[str, ...] = ("car", "person", "bike"),
+    fp_rate: Callable[[dict], float] | None = None,
+    fp_label: str | None = None,
+    images: bool = False,
+    name: str = "syn",
+    evaluate: bool = True,
+    extra: Callable[[np.random.Generator, int], dict[str, Any]] | None = None,
+    n_boxes: Callable[[np.random.Generator, dict], int] | None = None,
+    look: Callable[[dict], int] | None = None,
+) -> Any:
     """A COCO dataset with fields camera/hour/weather/road, 1–6 boxes per image of mixed sizes (``n_boxes``), and
     a model "m" whose predictions are the GT boxes (jittered) except where ``miss(image, label, box)`` says it
     misses them, plus background false positives at ``fp_rate(image)`` per image (of class ``fp_label`` if
@@ -44,9 +55,16 @@ def synthetic(root: Path, store: Any, *, n: int = 600, seed: int = 0, miss: Miss
     imgs, anns, preds = [], [], []
     ann_id = 1
     for i in range(1, n + 1):
-        im = {"id": i, "file_name": f"{i:05d}.jpg", "width": W, "height": H,
-              "camera": CAMERAS[int(rng.integers(len(CAMERAS)))], "hour": int(rng.integers(0, 24)),
-              "weather": str(rng.choice(["clear", "fog"])), "road": str(rng.choice(["dry", "wet"]))}
+        im = {
+            "id": i,
+            "file_name": f"{i:05d}.jpg",
+            "width": W,
+            "height": H,
+            "camera": CAMERAS[int(rng.integers(len(CAMERAS)))],
+            "hour": int(rng.integers(0, 24)),
+            "weather": str(rng.choice(["clear", "fog"])),
+            "road": str(rng.choice(["dry", "wet"])),
+        }
         if extra:
             im.update(extra(rng, i))
         imgs.append(im)
@@ -56,22 +74,44 @@ def synthetic(root: Path, store: Any, *, n: int = 600, seed: int = 0, miss: Miss
             bw = min(W * 0.9, math.sqrt(area * rng.uniform(0.6, 1.6)))
             bh = min(H * 0.9, area / bw)
             x, y = float(rng.uniform(0, W - bw)), float(rng.uniform(0, H - bh))
-            anns.append({"id": ann_id, "image_id": i, "category_id": classes.index(label) + 1,
-                         "bbox": [round(x, 1), round(y, 1), round(bw, 1), round(bh, 1)], "area": round(bw * bh, 2),
-                         "iscrowd": 0})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": i,
+                    "category_id": classes.index(label) + 1,
+                    "bbox": [round(x, 1), round(y, 1), round(bw, 1), round(bh, 1)],
+                    "area": round(bw * bh, 2),
+                    "iscrowd": 0,
+                }
+            )
             ann_id += 1
             if rng.random() >= miss(im, label, (x, y, bw, bh)):
                 jx, jy = rng.normal(0, 0.03, 2) * (bw, bh)
-                preds.append({"image_id": i, "category_id": classes.index(label) + 1,
-                              "bbox": [round(x + jx, 2), round(y + jy, 2), round(bw, 2), round(bh, 2)],
-                              "score": round(float(rng.uniform(0.5, 1.0)), 4)})
+                preds.append(
+                    {
+                        "image_id": i,
+                        "category_id": classes.index(label) + 1,
+                        "bbox": [round(x + jx, 2), round(y + jy, 2), round(bw, 2), round(bh, 2)],
+                        "score": round(float(rng.uniform(0.5, 1.0)), 4),
+                    }
+                )
         for _ in range(int(rng.poisson(fp_rate(im)))):  # background boxes sized like the objects
             side = float(np.exp(rng.uniform(np.log(12), np.log(200))))
             bw, bh = side, side * float(rng.uniform(0.7, 1.4))
             label_id = classes.index(fp_label) + 1 if fp_label else int(rng.integers(1, len(classes) + 1))
-            preds.append({"image_id": i, "category_id": label_id,
-                          "bbox": [round(float(rng.uniform(0, W - bw)), 1), round(float(rng.uniform(0, H - bh)), 1),
-                                   round(bw, 1), round(bh, 1)], "score": round(float(rng.uniform(0.05, 0.5)), 4)})
+            preds.append(
+                {
+                    "image_id": i,
+                    "category_id": label_id,
+                    "bbox": [
+                        round(float(rng.uniform(0, W - bw)), 1),
+                        round(float(rng.uniform(0, H - bh)), 1),
+                        round(bw, 1),
+                        round(bh, 1),
+                    ],
+                    "score": round(float(rng.uniform(0.05, 0.5)), 4),
+                }
+            )
     root.mkdir(parents=True, exist_ok=True)
     if images:
         for im in imgs:
@@ -153,8 +193,10 @@ def test_planted_slices_are_found_at_the_top_and_filter_what_they_report(store, 
     assert cond.field == "hour" and cond.range.max is None and 18 <= cond.range.min <= 21
     assert hour.title == f"Misses objects when hour ≥ {cond.range.min:g}"
     conj = next(f for f in findings[:3] if "fog" in f.title)
-    assert conj.title in ("Misses objects when road is wet and weather is fog",
-                          "Misses objects when weather is fog and road is wet")
+    assert conj.title in (
+        "Misses objects when road is wet and weather is fog",
+        "Misses objects when weather is fog and road is wet",
+    )
     assert {(c.field, c.values) for c in conj.filters.fields} == {("weather", ("fog",)), ("road", ("wet",))}
     assert conj.evidence["p_beyond_parts"] < 0.05
     # the parts alone are not failures (the conjunction explains them), nor is cam_3 plus anything else
@@ -170,15 +212,15 @@ def test_planted_slices_are_found_at_the_top_and_filter_what_they_report(store, 
     assert ev["p_value"] < ev["p_adjusted"] < 1e-6 and ev["tests"] > 100
     assert ev["gt_objects"] == ev["slice"]["found"] + ev["slice"]["missed"]
     assert 0 <= ev["slice"]["ap"] < ev["rest"]["ap"] <= 1  # AP of the slice's images against the others'
-    assert cam.score == pytest.approx((ev["rest"]["recall"] - ev["slice"]["recall"]) * math.sqrt(ev["gt_objects"]),
-                                      rel=1e-5)
+    assert cam.score == pytest.approx(
+        (ev["rest"]["recall"] - ev["slice"]["recall"]) * math.sqrt(ev["gt_objects"]), rel=1e-5
+    )
     assert [f.score for f in findings] == sorted((f.score for f in findings), reverse=True)
     assert_filters_select_support(ds, findings)
 
 
 def test_false_positive_slices_per_image_and_per_kind(store, tmp_path):
-    ds = synthetic(tmp_path / "fp", store, fp_label="bike",
-                   fp_rate=lambda im: 2.5 if im["camera"] == "cam_5" else 0.3)
+    ds = synthetic(tmp_path / "fp", store, fp_label="bike", fp_rate=lambda im: 2.5 if im["camera"] == "cam_5" else 0.3)
     findings = find_slices(store, ds.id, "m")
     per_image = next(f for f in findings if f.title == "More false positives per image when camera is cam_5")
     ev = per_image.evidence
@@ -223,8 +265,11 @@ def test_per_object_fisher_alone_would_be_fooled_by_hard_images(store, tmp_path,
     from visionlens.insights import slices
 
     ds = synthetic(tmp_path / "null", store, miss=image_difficulty(3), seed=3)
-    monkeypatch.setattr(slices, "proportion_p", lambda n_in, y_in, n_out, y_out, deff, cluster=None:
-                        slices.fisher_greater(y_in, n_in, y_out, n_out))
+    monkeypatch.setattr(
+        slices,
+        "proportion_p",
+        lambda n_in, y_in, n_out, y_out, deff, cluster=None: slices.fisher_greater(y_in, n_in, y_out, n_out),
+    )
     assert len(find_slices(store, ds.id, "m", ap_top=0)) > 0
 
 
@@ -272,8 +317,14 @@ def test_one_class_dataset(store, tmp_path):
 def test_empty_images_constant_and_missing_fields_and_error_free_models(store, tmp_path):
     def extra(rng, i):
         # field names that are also our own words must stay data
-        return {"blank": "yes" if i % 10 == 0 else "no", "gain": 1.0, "note": None if i % 2 else "seen",
-                "lens": None, "cluster": f"c{i % 3}", "size": "{p}"}
+        return {
+            "blank": "yes" if i % 10 == 0 else "no",
+            "gain": 1.0,
+            "note": None if i % 2 else "seen",
+            "lens": None,
+            "cluster": f"c{i % 3}",
+            "size": "{p}",
+        }
 
     def n_boxes(rng, im):
         return 0 if im["blank"] == "yes" else int(rng.integers(1, 7))
@@ -283,8 +334,9 @@ def test_empty_images_constant_and_missing_fields_and_error_free_models(store, t
     assert "Misses objects when camera is cam_3" in titles(findings)
     assert not any(word in f.definition for f in findings for word in ("blank", "gain", "lens"))
     assert_filters_select_support(ds, findings)
-    perfect = synthetic(tmp_path / "perfect", store, miss=lambda im, label, box: 0.0, fp_rate=lambda im: 0.0,
-                        n=60, name="perfect")
+    perfect = synthetic(
+        tmp_path / "perfect", store, miss=lambda im, label, box: 0.0, fp_rate=lambda im: 0.0, n=60, name="perfect"
+    )
     assert find_slices(store, perfect.id, "m") == []
     blind = synthetic(tmp_path / "blind", store, miss=lambda im, label, box: 1.0, n=60, name="blind")
     assert find_slices(store, blind.id, "m") == []
@@ -305,9 +357,15 @@ def test_tag_fields_infinite_values_and_crowd_boxes(store):
     n = 800
     flags = [[t for t, p in (("rainy", 0.25), ("blurry", 0.3), ("glare", 0.2)) if rng.random() < p] for _ in range(n)]
     exposure = [None if i % 9 == 0 else math.inf if i % 13 == 0 else float(rng.normal()) for i in range(n)]
-    samples = SampleRecords(filepath=[f"{i}.jpg" for i in range(n)], width=np.full(n, W, np.int32),
-                            height=np.full(n, H, np.int32), split=["val"] * n, ext_id=[str(i) for i in range(n)],
-                            missing=np.zeros(n, bool), custom={"flags": flags, "exposure": exposure})
+    samples = SampleRecords(
+        filepath=[f"{i}.jpg" for i in range(n)],
+        width=np.full(n, W, np.int32),
+        height=np.full(n, H, np.int32),
+        split=["val"] * n,
+        ext_id=[str(i) for i in range(n)],
+        missing=np.zeros(n, bool),
+        custom={"flags": flags, "exposure": exposure},
+    )
     image = np.repeat(np.arange(n), rng.integers(1, 6, n))
     wh = rng.uniform(10, 200, (len(image), 2))
     boxes = np.concatenate([rng.uniform(0, 1, (len(image), 2)) * (np.array([W, H]) - wh), wh], 1)
@@ -315,12 +373,24 @@ def test_tag_fields_infinite_values_and_crowd_boxes(store):
     p_miss = np.where([("blurry" in flags[i]) for i in image], 0.6, 0.1)
     p_miss = np.where([exposure[i] == math.inf for i in image], 0.7, p_miss)
     found = rng.random(len(image)) >= p_miss
-    gt = AnnotationRecords(sample_index=image, label_index=labels, bbox=boxes, area=wh[:, 0] * wh[:, 1],
-                           iscrowd=rng.random(len(image)) < 0.02)
-    preds = AnnotationRecords(sample_index=image[found], label_index=labels[found], bbox=boxes[found],
-                              confidence=rng.uniform(0.5, 1, int(found.sum())))
-    store.insert_dataset("tags", ParsedDataset("coco", "/data", ["a", "b", "c"], samples, gt, [],
-                                               {"label_ext_ids": ["1", "2", "3"]}), {"m": ParsedPredictions(preds, [])})
+    gt = AnnotationRecords(
+        sample_index=image,
+        label_index=labels,
+        bbox=boxes,
+        area=wh[:, 0] * wh[:, 1],
+        iscrowd=rng.random(len(image)) < 0.02,
+    )
+    preds = AnnotationRecords(
+        sample_index=image[found],
+        label_index=labels[found],
+        bbox=boxes[found],
+        confidence=rng.uniform(0.5, 1, int(found.sum())),
+    )
+    store.insert_dataset(
+        "tags",
+        ParsedDataset("coco", "/data", ["a", "b", "c"], samples, gt, [], {"label_ext_ids": ["1", "2", "3"]}),
+        {"m": ParsedPredictions(preds, [])},
+    )
     ds = Dataset(store, store.get_dataset("tags"))
     assert ds.fields()["flags"].kind == "tags"
     ds.evaluate("m")
@@ -354,8 +424,15 @@ def test_a_cluster_of_look_alike_images_is_a_finding_by_members(store, tmp_path)
         vector_store,
     )
 
-    ds = synthetic(tmp_path / "look", store, images=True, n=720, seed=4, look=hidden_look,
-                   miss=lambda im, label, box: 0.75 if hidden_look(im) == 3 else 0.1)
+    ds = synthetic(
+        tmp_path / "look",
+        store,
+        images=True,
+        n=720,
+        seed=4,
+        look=hidden_look,
+        miss=lambda im, label, box: 0.75 if hidden_look(im) == 3 else 0.1,
+    )
     try:
         embed_dataset(store, ds.id, "builtin", num_workers=0)
         findings = find_slices(store, ds.id, "m", vectors=vector_store(), collection="builtin-colorstats-v1")
@@ -363,7 +440,8 @@ def test_a_cluster_of_look_alike_images_is_a_finding_by_members(store, tmp_path)
         assert cluster.title.startswith("Misses objects in image cluster ")
         assert cluster.detail["collection"] == "builtin-colorstats-v1" and cluster.detail["k"] == 6
         assert cluster.definition.startswith("images in cluster ") and cluster.definition.endswith(
-            "of 6 (k-means on builtin-colorstats-v1)")
+            "of 6 (k-means on builtin-colorstats-v1)"
+        )
         assert cluster.filters is None and cluster.evidence["images"] == len(cluster.sample_ids)
         rows = ds.samples(limit=1000)
         dark = {int(r.id) for r in rows.itertuples() if hidden_look({"id": int(r.filepath[-9:-4])}) == 3}

@@ -8,9 +8,9 @@ import re
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,8 +148,9 @@ def test_core_works_without_torch_gcsfs_or_pydantic_ai(tmp_path):
     script = SCRIPT.format(hidden=HIDDEN, tests=str(ROOT / "tests"), root=str(tmp_path))
     env = {**os.environ, "VISIONLENS_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("VISIONLENS_") or k == "VISIONLENS_HOME"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     import json
 

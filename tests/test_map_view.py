@@ -20,8 +20,15 @@ import pytest
 from tests.browser_helpers import ARTIFACTS, chromium, free_port
 from visionlens.query import FieldFilter, Filters
 from visionlens.ui.map_view import (
-    ERROR_COLORS, MapView, highlight_frame, ids_in_bounds, ids_in_polygon, load_points, mix_categories,
-    nearest_index, point_colors,
+    ERROR_COLORS,
+    MapView,
+    highlight_frame,
+    ids_in_bounds,
+    ids_in_polygon,
+    load_points,
+    mix_categories,
+    nearest_index,
+    point_colors,
 )
 from visionlens.ui.state import AppState
 
@@ -94,8 +101,7 @@ def test_box_selection_respects_active_filters(view, mapped):
     val = set(ds.sample_ids(Filters(fields=(FieldFilter(field="split", values=("val",)),))).tolist())
     assert len(view.highlighted) == len(val) == st.count  # filtered out points are grey, the rest in colour
     bounds = (20.0, 10.0, 70.0, 60.0)
-    inside = {int(i) for i, (x, y) in zip(ids, xy.astype(np.float32))
-              if 20 <= x <= 70 and 10 <= y <= 60}
+    inside = {int(i) for i, (x, y) in zip(ids, xy.astype(np.float32)) if 20 <= x <= 70 and 10 <= y <= 60}
     view.streams["box"].event(bounds=bounds)
     view.wait()
     assert set(st.selection.tolist()) == inside
@@ -107,10 +113,14 @@ def test_box_selection_respects_active_filters(view, mapped):
 
 def test_pure_hit_tests_and_nearest():
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"sample_id": np.arange(10, 5010, dtype=np.int64),
-                          "x": rng.uniform(0, 10, 5000).astype(np.float32),
-                          "y": rng.uniform(0, 10, 5000).astype(np.float32),
-                          "color": pd.Categorical(["a"] * 5000)})
+    frame = pd.DataFrame(
+        {
+            "sample_id": np.arange(10, 5010, dtype=np.int64),
+            "x": rng.uniform(0, 10, 5000).astype(np.float32),
+            "y": rng.uniform(0, 10, 5000).astype(np.float32),
+            "color": pd.Categorical(["a"] * 5000),
+        }
+    )
     square = np.array([[2, 2], [6, 2], [6, 6], [2, 6]], float)
     got = ids_in_polygon(frame, square)
     x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
@@ -134,8 +144,13 @@ def test_fast_categorical_shading_matches_datashader():
     rng = np.random.default_rng(5)
     n = 30_000
     cats = [f"c{i}" for i in range(6)]
-    frame = pd.DataFrame({"x": rng.normal(0, 1, n), "y": rng.normal(0, 1, n),
-                          "color": pd.Categorical.from_codes(rng.integers(0, 6, n), cats)})
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, n),
+            "y": rng.normal(0, 1, n),
+            "color": pd.Categorical.from_codes(rng.integers(0, 6, n), cats),
+        }
+    )
     colors = point_colors(cats, "field")
     agg = dsh.Canvas(120, 90).points(frame, "x", "y", dsh.count_cat("color"))
     ref = np.asarray(tf.shade(agg, color_key=colors, how="eq_hist", min_alpha=150).data)
@@ -182,8 +197,9 @@ def test_colour_by_label_field_and_error_status(view, mapped):
     fn = ds.samples(limit=1000).set_index("id")["detector_a.fn"]
     assert set(errors.cat.categories) <= set(ERROR_COLORS)
     for sid, status in errors.items():
-        expect = {(True, True): "FP and FN", (True, False): "has FP", (False, True): "has FN",
-                  (False, False): "clean"}[(fp[sid] > 0, fn[sid] > 0)]
+        expect = {(True, True): "FP and FN", (True, False): "has FP", (False, True): "has FN", (False, False): "clean"}[
+            (fp[sid] > 0, fn[sid] > 0)
+        ]
         assert status == expect
     assert view.colors == {c: ERROR_COLORS[c] for c in errors.cat.categories}
 
@@ -244,9 +260,25 @@ def map_server(tmp_path_factory: pytest.TempPathFactory):
         assert out.returncode == 0, out.stderr
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", "apps/browse.py", "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "visionlens.ui.routes"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            "apps/browse.py",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--allow-websocket-origin",
+            f"127.0.0.1:{port}",
+            "--plugins",
+            "visionlens.ui.routes",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while True:  # listening is enough: the page load below waits for the app itself

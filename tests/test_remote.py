@@ -22,10 +22,14 @@ def _put_jpeg(fs, path: str, size=(40, 30)) -> None:
 def test_coco_and_yolo_from_memory_filesystem(store):
     fs = fsspec.filesystem("memory")
     _put_jpeg(fs, "/bucket/coco/images/a.jpg")
-    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30},
-                      {"id": 2, "file_name": "missing.jpg", "width": 40, "height": 30}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
-           "categories": [{"id": 1, "name": "car"}]}
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 40, "height": 30},
+            {"id": 2, "file_name": "missing.jpg", "width": 40, "height": 30},
+        ],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+        "categories": [{"id": 1, "name": "car"}],
+    }
     fs.pipe("/bucket/coco/annotations.json", json.dumps(doc).encode())
     assert detect_format("memory://bucket/coco/annotations.json").name == "coco"
     ds = vl.ingest("memory://bucket/coco/annotations.json", "remote", store=store)

@@ -36,7 +36,10 @@ def test_similar_is_the_exact_top_k_under_filters(embedded, case):
         "split": Filters(fields=(FieldFilter(field="split", values=("val",)),)),
         "labels": Filters(annotations=(LabelFilter(labels=("dog",)),)),
         "lasso": Filters(sample_ids=tuple(int(i) for i in all_ids[::3])),
-        "tiny": Filters(fields=(FieldFilter(field="time_of_day", values=("night",)),), sample_ids=tuple(int(i) for i in all_ids[:40])),
+        "tiny": Filters(
+            fields=(FieldFilter(field="time_of_day", values=("night",)),),
+            sample_ids=tuple(int(i) for i in all_ids[:40]),
+        ),
     }[case]
     allowed = ds.sample_ids(flt)
     k = 25
@@ -57,7 +60,11 @@ def test_resumable_and_doctor(embedded):
     vs = vector_store()
     victim = ds.sample_ids()[:2]
     vs.delete_ids(coll, victim)
-    vs.upsert(coll, np.asarray([10**9], np.int64), np.ones((1, vs.get_vectors(coll, ds.sample_ids()[5:6]).shape[1]), np.float32))
+    vs.upsert(
+        coll,
+        np.asarray([10**9], np.int64),
+        np.ones((1, vs.get_vectors(coll, ds.sample_ids()[5:6]).shape[1]), np.float32),
+    )
     report = doctor(ds.store, ds.id, coll)
     assert not report.ok and list(report.missing_vectors) == list(victim) and list(report.orphan_vectors) == [10**9]
     fixed = embed_dataset(ds.store, ds.id, "builtin", num_workers=0)
@@ -81,13 +88,19 @@ def test_clip_text_search_with_the_real_model_code(demo_ds):
     emb = ClipEmbedder("RN50", random_init=True, device="cpu")
     ids = demo_ds.sample_ids()[:24]
     flt = Filters(sample_ids=tuple(int(i) for i in ids))
-    from visionlens.embeddings.runner import embed_images
     from visionlens import media
+    from visionlens.embeddings.runner import embed_images
 
     rows = demo_ds.store.samples_by_id(demo_ds.id, ids).to_pylist()
-    embed_images([(r["id"], media.join(demo_ds.root, r["filepath"])) for r in rows], emb, vector_store(), emb.name,
-                 batch_size=8, num_workers=0,
-                 payload_fn=lambda b: demo_ds.store.payloads(demo_ds.id, np.asarray(b, np.int64)))
+    embed_images(
+        [(r["id"], media.join(demo_ds.root, r["filepath"])) for r in rows],
+        emb,
+        vector_store(),
+        emb.name,
+        batch_size=8,
+        num_workers=0,
+        payload_fn=lambda b: demo_ds.store.payloads(demo_ds.id, np.asarray(b, np.int64)),
+    )
     try:
         got, scores = similar_to_text(demo_ds.store, demo_ds.id, emb.name, "a red stop sign", emb, k=5, filters=flt)
         q = emb.embed_text(["a red stop sign"])[0]

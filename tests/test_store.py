@@ -18,10 +18,13 @@ from visionlens.store.metadata import MetadataStore
 
 def _snapshot(store) -> dict:
     with store.cursor() as cur:
-        rows = {t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in
-                ("datasets", "samples", "annotations", "labels", "sources", "fields", "ingest_issues")}
-        rows["columns"] = cur.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' "
-                                      "ORDER BY column_index").fetchall()
+        rows = {
+            t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("datasets", "samples", "annotations", "labels", "sources", "fields", "ingest_issues")
+        }
+        rows["columns"] = cur.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' ORDER BY column_index"
+        ).fetchall()
         return rows
 
 
@@ -88,14 +91,18 @@ def test_filters_match_a_pandas_reference(demo_ds):
         Filters(fields=(FieldFilter(field="brightness", range=Range(min=0.3, max=0.5)),)): bright,
     }
     a = ann[(ann["source"] == "detector_a") & (ann["label"] == "car") & (ann["confidence"] < 0.6)]
-    cases[Filters(annotations=(LabelFilter(source="detector_a", labels=("car",), confidence=Range(max=0.6)),))] = set(a["sample_id"])
+    cases[Filters(annotations=(LabelFilter(source="detector_a", labels=("car",), confidence=Range(max=0.6)),))] = set(
+        a["sample_id"]
+    )
     gt = ann[ann["source"] == "ground_truth"]
     persons = gt[gt["label"] == "person"].groupby("sample_id").size()
     cases[Filters(annotations=(LabelFilter(labels=("person",), min_count=2),))] = set(persons[persons >= 2].index)
     no_dog = set(df["id"]) - set(gt[gt["label"] == "dog"]["sample_id"])
     cases[Filters(annotations=(LabelFilter(labels=("dog",), exclude=True),))] = no_dog
     some = tuple(int(i) for i in df["id"][::7])
-    cases[Filters(sample_ids=some, fields=(FieldFilter(field="split", values=("val",)),))] = set(some) & set(df[df["split"] == "val"]["id"])
+    cases[Filters(sample_ids=some, fields=(FieldFilter(field="split", values=("val",)),))] = set(some) & set(
+        df[df["split"] == "val"]["id"]
+    )
     for flt, expected in cases.items():
         assert ds.count(flt) == len(expected), flt
         assert set(ds.sample_ids(flt)) == expected, flt
@@ -121,7 +128,9 @@ def test_sort_page_and_offset(demo_ds):
 
 def test_sidebar_counts_ignore_their_own_filter(demo_ds):
     ds = demo_ds
-    flt = Filters(fields=(FieldFilter(field="time_of_day", values=("night",)), FieldFilter(field="split", values=("val",))))
+    flt = Filters(
+        fields=(FieldFilter(field="time_of_day", values=("night",)), FieldFilter(field="split", values=("val",)))
+    )
     counts = dict(ds.store.value_counts(ds.id, "time_of_day", flt))
     assert counts["day"] == ds.count({"time_of_day": "day", "split": "val"})
     hist = ds.store.numeric_stats(ds.id, "brightness", flt, bins=10)
@@ -144,8 +153,10 @@ def test_field_names_are_checked_and_values_are_parameters(demo_ds):
 
 
 def test_filters_round_trip_through_a_url(demo_ds):
-    flt = vl.Filters(fields=(FieldFilter(field="split", values=("val",)),),
-                     annotations=(LabelFilter(source="detector_b", labels=("cat", "dog"), confidence=Range(min=0.5)),))
+    flt = vl.Filters(
+        fields=(FieldFilter(field="split", values=("val",)),),
+        annotations=(LabelFilter(source="detector_b", labels=("cat", "dog"), confidence=Range(min=0.5)),),
+    )
     back = vl.Filters.from_url(flt.to_url())
     assert back == flt and demo_ds.count(back) == demo_ds.count(flt)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import visionlens as vl
+from tests.factories import coco_doc, write_coco
 from visionlens.errors import FieldNameError, FilterError
 from visionlens.query import FieldFilter, Filters, Range
 from visionlens.store.kinds import BOOL, CATEGORICAL, NUMERIC, TAGS, TEXT, infer_kind
 from visionlens.store.metadata import MetadataStore
 from visionlens.store.sql import Sql
-from tests.factories import coco_doc, write_coco
 
 
 def _ingest(store, tmp_path, extra: list[dict], name: str = "ds", preds: dict | None = None, sub: str = "d"):
@@ -26,23 +26,35 @@ def _preds(tmp_path) -> str:
     import json
 
     path = tmp_path / "preds.json"
-    path.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 19, 10], "score": 0.9},
-                                {"image_id": 2, "category_id": 2, "bbox": [5, 5, 9, 9], "score": 0.4}]))
+    path.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [1, 2, 19, 10], "score": 0.9},
+                {"image_id": 2, "category_id": 2, "bbox": [5, 5, 9, 9], "score": 0.4},
+            ]
+        )
+    )
     return str(path)
 
 
 def _columns(store) -> list[str]:
     with store.cursor() as cur:
-        return [r[0] for r in cur.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples'").fetchall()]
+        return [
+            r[0]
+            for r in cur.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples'").fetchall()
+        ]
 
 
 def test_names_that_slug_alike_keep_their_own_values(store, tmp_path):
     long_a, long_b = "x" * 60 + "_a", "x" * 60 + "_b"
-    ds = _ingest(store, tmp_path, [
-        {"time of day": "night", "time-of-day": 3, long_a: "A", long_b: "B", "eval_yolo_tp": 7},
-        {"time of day": "day", "time-of-day": 5, long_a: "A2", long_b: "B2", "eval_yolo_tp": 8},
-    ])
+    ds = _ingest(
+        store,
+        tmp_path,
+        [
+            {"time of day": "night", "time-of-day": 3, long_a: "A", long_b: "B", "eval_yolo_tp": 7},
+            {"time of day": "day", "time-of-day": 5, long_a: "A2", long_b: "B2", "eval_yolo_tp": 8},
+        ],
+    )
     rows = ds.samples().to_dict("records")
     assert [r["time of day"] for r in rows] == ["night", "day"]
     assert [r["time-of-day"] for r in rows] == [3, 5]
@@ -69,10 +81,13 @@ def test_models_differing_by_punctuation_keep_separate_evaluations(store, demo_d
     assert not np.array_equal(rows["det-a.fp"].to_numpy(), rows["det_a.fp"].to_numpy())
 
 
-@pytest.mark.parametrize("extra,both", [
-    ({"Weather": "rain", "weather": "sun"}, ("Weather", "weather")),
-    ({"Time": 1, "TIME": 2}, ("Time", "TIME")),
-])
+@pytest.mark.parametrize(
+    "extra,both",
+    [
+        ({"Weather": "rain", "weather": "sun"}, ("Weather", "weather")),
+        ({"Time": 1, "TIME": 2}, ("Time", "TIME")),
+    ],
+)
 def test_names_differing_only_in_case_are_refused_naming_both(store, tmp_path, extra, both):
     with pytest.raises(FieldNameError) as err:
         _ingest(store, tmp_path, [extra])
@@ -121,7 +136,17 @@ def test_replacing_or_deleting_leaves_no_columns_behind(store, demo_ds, demo_fil
     vl.delete_dataset(other.name, store=store)
     vl.delete_dataset(demo_ds.name, store=store)
     assert set(_columns(store)) == set(_columns(store)) & {
-        "id", "dataset_id", "filepath", "width", "height", "split", "tags", "missing", "num_gt", "ext_id"}
+        "id",
+        "dataset_id",
+        "filepath",
+        "width",
+        "height",
+        "split",
+        "tags",
+        "missing",
+        "num_gt",
+        "ext_id",
+    }
     with store.cursor() as cur:
         assert cur.execute("SELECT count(*) FROM fields").fetchone()[0] == 0
 
@@ -137,10 +162,17 @@ def test_registry_answers_follow_each_write(store, tmp_path):
 # -- kinds and the SQL builder ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values,kind", [
-    ([True, None, False], BOOL), ([1, 2.5, None], NUMERIC), ([["a"], ["b", "c"]], TAGS), (["a", 1], CATEGORICAL),
-    ([f"v{i}" for i in range(1500)], TEXT), ([None, None], CATEGORICAL),
-])
+@pytest.mark.parametrize(
+    "values,kind",
+    [
+        ([True, None, False], BOOL),
+        ([1, 2.5, None], NUMERIC),
+        ([["a"], ["b", "c"]], TAGS),
+        (["a", 1], CATEGORICAL),
+        ([f"v{i}" for i in range(1500)], TEXT),
+        ([None, None], CATEGORICAL),
+    ],
+)
 def test_kind_inference(values, kind):
     assert infer_kind(values) is kind
 
@@ -160,8 +192,10 @@ def test_kind_clauses_filter_as_described():
     assert rows(BOOL, "b", FieldFilter(field="b", values=("no",))) == 1
     assert rows(TAGS, "t", FieldFilter(field="t", values=("y", "z"))) == 1
     assert NUMERIC.describe(FieldFilter(field="hour", range=Range(min=20))) == "hour ≥ 20"
-    assert CATEGORICAL.describe(FieldFilter(field="cam", values=("c3", None), exclude=True)) == \
-        "not (cam is c3 or (missing))"
+    assert (
+        CATEGORICAL.describe(FieldFilter(field="cam", values=("c3", None), exclude=True))
+        == "not (cam is c3 or (missing))"
+    )
     with pytest.raises(FilterError, match="range needs a numeric"):
         CATEGORICAL.clause("c", FieldFilter(field="c", range=Range(min=1)))
     with pytest.raises(FilterError, match="not a number"):
@@ -205,13 +239,22 @@ def test_schema_1_files_are_upgraded_in_place(tmp_path):
         ann_id BIGINT NOT NULL, sample_id BIGINT NOT NULL, is_pred BOOLEAN NOT NULL, status TINYINT NOT NULL,
         match_id BIGINT, iou FLOAT, error TINYINT)""")
     con.execute("INSERT INTO datasets (id, name, format, root) VALUES (1, 'old', 'coco', '/nowhere')")
-    con.execute("INSERT INTO samples (id, dataset_id, filepath, width, height, ext_id, f_weather__str, "
-                "f_eval_m_tp__num) VALUES (1, 1, 'a.jpg', 64, 48, '1', 'rain', 2), (2, 1, 'b.jpg', 64, 48, '2', 'sun', 0)")
-    con.execute("INSERT INTO annotations (id, dataset_id, sample_id, source_id, label_id, x, y, w, h, area) "
-                "VALUES (1, 1, 1, 0, 0, 1.5, 2.5, 10, 20, 200)")
-    con.execute("INSERT INTO evaluations (dataset_id, key, model, iou, class_agnostic) VALUES (1, 'm', 'm', 0.5, false)")
-    rows = [(1, "id", "id", "sample", "numeric", True), (1, "weather", "f_weather__str", "sample", "categorical", False),
-            (1, "m.tp", "f_eval_m_tp__num", "sample", "numeric", False)]
+    con.execute(
+        "INSERT INTO samples (id, dataset_id, filepath, width, height, ext_id, f_weather__str, "
+        "f_eval_m_tp__num) VALUES (1, 1, 'a.jpg', 64, 48, '1', 'rain', 2), (2, 1, 'b.jpg', 64, 48, '2', 'sun', 0)"
+    )
+    con.execute(
+        "INSERT INTO annotations (id, dataset_id, sample_id, source_id, label_id, x, y, w, h, area) "
+        "VALUES (1, 1, 1, 0, 0, 1.5, 2.5, 10, 20, 200)"
+    )
+    con.execute(
+        "INSERT INTO evaluations (dataset_id, key, model, iou, class_agnostic) VALUES (1, 'm', 'm', 0.5, false)"
+    )
+    rows = [
+        (1, "id", "id", "sample", "numeric", True),
+        (1, "weather", "f_weather__str", "sample", "categorical", False),
+        (1, "m.tp", "f_eval_m_tp__num", "sample", "numeric", False),
+    ]
     con.executemany("INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?)", rows)
     con.close()
 
@@ -224,8 +267,12 @@ def test_schema_1_files_are_upgraded_in_place(tmp_path):
         assert [r["weather"] for r in page] == ["rain", "sun"] and [r["m.tp"] for r in page] == [2, 0]
         assert "f_weather__str" not in _columns(store)
         with store.cursor() as cur:
-            assert cur.execute("SELECT data_type FROM duckdb_columns() WHERE table_name = 'annotations' "
-                               "AND column_name = 'x'").fetchone()[0] == "DOUBLE"
+            assert (
+                cur.execute(
+                    "SELECT data_type FROM duckdb_columns() WHERE table_name = 'annotations' AND column_name = 'x'"
+                ).fetchone()[0]
+                == "DOUBLE"
+            )
     finally:
         store.close()
     MetadataStore(path).close()  # opening an upgraded file again is a no-op

@@ -12,8 +12,12 @@ from visionlens.ui.field_controls import BoolControl, RangeControl, ValuesContro
 def test_each_kind_gets_its_control_and_text_gets_none(demo_ds):
     seen: list = []
     on_change = lambda name, flt: seen.append((name, flt))  # noqa: E731
-    for kind, cls, field in ((CATEGORICAL, ValuesControl, "split"), (TAGS, ValuesControl, "tags"),
-                             (BOOL, BoolControl, "missing"), (NUMERIC, RangeControl, "width")):
+    for kind, cls, field in (
+        (CATEGORICAL, ValuesControl, "split"),
+        (TAGS, ValuesControl, "tags"),
+        (BOOL, BoolControl, "missing"),
+        (NUMERIC, RangeControl, "width"),
+    ):
         assert type(control_for(field, kind, demo_ds, Filters(), on_change)) is cls
     assert control_for("filepath", TEXT, demo_ds, Filters(), on_change) is None
 

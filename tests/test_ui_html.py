@@ -13,7 +13,8 @@ def test_text_and_elements_escape_content_and_attributes():
     assert text(PAYLOAD) == "&lt;img src=x onerror=alert(1)&gt;"
     assert text(None) == "" and text(3) == "3"
     assert el("b", PAYLOAD, class_="vl-title", data_id='1" onclick="x') == (
-        '<b class="vl-title" data-id="1&quot; onclick=&quot;x">&lt;img src=x onerror=alert(1)&gt;</b>')
+        '<b class="vl-title" data-id="1&quot; onclick=&quot;x">&lt;img src=x onerror=alert(1)&gt;</b>'
+    )
     with pytest.raises(ValueError):
         el("img src=x", "")
 
@@ -22,7 +23,7 @@ def test_markdown_text_keeps_its_punctuation_and_no_markup():
     assert md(PAYLOAD) == "&lt;img src=x onerror=alert\\(1\\)&gt;"
     assert md("my_model_v2 *.json") == "my\\_model\\_v2 \\*.json"  # no italics
     assert md("[a](javascript:x)") == "\\[a\\]\\(javascript:x\\)"  # no link
-    assert md("it's \"quoted\"") == "it's \"quoted\""  # quotes stay readable (no entities to break)
+    assert md('it\'s "quoted"') == 'it\'s "quoted"'  # quotes stay readable (no entities to break)
 
 
 def test_multichoice_options_show_escaped_labels_and_keep_raw_values():

@@ -85,8 +85,9 @@ def test_lists_stored_findings_by_kind_best_first(insights, store, make_view):
     assert "score" in dict(view._cards["label_mistake"].cards[0]["stats"])
     dup = view._cards["near_duplicate"].cards[0]
     assert len(dup["thumbs"]) >= 2 and all(t["src"].startswith("/vl/thumb/") for t in dup["thumbs"])
-    assert {t["name"] for t in dup["thumbs"]} <= {f.rsplit("/", 1)[-1] for f in
-                                                  store.finding(insights.id, dup["id"])["detail"]["files"]}
+    assert {t["name"] for t in dup["thumbs"]} <= {
+        f.rsplit("/", 1)[-1] for f in store.finding(insights.id, dup["id"])["detail"]["files"]
+    }
     # "show more" pages on
     total = view.sections["error_pattern"].total
     assert total > FIRST_PAGE and view._more["error_pattern"].visible
@@ -115,8 +116,9 @@ def test_clicking_a_card_filters_every_view_to_its_images(insights, store, make_
     card = view._cards[kind].cards[0]
     row = store.finding(insights.id, card["id"])
     view._cards[kind].click(card["id"])
-    assert state.filters == (Filters.model_validate_json(row["filters"]) if row["filters"] else
-                             Filters(finding=row["id"]))
+    assert state.filters == (
+        Filters.model_validate_json(row["filters"]) if row["filters"] else Filters(finding=row["id"])
+    )
     assert state.count == _expected_count(row) > 0
     assert state.active_view == "Browse"
     if row["model"]:
@@ -240,15 +242,30 @@ def test_report_shows_summary_citations_and_next_steps(insights, store, make_vie
 def test_dataset_text_never_becomes_markup(demo_files, store, make_view):
     import visionlens as vl
 
-    ds = vl.ingest(demo_files.root, PAYLOAD, predictions={m: str(p) for m, p in demo_files.predictions.items()},
-                   store=store)
+    ds = vl.ingest(
+        demo_files.root, PAYLOAD, predictions={m: str(p) for m, p in demo_files.predictions.items()}, store=store
+    )
     state, view, sidebar = make_view(PAYLOAD)
     assert "&lt;img src=x" in view._message.object and "<img src=x" not in view._message.object
     run_insights(store, ds.id, kinds=["near_duplicate"])
     ids = ds.sample_ids()[:3]
-    save_run(store, ds.id, "slices:" + "detector_a", [Finding(
-        kind="slice", title=PAYLOAD, score=9.0, definition=PAYLOAD, description=PAYLOAD, model="detector_a",
-        filters=Filters(sample_ids=tuple(int(i) for i in ids)), evidence={"images": 3, "metric": "recall"})])
+    save_run(
+        store,
+        ds.id,
+        "slices:" + "detector_a",
+        [
+            Finding(
+                kind="slice",
+                title=PAYLOAD,
+                score=9.0,
+                definition=PAYLOAD,
+                description=PAYLOAD,
+                model="detector_a",
+                filters=Filters(sample_ids=tuple(int(i) for i in ids)),
+                evidence={"images": 3, "metric": "recall"},
+            )
+        ],
+    )
     state.active_view = "Insights"
     view.wait()
     card = view._cards["slice"].cards[0]

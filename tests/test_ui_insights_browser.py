@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, ROOT, serve_app, shown_count as _count
+from tests.browser_helpers import ARTIFACTS, ROOT, serve_app
+from tests.browser_helpers import shown_count as _count
 
 pytestmark = pytest.mark.browser
 
@@ -50,11 +51,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
     takes the database: one process per DuckDB file)."""
     home = tmp_path_factory.mktemp("insightshome")
     env = {**os.environ, "VISIONLENS_HOME": str(home)}
-    out = subprocess.run([sys.executable, "-m", "visionlens.cli", "demo", "--n", "150", "--seed", "5"], env=env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "visionlens.cli", "demo", "--n", "150", "--seed", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
-    out = subprocess.run([sys.executable, "-c", _PREPARE, PAYLOAD], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _PREPARE, PAYLOAD],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     return home, json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -68,8 +82,6 @@ def server(demo: tuple[Path, dict[str, Any]]) -> Iterator[str]:
 
 
 VIEWPORT = {"width": 1500, "height": 1000}  # read by the page fixture (tests/conftest.py)
-
-
 
 
 def _wait_count(page, expected: int, timeout: float = 20) -> int:
@@ -115,7 +127,8 @@ def test_a_card_filters_the_grid_to_its_images(server, page, demo):
     page.locator(".vl-cards-near_duplicate").scroll_into_view_if_needed()
     deadline = time.monotonic() + 15
     while not page.locator(".vl-cards-near_duplicate .vl-card-thumb img").evaluate_all(
-            "els => els.length && els.every(i => i.complete && i.naturalWidth)"):
+        "els => els.length && els.every(i => i.complete && i.naturalWidth)"
+    ):
         assert time.monotonic() < deadline, "duplicate thumbnails did not load"
         time.sleep(0.2)
     page.screenshot(path=str(ARTIFACTS / "insights_duplicates.png"))

@@ -163,6 +163,7 @@ def test_superseded_results_are_dropped() -> None:
                 entered.set()
                 release.wait(10)
             return name
+
         return work
 
     jobs = Jobs("test", pool=ThreadPoolExecutor(max_workers=4))
@@ -224,8 +225,9 @@ def test_work_can_see_that_it_was_superseded() -> None:
 def test_long_jobs_never_hold_up_quick_ones() -> None:
     gate = threading.Event()
     jobs = Jobs("test")
-    long_jobs = [jobs.submit(lambda: gate.wait(20), key=f"ingest{i}", lane="long")
-                 for i in range(jobs_module.LONG_WORKERS + 2)]  # more than the long lane has threads
+    long_jobs = [
+        jobs.submit(lambda: gate.wait(20), key=f"ingest{i}", lane="long") for i in range(jobs_module.LONG_WORKERS + 2)
+    ]  # more than the long lane has threads
     try:
         started = time.monotonic()
         quick = jobs.submit(lambda: "window", key="window")
@@ -238,8 +240,14 @@ def test_long_jobs_never_hold_up_quick_ones() -> None:
 
 def test_map_frame_cache_never_exceeds_its_bound() -> None:
     def frame(n: int) -> pd.DataFrame:
-        return pd.DataFrame({"sample_id": np.arange(n, dtype=np.int64), "x": np.zeros(n, np.float32),
-                             "y": np.zeros(n, np.float32), "color": pd.Categorical(["a"] * n)})
+        return pd.DataFrame(
+            {
+                "sample_id": np.arange(n, dtype=np.int64),
+                "x": np.zeros(n, np.float32),
+                "y": np.zeros(n, np.float32),
+                "color": pd.Categorical(["a"] * n),
+            }
+        )
 
     cache = FrameCache(max_items=5, max_bytes=10**9)
     for k in range(8):
@@ -272,7 +280,7 @@ def test_map_frame_cache_never_exceeds_its_bound() -> None:
                 elif op == 1:
                     shared.get(key)
                 elif op == 2:
-                    shared.drop(lambda k: k == key)
+                    shared.drop(lambda k, key=key: k == key)
                 else:
                     worst.append(len(shared))
         except BaseException as e:  # noqa: BLE001
@@ -331,8 +339,13 @@ def test_views_have_no_threads_or_pools_of_their_own() -> None:
         if path.name == "jobs.py":
             continue
         source = path.read_text()
-        for pattern in ("ThreadPoolExecutor", "threading.Thread(", "add_next_tick_callback", "pn.state.execute",
-                        "run_in_executor"):
+        for pattern in (
+            "ThreadPoolExecutor",
+            "threading.Thread(",
+            "add_next_tick_callback",
+            "pn.state.execute",
+            "run_in_executor",
+        ):
             if pattern in source and not (path.name == "routes.py" and pattern == "run_in_executor"):
                 offenders.append(f"{path.name}: {pattern}")
     assert offenders == []

@@ -50,8 +50,10 @@ BROKEN = {
     "not filters": ({"filters": "[1, 2]"}, "filters were left out"),
     "unknown field": ({"filters": '{"fields": [{"field": "nope", "values": ["a"]}]}'}, "unknown field 'nope'"),
     "wrong value type": ({"filters": '{"fields": [{"field": "width", "values": ["abc"]}]}'}, "'abc' is not a number"),
-    "wrong range type": ({"filters": '{"fields": [{"field": "width", "range": {"min": "wide"}}]}'},
-                         "fields.0.range.min"),
+    "wrong range type": (
+        {"filters": '{"fields": [{"field": "width", "range": {"min": "wide"}}]}'},
+        "fields.0.range.min",
+    ),
     "range on a category": ({"filters": '{"fields": [{"field": "split", "range": {"min": 1}}]}'}, "split"),
     "unknown model": ({"filters": '{"annotations": [{"source": "nomodel"}]}'}, "unknown source 'nomodel'"),
     "unknown sort": ({"sort": "-nope"}, "sort order was left out"),

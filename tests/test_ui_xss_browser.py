@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, ROOT, serve_app, shown_count as _count
+from tests.browser_helpers import ARTIFACTS, ROOT, serve_app
+from tests.browser_helpers import shown_count as _count
 
 pytestmark = pytest.mark.browser
 
@@ -45,14 +46,19 @@ vl.ingest(str(root / "data"), DATASET, predictions={MODEL: str(root / "preds.jso
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("xsshome")
     payloads = json.dumps([FILE, FIELD, VALUE, NUMERIC, FLAG, LABEL, MODEL, DATASET])
-    out = subprocess.run([sys.executable, "-c", _INGEST, payloads, str(home), str(N)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "VISIONLENS_HOME": str(home / "vl")})
+    out = subprocess.run(
+        [sys.executable, "-c", _INGEST, payloads, str(home), str(N)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VISIONLENS_HOME": str(home / "vl")},
+    )
     assert out.returncode == 0, out.stderr
     proc, url = serve_app(home / "vl")
     yield url
     proc.terminate()
     proc.wait(10)
-
 
 
 def _no_script_ran(page) -> None:
@@ -67,8 +73,6 @@ def _literal(page, text: str, timeout: float = 15000):
     loc = page.get_by_text(text, exact=False).filter(visible=True).first
     loc.wait_for(state="visible", timeout=timeout)
     return loc
-
-
 
 
 def _wait_count(page, n: int, timeout: float = 20) -> None:
@@ -182,12 +186,15 @@ def test_shared_link_payloads_show_as_text(server, page):
     _no_script_ran(page)
 
 
-@pytest.mark.parametrize("filters, why", [
-    ('{"fields": [{"field": "split", "values": ["train"]}', "Invalid JSON"),
-    ('{"fields": [{"field": "no_such_field", "values": ["a"]}]}', "unknown field 'no_such_field'"),
-    ('{"fields": [{"field": "width", "values": ["abc"]}]}', "'abc' is not a number"),
-    ('{"fields": [{"field": "width", "range": {"min": "wide"}}]}', "fields.0.range.min"),
-])
+@pytest.mark.parametrize(
+    "filters, why",
+    [
+        ('{"fields": [{"field": "split", "values": ["train"]}', "Invalid JSON"),
+        ('{"fields": [{"field": "no_such_field", "values": ["a"]}]}', "unknown field 'no_such_field'"),
+        ('{"fields": [{"field": "width", "values": ["abc"]}]}', "'abc' is not a number"),
+        ('{"fields": [{"field": "width", "range": {"min": "wide"}}]}', "fields.0.range.min"),
+    ],
+)
 def test_malformed_filter_link_shows_an_error_and_the_whole_dataset(server, page, filters, why):
     _open(page, _link(server, filters=filters))
     _literal(page, "Could not restore all of the link")

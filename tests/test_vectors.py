@@ -259,6 +259,7 @@ def test_edge_hnsw_recall_and_filtered_exactness_after_indexing(tmp_path):
 @pytest.mark.parametrize("kind", ["edge", "client"])
 def test_persists_across_reopen(tmp_path, data, kind):
     ids, vectors, payloads = data
+
     def make():
         return EdgeVectorStore(tmp_path / "v") if kind == "edge" else ClientVectorStore(path=tmp_path / "v")
 
@@ -276,9 +277,7 @@ def test_persists_across_reopen(tmp_path, data, kind):
 @pytest.mark.parametrize("kind", ["edge", "client"])
 def test_second_process_gets_a_clear_lock_error(tmp_path, kind):
     path = tmp_path / "locked"
-    opener = (
-        f"EdgeVectorStore({str(path)!r})" if kind == "edge" else f"ClientVectorStore(path={str(path)!r})"
-    )
+    opener = f"EdgeVectorStore({str(path)!r})" if kind == "edge" else f"ClientVectorStore(path={str(path)!r})"
     with open_vector_store(path=path) if kind == "edge" else ClientVectorStore(path=path):
         code = (
             "from visionlens.store.vectors import *\n"

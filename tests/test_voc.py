@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 
 import visionlens as vl
-from visionlens.errors import IngestError
 from tests.factories import voc_xml, write_voc
+from visionlens.errors import IngestError
 
 
 def test_voc_boxes_splits_and_difficult(store, tmp_path):
     root = write_voc(
         tmp_path / "v",
-        {"img1": voc_xml("img1.jpg", [("dog", 11, 21, 50, 60), ("cat", 1, 1, 10, 10)], difficult={1}),
-         "img2": voc_xml("img2.jpg", [("dog", 5, 5, 100, 80)])},
+        {
+            "img1": voc_xml("img1.jpg", [("dog", 11, 21, 50, 60), ("cat", 1, 1, 10, 10)], difficult={1}),
+            "img2": voc_xml("img2.jpg", [("dog", 5, 5, 100, 80)]),
+        },
         splits={"train": ["img1"], "val": ["img2"]},
     )
     ds = vl.ingest(root, "v", store=store)
@@ -31,7 +33,9 @@ def test_voc_predictions_with_scores_and_new_labels(store, tmp_path):
     root = write_voc(tmp_path / "v", {"img1": voc_xml("img1.jpg", [("dog", 11, 21, 50, 60)])})
     preds = tmp_path / "preds"
     preds.mkdir()
-    (preds / "img1.xml").write_text(voc_xml("img1.jpg", [("dog", 12, 20, 50, 61), ("horse", 1, 1, 5, 5)], scores=[0.8, 0.1]))
+    (preds / "img1.xml").write_text(
+        voc_xml("img1.jpg", [("dog", 12, 20, 50, 61), ("horse", 1, 1, 5, 5)], scores=[0.8, 0.1])
+    )
     ds = vl.ingest(root, "v", predictions={"ssd": preds}, store=store)
     assert "horse" in ds.labels()
     ann = ds.annotations(ds.sample_ids(), sources=["ssd"]).sort_values("confidence")
@@ -42,10 +46,19 @@ def test_voc_predictions_with_scores_and_new_labels(store, tmp_path):
 @pytest.mark.parametrize(
     ("xml", "message"),
     [
-        ("<annotation><filename>a.jpg</filename>\n<object><name>dog</name>\n</annotation>", r"a\.xml:line 3, column \d+: malformed XML"),
-        ("<annotation><filename>a.jpg</filename><object><name>dog</name></object></annotation>", r"object\[1\]: missing <bndbox>"),
-        ("<annotation><filename>a.jpg</filename><object><name>dog</name><bndbox><xmin>x</xmin><ymin>1</ymin>"
-         "<xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>", r"<xmin> is 'x', not a number"),
+        (
+            "<annotation><filename>a.jpg</filename>\n<object><name>dog</name>\n</annotation>",
+            r"a\.xml:line 3, column \d+: malformed XML",
+        ),
+        (
+            "<annotation><filename>a.jpg</filename><object><name>dog</name></object></annotation>",
+            r"object\[1\]: missing <bndbox>",
+        ),
+        (
+            "<annotation><filename>a.jpg</filename><object><name>dog</name><bndbox><xmin>x</xmin><ymin>1</ymin>"
+            "<xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>",
+            r"<xmin> is 'x', not a number",
+        ),
         ("<annotation><filename>../../a.jpg</filename></annotation>", r"filename: file name '../../a.jpg' escapes"),
         ("<annotation><object/></annotation>", r"annotation: missing <filename>"),
     ],

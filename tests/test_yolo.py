@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import visionlens as vl
-from visionlens.errors import IngestError
 from tests.factories import image, write_yolo
+from visionlens.errors import IngestError
 
 
 def test_data_yaml_with_splits_converts_to_pixels(store, tmp_path):

@@ -1,8 +1,8 @@
 """VisionLens: look inside computer-vision datasets.
 
-    import visionlens as vl
-    ds = vl.ingest("coco/", name="coco", predictions={"yolo": "preds.json"})
-    ds.count({"split": "val", "annotations": [{"source": "yolo", "labels": ["car"], "confidence": {"max": 0.5}}]})
+import visionlens as vl
+ds = vl.ingest("coco/", name="coco", predictions={"yolo": "preds.json"})
+ds.count({"split": "val", "annotations": [{"source": "yolo", "labels": ["car"], "confidence": {"max": 0.5}}]})
 """
 
 from __future__ import annotations
@@ -15,9 +15,22 @@ from .errors import DatasetExistsError, DatasetNotFoundError, FilterError, Inges
 from .query import FieldFilter, Filters, LabelFilter, Range, Sort
 
 __all__ = [
-    "Dataset", "app", "DatasetExistsError", "DatasetNotFoundError", "FieldFilter", "FilterError", "Filters",
-    "IngestError", "LabelFilter", "Range", "Sort", "VisionLensError", "delete_dataset", "ingest",
-    "list_datasets", "load",
+    "Dataset",
+    "app",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "FieldFilter",
+    "FilterError",
+    "Filters",
+    "IngestError",
+    "LabelFilter",
+    "Range",
+    "Sort",
+    "VisionLensError",
+    "delete_dataset",
+    "ingest",
+    "list_datasets",
+    "load",
 ]
 
 

@@ -25,8 +25,15 @@ if TYPE_CHECKING:
     from .store.vectors import VectorStore
     from .thumbnails import ThumbnailCache
 
-__all__ = ["DATASET_PAYLOAD_KEY", "DeletionReport", "HomeReport", "Orphans", "delete_dataset", "find_orphans",
-           "fix_orphans"]
+__all__ = [
+    "DATASET_PAYLOAD_KEY",
+    "DeletionReport",
+    "HomeReport",
+    "Orphans",
+    "delete_dataset",
+    "find_orphans",
+    "fix_orphans",
+]
 
 # The payload key holding a point's dataset id (written by ``MetadataStore.payloads``).
 DATASET_PAYLOAD_KEY = "dataset"
@@ -120,8 +127,9 @@ def delete_dataset(
     # yet still exists (a store version that left them behind), so the delete never depends on that detail.
     dropped = db.drop_columns(store, db.unreferenced_columns(store, among=columns))
     removed, n_thumbs = _purge(left, vectors, collections, thumbnails)
-    return DeletionReport(name=row.name, dataset_id=row.id, samples=len(left.ids), vectors=removed,
-                          thumbnails=n_thumbs, columns=dropped)
+    return DeletionReport(
+        name=row.name, dataset_id=row.id, samples=len(left.ids), vectors=removed, thumbnails=n_thumbs, columns=dropped
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,9 @@ def leftovers_of(store: MetadataStore, dataset_id: int, thumbnails: ThumbnailCac
     return Leftovers(dataset_id, ids, list(thumbnails.keys_for(uris)))
 
 
-def _purge(left: Leftovers, vectors: VectorStore, collections: list[str], thumbnails: ThumbnailCache
-           ) -> tuple[dict[str, int], int]:
+def _purge(
+    left: Leftovers, vectors: VectorStore, collections: list[str], thumbnails: ThumbnailCache
+) -> tuple[dict[str, int], int]:
     removed: dict[str, int] = {}
     for collection in collections:
         before = vectors.count(collection)
@@ -170,8 +179,9 @@ def before_replace(store: MetadataStore, name: str) -> Callable[[], None]:
             _purge(left, vectors, _our_collections(store, vectors), thumbnails)
         except Exception as e:  # noqa: BLE001 - the ingest itself succeeded; doctor can finish this
             logging.getLogger(__name__).warning(
-                "the replaced dataset %r left vectors or thumbnails behind (%s): run `visionlens doctor --fix`",
-                name, e)
+                "the replaced dataset %r left vectors or thumbnails behind (%s): run `visionlens doctor --fix`", name, e
+            )
+
     return purge
 
 
@@ -213,7 +223,9 @@ def _ids_text(ids: np.ndarray) -> str:
 def _rows_kind(store: MetadataStore) -> Orphans:
     found = db.rows_without_dataset(store)
     return Orphans(
-        "rows_without_dataset", "DuckDB rows whose dataset is gone", sum(r.rows for r in found),
+        "rows_without_dataset",
+        "DuckDB rows whose dataset is gone",
+        sum(r.rows for r in found),
         [f"{r.table}: {r.rows:,} rows of dataset id(s) {_ids_text(np.asarray(r.dataset_ids))}" for r in found],
         fix=lambda: sum(db.delete_orphan_rows(store).values()),
     )
@@ -222,7 +234,9 @@ def _rows_kind(store: MetadataStore) -> Orphans:
 def _eval_kind(store: MetadataStore) -> Orphans:
     found = db.eval_objects_without_evaluation(store)
     return Orphans(
-        "eval_objects_without_evaluation", "evaluation objects whose evaluation is gone", sum(e.rows for e in found),
+        "eval_objects_without_evaluation",
+        "evaluation objects whose evaluation is gone",
+        sum(e.rows for e in found),
         [f"dataset id {e.dataset_id}, evaluation {e.eval_key!r}: {e.rows:,} rows" for e in found],
         fix=lambda: db.delete_orphan_eval_objects(store),
     )
@@ -231,7 +245,10 @@ def _eval_kind(store: MetadataStore) -> Orphans:
 def _columns_kind(store: MetadataStore) -> Orphans:
     found = db.unreferenced_columns(store)
     return Orphans(
-        "unreferenced_columns", "columns of samples that no field refers to", len(found), [repr(c) for c in found],
+        "unreferenced_columns",
+        "columns of samples that no field refers to",
+        len(found),
+        [repr(c) for c in found],
         fix=lambda: len(db.drop_columns(store, found)),
     )
 
@@ -251,11 +268,19 @@ def _vector_kinds(store: MetadataStore, vectors: VectorStore, live: np.ndarray) 
     dangling = [c for c in registered if c not in present]
     unregistered = [c for c in ours if c not in registered]
     unused = [c for c in unregistered if not live_counts[c]]
-    notes = [f"vector collection {c!r} is not registered in DuckDB (imported vectors, or embedded before "
-             f"registration) but holds vectors of {live_counts[c]:,} existing samples: kept; text search cannot "
-             "use it" for c in unregistered if live_counts[c]]
-    notes += [f"vector collection {c!r} on the server is not registered in DuckDB: not checked, it may belong to "
-              "another application" for c in present if c not in ours]
+    notes = [
+        f"vector collection {c!r} is not registered in DuckDB (imported vectors, or embedded before "
+        f"registration) but holds vectors of {live_counts[c]:,} existing samples: kept; text search cannot "
+        "use it"
+        for c in unregistered
+        if live_counts[c]
+    ]
+    notes += [
+        f"vector collection {c!r} on the server is not registered in DuckDB: not checked, it may belong to "
+        "another application"
+        for c in present
+        if c not in ours
+    ]
 
     def delete_points() -> int:
         for collection, ids in stray_points.items():
@@ -271,13 +296,27 @@ def _vector_kinds(store: MetadataStore, vectors: VectorStore, live: np.ndarray) 
         return gone
 
     kinds = [
-        Orphans("vector_points", "vector points whose sample is gone", sum(len(i) for i in stray_points.values()),
-                [f"{c!r}: {len(ids):,} points, e.g. ids {_ids_text(ids)}" for c, ids in stray_points.items()],
-                fix=delete_points),
-        Orphans("registered_without_vectors", "collections registered in DuckDB with no vector collection",
-                len(dangling), [repr(c) for c in dangling], fix=lambda: db.unregister_collections(store, dangling)),
-        Orphans("vectors_without_registration", "vector collections neither registered nor holding a live sample",
-                len(unused), [f"{c!r}" for c in unused], fix=drop_unused),
+        Orphans(
+            "vector_points",
+            "vector points whose sample is gone",
+            sum(len(i) for i in stray_points.values()),
+            [f"{c!r}: {len(ids):,} points, e.g. ids {_ids_text(ids)}" for c, ids in stray_points.items()],
+            fix=delete_points,
+        ),
+        Orphans(
+            "registered_without_vectors",
+            "collections registered in DuckDB with no vector collection",
+            len(dangling),
+            [repr(c) for c in dangling],
+            fix=lambda: db.unregister_collections(store, dangling),
+        ),
+        Orphans(
+            "vectors_without_registration",
+            "vector collections neither registered nor holding a live sample",
+            len(unused),
+            [f"{c!r}" for c in unused],
+            fix=drop_unused,
+        ),
     ]
     return kinds, notes
 
@@ -285,7 +324,9 @@ def _vector_kinds(store: MetadataStore, vectors: VectorStore, live: np.ndarray) 
 def _thumbnail_kind(store: MetadataStore, thumbnails: ThumbnailCache) -> Orphans:
     found = thumbnails.stray_files(db.live_sample_uris(store))
     return Orphans(
-        "stray_thumbnails", "thumbnail cache files of no existing sample", len(found),
+        "stray_thumbnails",
+        "thumbnail cache files of no existing sample",
+        len(found),
         [str(thumbnails.cache_dir / rel) for rel in found[:_EXAMPLES]] + (["..."] if len(found) > _EXAMPLES else []),
         fix=lambda: thumbnails.remove_files(found),
     )
@@ -303,8 +344,13 @@ def find_orphans(
     """
     store, vectors, thumbnails = _default_stores(store, vectors, thumbnails)
     vector_kinds, notes = _vector_kinds(store, vectors, db.live_sample_ids(store))
-    kinds = [_rows_kind(store), _eval_kind(store), _columns_kind(store), *vector_kinds,
-             _thumbnail_kind(store, thumbnails)]
+    kinds = [
+        _rows_kind(store),
+        _eval_kind(store),
+        _columns_kind(store),
+        *vector_kinds,
+        _thumbnail_kind(store, thumbnails),
+    ]
     return HomeReport(kinds, notes)
 
 

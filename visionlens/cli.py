@@ -31,8 +31,12 @@ console = Console(stderr=True)
 def progress_bar() -> Iterator[object]:
     """A rich progress bar that ingest steps report into as ``progress(step, done, total)``."""
     with Progress(
-        TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as bar:
         tasks: dict[str, int] = {}
 
@@ -77,7 +81,10 @@ def ingest(
     format: Annotated[str, typer.Option(help="auto, coco, yolo or voc.")] = "auto",
     images: Annotated[Optional[str], typer.Option(help="Image folder, when it is not next to the annotations.")] = None,
     predictions: Annotated[
-        list[str], typer.Option("--predictions", "-p", help="MODEL=PATH, repeatable: COCO results JSON, YOLO txt folder or VOC XML folder.")
+        list[str],
+        typer.Option(
+            "--predictions", "-p", help="MODEL=PATH, repeatable: COCO results JSON, YOLO txt folder or VOC XML folder."
+        ),
     ] = [],  # noqa: B006 - typer reads the default
     replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
 ) -> None:
@@ -120,8 +127,15 @@ def list_cmd() -> None:
         rows = _store().list_datasets()
     table = Table("name", "format", "samples", "GT boxes", "predictions", "models", "root")
     for d in rows:
-        table.add_row(d["name"], d["format"], f"{d['samples']:,}", f"{d['gt_boxes']:,}", f"{d['pred_boxes']:,}",
-                      ", ".join(d["models"]), d["root"])
+        table.add_row(
+            d["name"],
+            d["format"],
+            f"{d['samples']:,}",
+            f"{d['gt_boxes']:,}",
+            f"{d['pred_boxes']:,}",
+            ", ".join(d["models"]),
+            d["root"],
+        )
     Console().print(table if rows else "no datasets yet: try `visionlens demo` or `visionlens ingest PATH --name NAME`")
 
 
@@ -135,7 +149,9 @@ def info(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
         ds = load(name, _store())
         summary = ds.summary()
         out.print(f"[bold]{ds.name}[/] ({ds.format}) at {ds.root}")
-        out.print(f"{summary['samples']:,} samples, {summary['gt_boxes']:,} GT boxes, {summary['pred_boxes']:,} predictions")
+        out.print(
+            f"{summary['samples']:,} samples, {summary['gt_boxes']:,} GT boxes, {summary['pred_boxes']:,} predictions"
+        )
         out.print("splits: " + ", ".join(f"{k}: {v:,}" for k, v in summary["splits"].items()))
         fields = Table("field", "level", "kind", title="fields")
         for f in ds.fields().values():
@@ -148,7 +164,9 @@ def info(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
         out.print(labels)
         issues = ds.issues()
         if issues:
-            out.print(f"[yellow]{len(issues)} ingest warnings[/], first: {issues[0].file} {issues[0].location}: {issues[0].message}")
+            out.print(
+                f"[yellow]{len(issues)} ingest warnings[/], first: {issues[0].file} {issues[0].location}: {issues[0].message}"
+            )
 
 
 @app.command()
@@ -166,23 +184,36 @@ def delete(
             raise typer.Exit(1)
         report = delete_dataset(name, store)
     vectors = ", ".join(f"{n:,} from {c!r}" for c, n in report.vectors.items()) or "none"
-    console.print("[green]deleted[/] " + escape(f"{name!r}: {report.samples:,} samples; vectors: {vectors}; "
-                                                f"{report.thumbnails:,} cached thumbnails"), highlight=False)
+    console.print(
+        "[green]deleted[/] "
+        + escape(f"{name!r}: {report.samples:,} samples; vectors: {vectors}; {report.thumbnails:,} cached thumbnails"),
+        highlight=False,
+    )
 
 
 @app.command()
 def demo(
     n: Annotated[int, typer.Option("--n", help="Number of images (1K takes well under a minute).")] = 1000,
     name: Annotated[str, typer.Option(help="Dataset name.")] = "demo",
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the files (default: VISIONLENS_HOME/demo).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Where to write the files (default: VISIONLENS_HOME/demo).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     no_images: Annotated[bool, typer.Option("--no-images", help="Annotation files only (for benchmarks).")] = False,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if any dataset exists.")] = False,
     replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
-    source: Annotated[str, typer.Option(help="'generated' (offline) or 'coco-val2017' (downloads ~1 GB).")] = "generated",
-    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Also evaluate the two models, embed "
-                                          "the images (builtin embedder, PCA map) and find insights, so every view "
-                                          "has data.")] = True,
+    source: Annotated[
+        str, typer.Option(help="'generated' (offline) or 'coco-val2017' (downloads ~1 GB).")
+    ] = "generated",
+    analyse: Annotated[
+        bool,
+        typer.Option(
+            "--analyse/--no-analyse",
+            help="Also evaluate the two models, embed "
+            "the images (builtin embedder, PCA map) and find insights, so every view "
+            "has data.",
+        ),
+    ] = True,
     base_url: Annotated[Optional[str], typer.Option(help="Mirror to download COCO from.")] = None,
 ) -> None:
     """Generate the offline demo dataset (JPEGs, COCO ground truth, two models with planted failures) and ingest it."""
@@ -209,8 +240,13 @@ def demo(
         with progress_bar() as report:
             paths = build_demo(target, n=n, seed=seed, images=not no_images, progress=report)
             result = run_ingest(
-                store, paths.root, name, "coco", predictions={m: str(p) for m, p in paths.predictions.items()},
-                replace=replace, progress=report,
+                store,
+                paths.root,
+                name,
+                "coco",
+                predictions={m: str(p) for m, p in paths.predictions.items()},
+                replace=replace,
+                progress=report,
             )
         if analyse:
             from .embedding_jobs import close_vector_stores, embed_dataset, project_dataset
@@ -227,8 +263,10 @@ def demo(
 
                 found = run_insights(store, ds_id, progress=report)
             close_vector_stores()
-            console.print(f"evaluated {', '.join(result.predictions)}; embedded {emb.embedded:,} images (builtin), PCA map "
-                          f"stored; {len(found):,} insights found. For UMAP: `visionlens embed {name} --project umap`")
+            console.print(
+                f"evaluated {', '.join(result.predictions)}; embedded {emb.embedded:,} images (builtin), PCA map "
+                f"stored; {len(found):,} insights found. For UMAP: `visionlens embed {name} --project umap`"
+            )
     console.print(
         f"[green]demo ready[/]: {result.samples:,} images, {result.gt_boxes:,} GT boxes, "
         + ", ".join(f"{m}: {k:,}" for m, k in result.predictions.items())
@@ -240,7 +278,9 @@ def demo(
 def evaluate(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     models: Annotated[list[str], typer.Argument(help="Model name(s); several are shown side by side.")],
-    iou: Annotated[float, typer.Option(help="IoU threshold of the stored per-object TP/FP/FN (mAP always uses .50:.95).")] = 0.5,
+    iou: Annotated[
+        float, typer.Option(help="IoU threshold of the stored per-object TP/FP/FN (mAP always uses .50:.95).")
+    ] = 0.5,
     class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="Match boxes ignoring labels.")] = False,
 ) -> None:
     """COCO-exact evaluation: mAP table, per-class AP; per-object TP/FP/FN stored for filtering in the app."""
@@ -252,29 +292,46 @@ def evaluate(
         ds = load(name, _store())
         for model in models:
             results.append(ds.evaluate(model, iou, class_agnostic, progress=report))
-    summary = Table("metric", *[m.model for m in results], title=f"{name}: COCO bbox metrics ({results[0].samples:,} images)")
+    summary = Table(
+        "metric", *[m.model for m in results], title=f"{name}: COCO bbox metrics ({results[0].samples:,} images)"
+    )
     for stat in results[0].stats:
         summary.add_row(stat, *[f"{m.stats[stat]:.4f}" for m in results])
     out.print(summary)
     if not class_agnostic:
-        per_class = Table("label", "GT", *[f"AP {m.model}" for m in results], *[f"AP50 {m.model}" for m in results],
-                          title="per-class AP")
+        per_class = Table(
+            "label",
+            "GT",
+            *[f"AP {m.model}" for m in results],
+            *[f"AP50 {m.model}" for m in results],
+            title="per-class AP",
+        )
         for k, row in enumerate(results[0].per_class):
-            per_class.add_row(row["label"], f"{row['gt']:,}", *[f"{m.per_class[k]['AP']:.3f}" for m in results],
-                              *[f"{m.per_class[k]['AP50']:.3f}" for m in results])
+            per_class.add_row(
+                row["label"],
+                f"{row['gt']:,}",
+                *[f"{m.per_class[k]['AP']:.3f}" for m in results],
+                *[f"{m.per_class[k]['AP50']:.3f}" for m in results],
+            )
         out.print(per_class)
     for m in results:
-        console.print(f"stored per-object results as [bold]{m.key}[/]: filter with fields {m.key}.tp / .fp / .fn "
-                      f"({m.seconds:.2f}s)")
+        console.print(
+            f"stored per-object results as [bold]{m.key}[/]: filter with fields {m.key}.tp / .fp / .fn "
+            f"({m.seconds:.2f}s)"
+        )
 
 
 @app.command()
 def insights(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model(s) to analyse (default: all).")] = None,
-    kind: Annotated[Optional[list[str]], typer.Option(
-        "--kind", "-k", help="slice, error_pattern, label_mistake, near_duplicate (default: all).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {\"findings\": [...]}.")] = False,
+    model: Annotated[
+        Optional[list[str]], typer.Option("--model", "-m", help="Model(s) to analyse (default: all).")
+    ] = None,
+    kind: Annotated[
+        Optional[list[str]],
+        typer.Option("--kind", "-k", help="slice, error_pattern, label_mistake, near_duplicate (default: all)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='Print one JSON object {"findings": [...]}.')] = False,
     top: Annotated[int, typer.Option(help="Findings shown per kind (the table only; --json prints all).")] = 10,
 ) -> None:
     """Find blind spots, error patterns, label mistakes and near-duplicates; stored for the app's Insights tab."""
@@ -294,8 +351,9 @@ def insights(
     out = Console()
     for k in kind or KINDS:
         rows = [f for f in doc["findings"] if f["kind"] == k]
-        table = Table("score", "finding", "model", "images", title=f"{k.replace('_', ' ')}s: {len(rows)}",
-                      title_justify="left")
+        table = Table(
+            "score", "finding", "model", "images", title=f"{k.replace('_', ' ')}s: {len(rows)}", title_justify="left"
+        )
         for f in rows[:top]:
             table.add_row(f"{f['score']:.3g}", escape(f["title"]), escape(f["model"] or ""), f"{len(f['files']):,}")
         out.print(table)
@@ -304,8 +362,12 @@ def insights(
 @app.command()
 def embed(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    embedder: Annotated[str, typer.Option(help="'builtin' (offline, no weights) or 'clip[:MODEL[/PRETRAINED]]'.")] = "builtin",
-    weights: Annotated[Optional[Path], typer.Option(help="Local open_clip checkpoint, when the hub is unreachable.")] = None,
+    embedder: Annotated[
+        str, typer.Option(help="'builtin' (offline, no weights) or 'clip[:MODEL[/PRETRAINED]]'.")
+    ] = "builtin",
+    weights: Annotated[
+        Optional[Path], typer.Option(help="Local open_clip checkpoint, when the hub is unreachable.")
+    ] = None,
     project: Annotated[str, typer.Option(help="Map to compute afterwards: umap, pca, both or none.")] = "both",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding images.")] = 2,
@@ -326,8 +388,10 @@ def embed(
         methods = {"both": ["pca", "umap"], "none": []}.get(project, [project])
         for method in methods:
             project_dataset(store, ds_id, emb.name, method, progress=report)
-    console.print(f"[green]embedded[/] {summary.embedded:,} images into {emb.name!r} ({summary.skipped:,} already there, "
-                  f"{len(summary.failed):,} unreadable) in {summary.seconds:.1f}s; maps: {', '.join(methods) or 'none'}")
+    console.print(
+        f"[green]embedded[/] {summary.embedded:,} images into {emb.name!r} ({summary.skipped:,} already there, "
+        f"{len(summary.failed):,} unreadable) in {summary.seconds:.1f}s; maps: {', '.join(methods) or 'none'}"
+    )
     for failure in summary.failed[:5]:
         console.print(f"[yellow]warning:[/] {failure}", highlight=False)
 
@@ -350,7 +414,8 @@ def doctor(
 
 def _doctor_dataset(name: str) -> None:
     """One dataset: every collection holds a vector per sample, and no vector lacks its sample."""
-    from .embedding_jobs import doctor as check, vector_store
+    from .embedding_jobs import doctor as check
+    from .embedding_jobs import vector_store
 
     store = _store()
     ds_id = store.get_dataset(name).id
@@ -359,8 +424,10 @@ def _doctor_dataset(name: str) -> None:
     for collection in collections:
         r = check(store, ds_id, collection)
         state = "[green]ok[/]" if r.ok else "[red]mismatch[/]"
-        console.print(f"{escape(collection)}: {state}: {r.in_qdrant:,}/{r.in_duckdb:,} samples have vectors; "
-                      f"{len(r.missing_vectors):,} missing, {len(r.orphan_vectors):,} vectors without a sample")
+        console.print(
+            f"{escape(collection)}: {state}: {r.in_qdrant:,}/{r.in_duckdb:,} samples have vectors; "
+            f"{len(r.missing_vectors):,} missing, {len(r.orphan_vectors):,} vectors without a sample"
+        )
         problems += len(r.orphan_vectors)
     if not collections:
         console.print("no vector collections yet: run `visionlens embed NAME`")
@@ -387,8 +454,11 @@ def _doctor_home(fix: bool) -> None:
     settings = get_settings()
     out = Console()
     vectors = settings.qdrant_url or settings.vectors
-    out.print(escape(f"checking {settings.database}, vectors {vectors}, thumbnails {settings.thumbnails}"),
-              highlight=False, soft_wrap=True)
+    out.print(
+        escape(f"checking {settings.database}, vectors {vectors}, thumbnails {settings.thumbnails}"),
+        highlight=False,
+        soft_wrap=True,
+    )
     report = find_orphans(_store())
     _print_report(out, report)
     if report.clean:

@@ -59,21 +59,34 @@ class Dataset:
         return table.to_pandas() if as_ == "pandas" else table
 
     def page(
-        self, filters: Filters | dict[str, Any] | None = None, limit: int = 100, offset: int = 0, sort_by: str = "id",
+        self,
+        filters: Filters | dict[str, Any] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_by: str = "id",
         descending: bool = False,
     ) -> tuple[Any, int]:
         """(one page as pandas, total matching) from one filtered scan: what a paged UI asks for."""
         table, total = self.store.page_and_count(
-            self.id, as_filters(filters), Sort(field=sort_by, descending=descending), limit, offset)
+            self.id, as_filters(filters), Sort(field=sort_by, descending=descending), limit, offset
+        )
         return table.to_pandas(), total
 
-    def sample_ids(self, filters: Filters | dict[str, Any] | None = None, sort_by: str = "id", descending: bool = False) -> np.ndarray:
+    def sample_ids(
+        self, filters: Filters | dict[str, Any] | None = None, sort_by: str = "id", descending: bool = False
+    ) -> np.ndarray:
         return self.store.matching_ids(self.id, as_filters(filters), Sort(field=sort_by, descending=descending))
 
-    def annotations(self, sample_ids: Any, sources: list[str] | None = None, as_: Literal["pandas", "arrow"] = "pandas",
-                    evaluation: str | None = None) -> Any:
+    def annotations(
+        self,
+        sample_ids: Any,
+        sources: list[str] | None = None,
+        as_: Literal["pandas", "arrow"] = "pandas",
+        evaluation: str | None = None,
+    ) -> Any:
         table: pa.Table = self.store.annotations(
-            self.id, np.atleast_1d(np.asarray(sample_ids, np.int64)), sources, evaluation)
+            self.id, np.atleast_1d(np.asarray(sample_ids, np.int64)), sources, evaluation
+        )
         return table.to_pandas() if as_ == "pandas" else table
 
     def fields(self) -> dict[str, FieldInfo]:
@@ -85,7 +98,9 @@ class Dataset:
     def models(self) -> list[str]:
         return [s for s in self.store.source_ids(self.id) if s != GROUND_TRUTH]
 
-    def label_counts(self, source: str = GROUND_TRUTH, filters: Filters | dict[str, Any] | None = None) -> list[tuple[str, int]]:
+    def label_counts(
+        self, source: str = GROUND_TRUTH, filters: Filters | dict[str, Any] | None = None
+    ) -> list[tuple[str, int]]:
         return self.store.label_counts(self.id, source, as_filters(filters))
 
     def value_counts(self, field: str, filters: Filters | dict[str, Any] | None = None) -> list[tuple[Any, int]]:
@@ -95,7 +110,11 @@ class Dataset:
         return self.store.issues(self.id)
 
     def add_predictions(
-        self, model: str, path: str | Path, format: str = "auto", replace: bool = False,
+        self,
+        model: str,
+        path: str | Path,
+        format: str = "auto",
+        replace: bool = False,
         progress: ProgressCallback = no_progress,
     ) -> int:
         from .ingestion import add_predictions
@@ -103,16 +122,22 @@ class Dataset:
         preds = add_predictions(self.store, self.name, model, path, format, replace, progress)
         return len(preds.annotations)
 
-    def evaluate(self, model: str, iou: float = 0.5, class_agnostic: bool = False,
-                 progress: ProgressCallback = no_progress) -> Any:
+    def evaluate(
+        self, model: str, iou: float = 0.5, class_agnostic: bool = False, progress: ProgressCallback = no_progress
+    ) -> Any:
         """COCO-exact evaluation of ``model``; per-object TP/FP/FN and per-sample counts are stored and filterable
         (fields ``<key>.tp``, ``<key>.fp``, ``<key>.fn``; ``{"annotations": [{"source": model, "status": ["fp"]}]}``)."""
         from .metrics import evaluate_model
 
         return evaluate_model(self.store, self.id, model, iou, class_agnostic, progress)
 
-    def metrics(self, model: str, filters: Filters | dict[str, Any] | None = None, iou: float = 0.5,
-                class_agnostic: bool = False) -> Any:
+    def metrics(
+        self,
+        model: str,
+        filters: Filters | dict[str, Any] | None = None,
+        iou: float = 0.5,
+        class_agnostic: bool = False,
+    ) -> Any:
         """mAP, per-class AP, PR curves and confusion on any filtered subset, without storing anything."""
         from .metrics import subset_metrics
 
@@ -122,7 +147,10 @@ class Dataset:
         return self.store.evaluations(self.id)
 
     def insights(
-        self, model: str | list[str] | None = None, kinds: list[str] | None = None, compute: bool = True,
+        self,
+        model: str | list[str] | None = None,
+        kinds: list[str] | None = None,
+        compute: bool = True,
         progress: ProgressCallback = no_progress,
     ) -> list[Any]:
         """Blind-spot slices, error patterns, label-mistake candidates and near-duplicates, best first per kind.
@@ -158,9 +186,7 @@ def list_datasets(store: MetadataStore | None = None) -> list[dict[str, Any]]:
     return (store or open_store()).list_datasets()
 
 
-def delete_dataset(
-    name: str, store: MetadataStore | None = None, vectors: Any = None, thumbnails: Any = None
-) -> Any:
+def delete_dataset(name: str, store: MetadataStore | None = None, vectors: Any = None, thumbnails: Any = None) -> Any:
     """Delete a dataset everywhere: DuckDB, its vectors and its cached thumbnails (see ``cleanup.delete_dataset``
     for the order and why); returns what was removed. Image files are not touched."""
     from .cleanup import delete_dataset as delete_everywhere

@@ -29,13 +29,28 @@ from .formats.base import ProgressCallback, no_progress
 CLASSES = ["car", "truck", "bus", "person", "bicycle", "dog", "cat", "bird", "traffic_light", "stop_sign"]
 _CLASS_P = np.array([0.22, 0.09, 0.05, 0.2, 0.07, 0.08, 0.08, 0.08, 0.07, 0.06])
 _BASE_COLOR = {
-    "car": (40, 90, 200), "truck": (55, 100, 185), "bus": (235, 190, 30), "person": (200, 120, 90),
-    "bicycle": (30, 160, 90), "dog": (150, 95, 50), "cat": (160, 160, 165), "bird": (80, 60, 140),
-    "traffic_light": (30, 30, 30), "stop_sign": (205, 30, 35),
+    "car": (40, 90, 200),
+    "truck": (55, 100, 185),
+    "bus": (235, 190, 30),
+    "person": (200, 120, 90),
+    "bicycle": (30, 160, 90),
+    "dog": (150, 95, 50),
+    "cat": (160, 160, 165),
+    "bird": (80, 60, 140),
+    "traffic_light": (30, 30, 30),
+    "stop_sign": (205, 30, 35),
 }
 _ASPECT = {  # width / height
-    "car": 1.8, "truck": 2.4, "bus": 3.0, "person": 0.4, "bicycle": 1.6, "dog": 1.4, "cat": 1.2, "bird": 1.3,
-    "traffic_light": 0.35, "stop_sign": 1.0,
+    "car": 1.8,
+    "truck": 2.4,
+    "bus": 3.0,
+    "person": 0.4,
+    "bicycle": 1.6,
+    "dog": 1.4,
+    "cat": 1.2,
+    "bird": 1.3,
+    "traffic_light": 0.35,
+    "stop_sign": 1.0,
 }
 TIMES = ["day", "dusk", "night"]
 _TIME_P = [0.55, 0.25, 0.2]
@@ -103,7 +118,9 @@ def _draw_object(draw: Any, label: str, box: tuple[float, float, float, float], 
             for ex in (x + w * 0.7, x + w * 0.85):
                 draw.polygon([(ex, y + h * 0.15), (ex + w * 0.07, y), (ex + w * 0.14, y + h * 0.15)], fill=color)
         else:
-            draw.ellipse([x + w * 0.62, y + h * 0.1, x + w * 0.72, y + h * 0.45], fill=tuple(int(c * 0.6) for c in color))
+            draw.ellipse(
+                [x + w * 0.62, y + h * 0.1, x + w * 0.72, y + h * 0.45], fill=tuple(int(c * 0.6) for c in color)
+            )
         for lx in (x + w * 0.1, x + w * 0.55):
             draw.rectangle([lx, y1 - h * 0.25, lx + w * 0.08, y1], fill=color)
     elif label == "bird":
@@ -118,7 +135,10 @@ def _draw_object(draw: Any, label: str, box: tuple[float, float, float, float], 
             draw.ellipse([x + w / 2 - r, cy - r, x + w / 2 + r, cy + r], fill=c)
     else:  # stop_sign
         cx, cy, r = x + w / 2, y + h / 2, min(w, h) / 2
-        pts = [(cx + r * math.cos(math.pi / 8 + k * math.pi / 4), cy + r * math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)]
+        pts = [
+            (cx + r * math.cos(math.pi / 8 + k * math.pi / 4), cy + r * math.sin(math.pi / 8 + k * math.pi / 4))
+            for k in range(8)
+        ]
         draw.polygon(pts, fill=color)
         draw.rectangle([cx - r * 0.6, cy - r * 0.12, cx + r * 0.6, cy + r * 0.12], fill=(240, 240, 240))
 
@@ -193,7 +213,9 @@ def _background(rng: np.random.Generator, size: tuple[int, int], scene: str, lig
             tx, th = float(rng.uniform(0, w)), float(rng.uniform(0.06, 0.3) * h)
             r = th * float(rng.uniform(0.3, 0.6))
             draw.rectangle([tx - r * 0.12, hy - th, tx + r * 0.12, hy + 4], fill=shade((90, 60, 35)))
-            draw.ellipse([tx - r, hy - th - r, tx + r, hy - th + r], fill=shade(rng.uniform(30, 90) * np.array((0.6, 1.4, 0.5))))
+            draw.ellipse(
+                [tx - r, hy - th - r, tx + r, hy - th + r], fill=shade(rng.uniform(30, 90) * np.array((0.6, 1.4, 0.5)))
+            )
     else:  # highway: a hill line and guard-rail posts
         pts = np.cumsum(rng.normal(0, 6, 12)) + hy - rng.uniform(5, 40)
         xs = np.linspace(0, w, 12)
@@ -201,21 +223,30 @@ def _background(rng: np.random.Generator, size: tuple[int, int], scene: str, lig
     if scene in ("urban", "highway"):  # a road to a random vanishing point, with dashed markings
         vx = float(rng.uniform(0.2, 0.8) * w)
         spread = float(rng.uniform(0.3, 0.9) * w)
-        draw.polygon([(vx - 4, hy), (vx + 4, hy), (vx + spread, h), (vx - spread, h)],
-                     fill=shade(rng.uniform(50, 90) * np.ones(3)))
+        draw.polygon(
+            [(vx - 4, hy), (vx + 4, hy), (vx + spread, h), (vx - spread, h)],
+            fill=shade(rng.uniform(50, 90) * np.ones(3)),
+        )
         lanes = int(rng.integers(1, 4))
         for lane in range(1, lanes + 1):
             f = lane / (lanes + 1) * 2 - 1
             for t0 in np.arange(float(rng.uniform(0, 0.1)), 1, 0.16):
                 t1 = t0 + 0.08
-                y0, y1 = hy + (h - hy) * t0 ** 1.5, hy + (h - hy) * t1 ** 1.5
-                draw.line([(vx + f * spread * t0 ** 1.5, y0), (vx + f * spread * t1 ** 1.5, y1)],
-                          fill=shade((235, 230, 200)), width=max(1, int(6 * t1)))
+                y0, y1 = hy + (h - hy) * t0**1.5, hy + (h - hy) * t1**1.5
+                draw.line(
+                    [(vx + f * spread * t0**1.5, y0), (vx + f * spread * t1**1.5, y1)],
+                    fill=shade((235, 230, 200)),
+                    width=max(1, int(6 * t1)),
+                )
     return im, hy
 
 
 def _render(
-    rng: np.random.Generator, size: tuple[int, int], time: str, scene: str, weather: str,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    time: str,
+    scene: str,
+    weather: str,
     objects: list[tuple[str, tuple[float, float, float, float]]],
 ) -> Any:
     """One scene drawn from ``rng`` alone (its own generator, so images=False writes the same annotations)."""
@@ -232,7 +263,7 @@ def _render(
         _draw_object(draw, label, (x, y, bw, bh), color)
     grain = _grain()
     oy, ox = int(rng.integers(0, grain.shape[0] - h + 1)), int(rng.integers(0, grain.shape[1] - w + 1))
-    arr = np.asarray(im, np.int16) + grain[oy:oy + h, ox:ox + w]
+    arr = np.asarray(im, np.int16) + grain[oy : oy + h, ox : ox + w]
     im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if weather == "fog":
         im = Image.blend(im, Image.new("RGB", im.size, tuple(int(200 * light) for _ in range(3))), 0.35)
@@ -241,8 +272,9 @@ def _render(
     return im
 
 
-def _shifted_box(box: tuple[float, float, float, float], shift: tuple[int, int],
-                 size: tuple[int, int]) -> tuple[float, float, float, float]:
+def _shifted_box(
+    box: tuple[float, float, float, float], shift: tuple[int, int], size: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """A box moved with its image's pixels by ``shift``, cut to the image."""
     x, y, bw, bh = box
     x0, y0 = max(0.0, x + shift[0]), max(0.0, y + shift[1])
@@ -264,7 +296,9 @@ def _near_copy(path: Path, shift: tuple[int, int], gain: float) -> Any:
     return Image.fromarray(np.clip(arr[ys][:, xs] * gain, 0, 255).astype(np.uint8))
 
 
-def _layout(rng: np.random.Generator, size: tuple[int, int], scene: str) -> list[tuple[str, tuple[float, float, float, float]]]:
+def _layout(
+    rng: np.random.Generator, size: tuple[int, int], scene: str
+) -> list[tuple[str, tuple[float, float, float, float]]]:
     w, h = size
     n = int(rng.integers(1, 9))
     p = _CLASS_P.copy()
@@ -288,14 +322,20 @@ def _layout(rng: np.random.Generator, size: tuple[int, int], scene: str) -> list
 
 
 def _simulate(
-    rng: np.random.Generator, model: str, image_id: int, time: str, size: tuple[int, int],
-    objects: list[tuple[str, tuple[float, float, float, float]]], true_labels: list[str], planted: dict[str, list[Any]],
+    rng: np.random.Generator,
+    model: str,
+    image_id: int,
+    time: str,
+    size: tuple[int, int],
+    objects: list[tuple[str, tuple[float, float, float, float]]],
+    true_labels: list[str],
+    planted: dict[str, list[Any]],
     gt_ids: list[int],
 ) -> list[dict[str, Any]]:
     w, h = size
     strong = model == "detector_a"
     out = []
-    for (label, (x, y, bw, bh)), true, gid in zip(objects, true_labels, gt_ids):
+    for (_, (x, y, bw, bh)), true, gid in zip(objects, true_labels, gt_ids):
         small = bw * bh < SMALL_AREA
         p_detect = 0.96 if strong else 0.86
         if small:
@@ -320,20 +360,45 @@ def _simulate(
         nx, ny = max(0.0, nx), max(0.0, ny)
         nw, nh = min(nw, w - nx), min(nh, h - ny)
         score = float(np.clip(rng.beta(8, 2) if strong else rng.beta(5, 3), 0.01, 0.999))
-        out.append({"image_id": image_id, "category_id": CLASSES.index(pred) + 1,
-                    "bbox": [round(nx, 2), round(ny, 2), round(nw, 2), round(nh, 2)], "score": round(score, 4)})
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": CLASSES.index(pred) + 1,
+                "bbox": [round(nx, 2), round(ny, 2), round(nw, 2), round(nh, 2)],
+                "score": round(score, 4),
+            }
+        )
         if not strong and rng.random() < 0.1:
-            out.append({"image_id": image_id, "category_id": CLASSES.index(pred) + 1,
-                        "bbox": [round(nx + 0.08 * nw, 2), round(ny + 0.05 * nh, 2), round(nw * 0.9, 2), round(nh * 0.9, 2)],
-                        "score": round(score * 0.7, 4)})
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": CLASSES.index(pred) + 1,
+                    "bbox": [
+                        round(nx + 0.08 * nw, 2),
+                        round(ny + 0.05 * nh, 2),
+                        round(nw * 0.9, 2),
+                        round(nh * 0.9, 2),
+                    ],
+                    "score": round(score * 0.7, 4),
+                }
+            )
             planted["duplicate_detections"].append({"gt_id": gid})
     for _ in range(int(rng.poisson(0.3 if strong else 1.0))):
         bw = float(rng.uniform(15, w * 0.3))
         bh = float(rng.uniform(15, h * 0.3))
-        out.append({"image_id": image_id, "category_id": int(rng.integers(1, len(CLASSES) + 1)),
-                    "bbox": [round(float(rng.uniform(0, w - bw)), 2), round(float(rng.uniform(0, h - bh)), 2),
-                             round(bw, 2), round(bh, 2)],
-                    "score": round(float(rng.uniform(0.02, 0.45)), 4)})
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": int(rng.integers(1, len(CLASSES) + 1)),
+                "bbox": [
+                    round(float(rng.uniform(0, w - bw)), 2),
+                    round(float(rng.uniform(0, h - bh)), 2),
+                    round(bw, 2),
+                    round(bh, 2),
+                ],
+                "score": round(float(rng.uniform(0.02, 0.45)), 4),
+            }
+        )
     return out
 
 
@@ -394,11 +459,15 @@ def build_demo(
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "predictions").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(CLASSES)]
-    docs = {split: {"info": {"description": "VisionLens demo"}, "categories": categories, "images": [], "annotations": []}
-            for split in ("train", "val")}
+    docs = {
+        split: {"info": {"description": "VisionLens demo"}, "categories": categories, "images": [], "annotations": []}
+        for split in ("train", "val")
+    }
     preds: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
-    planted: dict[str, list[Any]] = {k: [] for k in ("small_dark_missed", "truck_as_car", "wrong_gt_label",
-                                                     "near_duplicates", "duplicate_detections")}
+    planted: dict[str, list[Any]] = {
+        k: []
+        for k in ("small_dark_missed", "truck_as_car", "wrong_gt_label", "near_duplicates", "duplicate_detections")
+    }
     n_val = int(round(n * val_fraction))
     n_train = n - n_val
     train_scenes: list[dict[str, Any]] = []
@@ -430,10 +499,16 @@ def build_demo(
                 gt_label = "cat"
                 planted["wrong_gt_label"].append({"gt_id": ann_id, "file_name": file_name, "gt": "cat", "true": "dog"})
             gt_labels[k] = gt_label
-            docs[split]["annotations"].append({
-                "id": ann_id, "image_id": image_id, "category_id": CLASSES.index(gt_label) + 1,
-                "bbox": list(box), "area": round(box[2] * box[3], 2), "iscrowd": 0,
-            })
+            docs[split]["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": CLASSES.index(gt_label) + 1,
+                    "bbox": list(box),
+                    "area": round(box[2] * box[3], 2),
+                    "iscrowd": 0,
+                }
+            )
             gt_ids.append(ann_id)
             ann_id += 1
         gain = float(rng.uniform(1.1, 1.3)) if dup_of else 1.0
@@ -450,18 +525,35 @@ def build_demo(
             brightness = float(np.asarray(im.convert("L").resize((32, 32))).mean() / 255.0)
         else:
             brightness = _TIME_LIGHT[time] * 0.55 * gain
-        docs[split]["images"].append({
-            "id": image_id, "file_name": f"{image_id:07d}.jpg", "width": size[0], "height": size[1],
-            "time_of_day": time, "scene": scene, "weather": weather, "brightness": round(brightness, 4),
-        })
+        docs[split]["images"].append(
+            {
+                "id": image_id,
+                "file_name": f"{image_id:07d}.jpg",
+                "width": size[0],
+                "height": size[1],
+                "time_of_day": time,
+                "scene": scene,
+                "weather": weather,
+                "brightness": round(brightness, 4),
+            }
+        )
         if dup_of:
             planted["near_duplicates"].append({"train": dup_of["file_name"], "val": file_name})
         elif split == "train":
-            train_scenes.append({"size": size, "time": time, "scene": scene, "weather": weather,
-                                 "objects": objects, "file_name": file_name})
+            train_scenes.append(
+                {
+                    "size": size,
+                    "time": time,
+                    "scene": scene,
+                    "weather": weather,
+                    "objects": objects,
+                    "file_name": file_name,
+                }
+            )
         for model in MODELS:
-            preds[model] += _simulate(rng, model, image_id, time, size, objects, [lab for lab, _ in objects],
-                                      planted, gt_ids)
+            preds[model] += _simulate(
+                rng, model, image_id, time, size, objects, [lab for lab, _ in objects], planted, gt_ids
+            )
     progress("generate demo images", n, n)
     ann_paths = {}
     for split, doc in docs.items():

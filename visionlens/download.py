@@ -37,7 +37,9 @@ def fetch(url: str, dest: Path, progress: ProgressCallback = no_progress, timeou
                 progress(f"download {dest.name}", done, total)
     except OSError as e:
         part.unlink(missing_ok=True)
-        raise VisionLensError(f"could not download {url}: {e}. Are you online? Use a local copy with `visionlens ingest`.") from None
+        raise VisionLensError(
+            f"could not download {url}: {e}. Are you online? Use a local copy with `visionlens ingest`."
+        ) from None
     part.rename(dest)
     return dest
 

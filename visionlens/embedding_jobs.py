@@ -31,8 +31,9 @@ def vector_store() -> VectorStore:
     with _lock:
         vs = _vector_stores.get(key)
         if vs is None:
-            vs = _vector_stores[key] = open_vector_store(path=None if settings.qdrant_url else settings.vectors,
-                                                         url=settings.qdrant_url)
+            vs = _vector_stores[key] = open_vector_store(
+                path=None if settings.qdrant_url else settings.vectors, url=settings.qdrant_url
+            )
         return vs
 
 
@@ -64,7 +65,12 @@ def embed_dataset(
     index, ids = store.sample_index(dataset_id)
     items = [(int(i), media.join(row.root, p)) for i, p in zip(ids, index.filepath)]
     return embed_images(
-        items, emb, vs, emb.name, batch_size=batch_size, num_workers=num_workers,
+        items,
+        emb,
+        vs,
+        emb.name,
+        batch_size=batch_size,
+        num_workers=num_workers,
         progress=lambda d, t: progress(f"embed ({emb.name})", d, t),
         payload_fn=lambda batch: store.payloads(dataset_id, np.asarray(batch, np.int64)),
     )
@@ -107,7 +113,9 @@ def dataset_collections(store: MetadataStore, dataset_id: int, vectors: VectorSt
     return list(dict.fromkeys(mapped + others))
 
 
-def dataset_vectors(store: MetadataStore, dataset_id: int, collection: str, vectors: VectorStore | None = None) -> tuple[np.ndarray, np.ndarray]:
+def dataset_vectors(
+    store: MetadataStore, dataset_id: int, collection: str, vectors: VectorStore | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(sample ids, vectors) of a dataset that are in ``collection``, in sample-id order."""
     vs = vectors or vector_store()
     _, ids = store.sample_index(dataset_id)
@@ -155,6 +163,9 @@ def doctor(store: MetadataStore, dataset_id: int, collection: str, vectors: Vect
     _, ids = store.sample_index(dataset_id)
     stored = vs.all_ids(collection)
     return DoctorReport(
-        collection=collection, in_duckdb=len(ids), in_qdrant=len(np.intersect1d(ids, stored)),
-        missing_vectors=np.setdiff1d(ids, stored), orphan_vectors=np.setdiff1d(stored, store.all_sample_ids()),
+        collection=collection,
+        in_duckdb=len(ids),
+        in_qdrant=len(np.intersect1d(ids, stored)),
+        missing_vectors=np.setdiff1d(ids, stored),
+        orphan_vectors=np.setdiff1d(stored, store.all_sample_ids()),
     )

@@ -125,7 +125,7 @@ def find_files(root: str, extensions: Iterable[str] | None = None, outside_links
     base = path.rstrip("/") + "/"
     out = []
     for p in fs.find(path):
-        rel = p[len(base):] if p.startswith(base) else posixpath.relpath(p, path)
+        rel = p[len(base) :] if p.startswith(base) else posixpath.relpath(p, path)
         if exts is None or rel.lower().endswith(exts):
             out.append(rel)
     return sorted(out)

@@ -43,7 +43,11 @@ def load_boxes(store: MetadataStore, dataset_id: int, source: str) -> Detections
     if hit is not None:
         return hit
     cols = store.boxes(dataset_id, source)
-    bbox = np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1).astype(np.float64) if len(cols["id"]) else np.zeros((0, 4))
+    bbox = (
+        np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1).astype(np.float64)
+        if len(cols["id"])
+        else np.zeros((0, 4))
+    )
     gt = source == GROUND_TRUTH
     det = Detections(
         image_id=to_positions(store, dataset_id, np.asarray(cols["sample_id"], np.int64)),
@@ -99,7 +103,9 @@ def _names(store: MetadataStore, dataset_id: int) -> dict[int, str]:
     return {i: n for n, i in store.label_ids(dataset_id).items()}
 
 
-def _metrics(store: MetadataStore, dataset_id: int, model: str, ids: np.ndarray, iou: float, class_agnostic: bool) -> Metrics:
+def _metrics(
+    store: MetadataStore, dataset_id: int, model: str, ids: np.ndarray, iou: float, class_agnostic: bool
+) -> Metrics:
     start = time.perf_counter()
     gt = load_boxes(store, dataset_id, GROUND_TRUTH)
     dt = load_boxes(store, dataset_id, model)
@@ -110,20 +116,37 @@ def _metrics(store: MetadataStore, dataset_id: int, model: str, ids: np.ndarray,
     if not class_agnostic:
         for k, label in enumerate(res.labels):
             n_gt = int(np.sum((gt.label == label) & np.isin(gt.image_id, ids) & ~gt.iscrowd)) if len(ids) else 0
-            per_class.append({
-                "label": names.get(int(label), str(label)), "AP": float(res.class_ap[k]),
-                "AP50": float(res.class_ap50[k]), "AP75": float(res.class_ap75[k]), "gt": n_gt,
-            })
+            per_class.append(
+                {
+                    "label": names.get(int(label), str(label)),
+                    "AP": float(res.class_ap[k]),
+                    "AP50": float(res.class_ap50[k]),
+                    "AP75": float(res.class_ap75[k]),
+                    "gt": n_gt,
+                }
+            )
     labels = [names.get(int(lbl), str(lbl)) for lbl in res.confusion.labels] + ["background"]
     return Metrics(
-        model=model, key=eval_key(model, iou, class_agnostic), iou=iou, class_agnostic=class_agnostic,
-        samples=len(ids), stats=dict(zip(STAT_NAMES, map(float, res.stats))), per_class=per_class,
-        confusion=res.confusion.matrix, confusion_labels=labels, result=res, seconds=time.perf_counter() - start,
+        model=model,
+        key=eval_key(model, iou, class_agnostic),
+        iou=iou,
+        class_agnostic=class_agnostic,
+        samples=len(ids),
+        stats=dict(zip(STAT_NAMES, map(float, res.stats))),
+        per_class=per_class,
+        confusion=res.confusion.matrix,
+        confusion_labels=labels,
+        result=res,
+        seconds=time.perf_counter() - start,
     )
 
 
 def subset_metrics(
-    store: MetadataStore, dataset_id: int, model: str, filters: Filters | None = None, iou: float = 0.5,
+    store: MetadataStore,
+    dataset_id: int,
+    model: str,
+    filters: Filters | None = None,
+    iou: float = 0.5,
     class_agnostic: bool = False,
 ) -> Metrics:
     """Metrics on the samples matching ``filters`` (sidebar + map selection); nothing is written."""
@@ -132,7 +155,11 @@ def subset_metrics(
 
 
 def evaluate_model(
-    store: MetadataStore, dataset_id: int, model: str, iou: float = 0.5, class_agnostic: bool = False,
+    store: MetadataStore,
+    dataset_id: int,
+    model: str,
+    iou: float = 0.5,
+    class_agnostic: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> Metrics:
     """Evaluate ``model`` on the whole dataset and store per-object results under ``eval_key(...)``."""
@@ -154,7 +181,12 @@ def evaluate_model(
         "iou": np.concatenate([obj.dt_iou[keep_dt], obj.gt_iou[keep_gt]]),
         "error": np.concatenate([obj.dt_error[keep_dt], np.zeros(keep_gt.sum(), np.int8)]),
     }
-    per_sample = {"sample_id": to_sample_ids(store, dataset_id, obj.image_ids), "tp": obj.image_tp, "fp": obj.image_fp, "fn": obj.image_fn}
+    per_sample = {
+        "sample_id": to_sample_ids(store, dataset_id, obj.image_ids),
+        "tp": obj.image_tp,
+        "fp": obj.image_fp,
+        "fn": obj.image_fn,
+    }
     progress("evaluate", 2, 3)
     store.write_evaluation(dataset_id, m.key, model, iou, class_agnostic, m.stats, objects, per_sample)
     progress("evaluate", 3, 3)

@@ -131,4 +131,3 @@ def as_filters(value: Filters | dict[str, Any] | None) -> Filters:
         else:
             fields.append(FieldFilter(field=key, values=(v,)))
     return Filters(fields=tuple(fields), annotations=tuple(annotations), sample_ids=sample_ids, finding=finding)
-

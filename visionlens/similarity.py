@@ -22,8 +22,16 @@ def _payload_filter(dataset_id: int, filters: Filters) -> tuple[dict[str, list],
     pf: dict[str, list] = {"dataset": [dataset_id]}
     complete = filters.sample_ids is None
     for a in filters.annotations:
-        plain = (a.source == GROUND_TRUTH and a.labels and not a.exclude and a.min_count == 1 and not a.status
-                 and a.confidence is None and a.area is None and "labels" not in pf)
+        plain = (
+            a.source == GROUND_TRUTH
+            and a.labels
+            and not a.exclude
+            and a.min_count == 1
+            and not a.status
+            and a.confidence is None
+            and a.area is None
+            and "labels" not in pf
+        )
         if plain:
             pf["labels"] = list(a.labels)  # "has any of these GT labels" is exactly the payload's any-of
         else:
@@ -37,8 +45,14 @@ def _payload_filter(dataset_id: int, filters: Filters) -> tuple[dict[str, list],
 
 
 def search_vector(
-    store: MetadataStore, dataset_id: int, collection: str, query: np.ndarray, k: int = 50,
-    filters: Filters | None = None, vectors: VectorStore | None = None, exclude: int | None = None,
+    store: MetadataStore,
+    dataset_id: int,
+    collection: str,
+    query: np.ndarray,
+    k: int = 50,
+    filters: Filters | None = None,
+    vectors: VectorStore | None = None,
+    exclude: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k sample ids (and cosine scores) nearest to ``query`` among the samples matching ``filters``."""
     vs = vectors or vector_store()
@@ -56,19 +70,32 @@ def search_vector(
 
 
 def similar_to_sample(
-    store: MetadataStore, dataset_id: int, collection: str, sample_id: int, k: int = 50,
-    filters: Filters | None = None, vectors: VectorStore | None = None, include_self: bool = True,
+    store: MetadataStore,
+    dataset_id: int,
+    collection: str,
+    sample_id: int,
+    k: int = 50,
+    filters: Filters | None = None,
+    vectors: VectorStore | None = None,
+    include_self: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     vs = vectors or vector_store()
     query = vs.get_vectors(collection, np.asarray([sample_id], np.int64))[0]
-    ids, scores = search_vector(store, dataset_id, collection, query, k, filters, vs,
-                                exclude=None if include_self else sample_id)
+    ids, scores = search_vector(
+        store, dataset_id, collection, query, k, filters, vs, exclude=None if include_self else sample_id
+    )
     return ids, scores
 
 
 def similar_to_text(
-    store: MetadataStore, dataset_id: int, collection: str, text: str, embedder: object, k: int = 50,
-    filters: Filters | None = None, vectors: VectorStore | None = None,
+    store: MetadataStore,
+    dataset_id: int,
+    collection: str,
+    text: str,
+    embedder: object,
+    k: int = 50,
+    filters: Filters | None = None,
+    vectors: VectorStore | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CLIP text search: ``embedder`` must be the CLIP model that filled ``collection``."""
     embed_text = getattr(embedder, "embed_text", None)

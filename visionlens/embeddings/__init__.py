@@ -50,7 +50,11 @@ def require_clip() -> None:
     """
     from importlib.util import find_spec
 
-    for module, what in (("torch", "torch"), ("torchvision", "torchvision"), ("open_clip", "open_clip (open-clip-torch)")):
+    for module, what in (
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("open_clip", "open_clip (open-clip-torch)"),
+    ):
         try:
             found = find_spec(module) is not None
         except (ImportError, ValueError):

@@ -162,8 +162,12 @@ class ClipEmbedder:
     def _tag_settings(cfg: dict) -> dict:
         """The settings open_clip would apply for the tag: without quick_gelu the openai weights embed garbage."""
         out = {"force_quick_gelu": bool(cfg.get("quick_gelu", False))}
-        for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
-                         ("resize_mode", "image_resize_mode")):
+        for key, arg in (
+            ("mean", "image_mean"),
+            ("std", "image_std"),
+            ("interpolation", "image_interpolation"),
+            ("resize_mode", "image_resize_mode"),
+        ):
             if cfg.get(key) is not None:
                 out[arg] = cfg[key]
         return out

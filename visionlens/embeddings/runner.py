@@ -13,8 +13,8 @@ import io
 import itertools
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,11 @@ def _collate(rows: list[Row]) -> tuple[np.ndarray, Any, list[tuple[int, str, str
 
 
 def _batches(
-    items: Sequence[tuple[int, str]], transform: Callable, size_hint: int, batch_size: int, num_workers: int,
+    items: Sequence[tuple[int, str]],
+    transform: Callable,
+    size_hint: int,
+    batch_size: int,
+    num_workers: int,
     prefetch: int = 4,
 ) -> Iterable[tuple[np.ndarray, Any, list[tuple[int, str, str]]]]:
     """Decoded batches in input order; with workers, up to ``prefetch`` batches are decoded ahead of the model."""
@@ -188,7 +192,6 @@ def embed_images(
     return summary
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Vectors computed elsewhere
 
@@ -276,8 +279,9 @@ def _vector_rows(column: Any, source: str, name: str) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
-            or pa.types.is_fixed_size_list(column.type)):
+    if not (
+        pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type)
+    ):
         raise EmbedderError(f"{source}: column {name!r} must hold lists of floats, not {column.type}")
     if column.null_count:
         raise EmbedderError(f"{source}: column {name!r} has {column.null_count} empty (null) vectors")
@@ -339,4 +343,3 @@ def import_parquet(
         _ensure(vector_store, collection, first.shape[1], path)
         _write(vector_store, collection, ids, itertools.chain([first], chunks), payload_fn)
     return ImportSummary(len(ids), first.shape[1], time.perf_counter() - started)
-

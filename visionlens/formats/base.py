@@ -147,9 +147,7 @@ class FormatReader(Protocol):
 
     def detect_predictions(self, source: str) -> bool: ...
 
-    def read_predictions(
-        self, source: str, index: SampleIndex, progress: ProgressCallback
-    ) -> ParsedPredictions: ...
+    def read_predictions(self, source: str, index: SampleIndex, progress: ProgressCallback) -> ParsedPredictions: ...
 
 
 def lookup_suffix(table: dict[str, int], relpath: str) -> int | None:

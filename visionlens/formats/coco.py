@@ -379,9 +379,7 @@ def _numeric(values: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:
     return arr.astype(np.float64)
 
 
-def _annotations_fast(
-    anns: list[Any], raw_pos: dict[Any, int], cat_index: dict[str, int]
-) -> tuple[Any, ...] | None:
+def _annotations_fast(anns: list[Any], raw_pos: dict[Any, int], cat_index: dict[str, int]) -> tuple[Any, ...] | None:
     """Columns for well-formed input in a few comprehensions (~10x the per-element loop); None on any doubt."""
     m = len(anns)
     try:
@@ -509,4 +507,3 @@ def _relative_to(image_dir: str, root: str, path: str) -> str:
     if not image_dir.startswith(base + "/"):
         raise IngestError(f"image folder {image_dir} is outside the dataset folder {root}", path)
     return image_dir[len(base) + 1 :].rstrip("/")
-

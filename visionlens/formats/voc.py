@@ -78,7 +78,9 @@ def parse_xml(uri: str) -> Element:
         return ElementTree.fromstring(data)
     except ParseError as e:
         line, col = e.position
-        raise IngestError(f"malformed XML: {e.msg if hasattr(e, 'msg') else e}", uri, f"line {line}, column {col + 1}") from None
+        raise IngestError(
+            f"malformed XML: {e.msg if hasattr(e, 'msg') else e}", uri, f"line {line}, column {col + 1}"
+        ) from None
 
 
 def _text(el: Element, path: str, uri: str, where: str, required: bool = True) -> str | None:
@@ -112,7 +114,9 @@ def _objects(root: Element, uri: str, scored: bool) -> tuple[list[Row], list[Iss
         difficult = (_text(obj, "difficult", uri, where, required=False) or "0") == "1"
         score = None
         if scored:
-            raw = _text(obj, "score", uri, where, required=False) or _text(obj, "confidence", uri, where, required=False)
+            raw = _text(obj, "score", uri, where, required=False) or _text(
+                obj, "confidence", uri, where, required=False
+            )
             if raw is None:
                 raise IngestError("prediction object needs <score> (or <confidence>)", uri, where)
             try:

@@ -183,7 +183,9 @@ class YoloReader:
         missing = np.zeros(n, bool)
         issues += flag_links_outside(root, filepaths, root, missing, lambda i: origin[i])
         issues += [
-            Issue("missing_image", media.join(root, filepaths[i]), origin[i], "image not found; its labels were skipped")
+            Issue(
+                "missing_image", media.join(root, filepaths[i]), origin[i], "image not found; its labels were skipped"
+            )
             for i in np.flatnonzero(~present & ~missing)
         ]
         missing |= ~present

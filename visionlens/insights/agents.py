@@ -83,9 +83,16 @@ def _finding(deps: AgentDeps, finding_id: int) -> dict[str, Any] | None:
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "kind": row["kind"], "title": row["title"], "score": round(float(row["score"] or 0), 4),
-            "model": row["model"], "definition": row["definition"], "images": row["n_samples"],
-            "objects": row["n_objects"]}
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "score": round(float(row["score"] or 0), 4),
+        "model": row["model"],
+        "definition": row["definition"],
+        "images": row["n_samples"],
+        "objects": row["n_objects"],
+    }
 
 
 def list_findings(ctx: RunContext[AgentDeps], kind: str, limit: int = 10) -> list[dict[str, Any]] | str:
@@ -123,8 +130,11 @@ def finding_metrics(ctx: RunContext[AgentDeps], finding_id: int, model: str) -> 
     part = subset_metrics(deps.store, deps.dataset_id, model, flt)
     whole = subset_metrics(deps.store, deps.dataset_id, model, Filters())
     keys = ("AP", "AP50", "AR100")
-    return {"images": part.samples, "finding": {k: round(part.stats[k], 4) for k in keys},
-            "whole_dataset": {k: round(whole.stats[k], 4) for k in keys}}
+    return {
+        "images": part.samples,
+        "finding": {k: round(part.stats[k], 4) for k in keys},
+        "whole_dataset": {k: round(whole.stats[k], 4) for k in keys},
+    }
 
 
 def look_at_finding(ctx: RunContext[AgentDeps], finding_id: int, n: int = 4) -> Any:
@@ -171,8 +181,9 @@ def build_llm(settings: Settings | None = None) -> Any:
         from pydantic_ai.models.anthropic import AnthropicModel
         from pydantic_ai.providers.anthropic import AnthropicProvider
 
-        return AnthropicModel(name, provider=AnthropicProvider(api_key=settings.llm_api_key,
-                                                               base_url=settings.llm_base_url))
+        return AnthropicModel(
+            name, provider=AnthropicProvider(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
+        )
     raise VisionLensError(f"VISIONLENS_LLM={spec!r}: unknown provider {provider!r} (openai or anthropic)")
 
 
@@ -186,8 +197,14 @@ def build_agent(name: AgentName, multimodal: bool = False) -> Any:
     tools: list[Any] = [list_findings, finding_evidence, finding_metrics]
     if multimodal:
         tools.append(look_at_finding)
-    agent: Any = Agent(output_type=InsightReport, deps_type=AgentDeps, instructions=_INSTRUCTIONS[name],
-                       tools=tools, name=name, retries=3)
+    agent: Any = Agent(
+        output_type=InsightReport,
+        deps_type=AgentDeps,
+        instructions=_INSTRUCTIONS[name],
+        tools=tools,
+        name=name,
+        retries=3,
+    )
 
     @agent.output_validator
     def cited_findings_exist(ctx: RunContext[AgentDeps], report: InsightReport) -> InsightReport:
@@ -216,8 +233,11 @@ def explain(
     deps = AgentDeps(store, dataset_id, model, thumbnail if settings.llm_multimodal or thumbnail else None)
     if llm is None:
         return template_report(store, dataset_id, agent, model)
-    prompt = f"Dataset {store.dataset_by_id(dataset_id).name!r}" + (f", detector {model!r}" if model else "") + \
-        f". Look at the stored findings of kinds {', '.join(_AGENT_KINDS[agent])} and write the report."
+    prompt = (
+        f"Dataset {store.dataset_by_id(dataset_id).name!r}"
+        + (f", detector {model!r}" if model else "")
+        + f". Look at the stored findings of kinds {', '.join(_AGENT_KINDS[agent])} and write the report."
+    )
     result = build_agent(agent, multimodal=deps.thumbnail is not None).run_sync(prompt, deps=deps, model=llm)
     report: InsightReport = result.output
     return report.model_copy(update={"written_by": f"model:{getattr(llm, 'model_name', type(llm).__name__)}"})
@@ -228,14 +248,15 @@ def explain(
 _NEXT_STEP = {
     "slice": "Collect and label more images where {definition}, or weight them up in training ({title}).",
     "near_duplicate": "Remove or merge the near-duplicate images of '{title}'; copies across splits inflate "
-                      "validation numbers.",
+    "validation numbers.",
     "error_pattern": "Address '{title}': inspect its objects in the grid (click the finding).",
     "label_mistake": "Review the top label-mistake candidates ('{title}' first) and fix the ground truth.",
 }
 
 
-def template_report(store: MetadataStore, dataset_id: int, agent: AgentName = "blind_spots",
-                    model: str | None = None, top: int = 3) -> InsightReport:
+def template_report(
+    store: MetadataStore, dataset_id: int, agent: AgentName = "blind_spots", model: str | None = None, top: int = 3
+) -> InsightReport:
     """The report written without a language model: the best findings of the agent's kinds, in sentences."""
     if agent not in _AGENT_KINDS:
         raise VisionLensError(f"unknown agent {agent!r}; agents: {', '.join(_AGENT_KINDS)}")
@@ -245,15 +266,22 @@ def template_report(store: MetadataStore, dataset_id: int, agent: AgentName = "b
         chosen += found[:top]
     if not chosen:
         kinds = " or ".join(_AGENT_KINDS[agent])
-        return InsightReport(summary=f"No stored {kinds} findings: run the insights first (`visionlens insights`).",
-                             cited=[], next_steps=["Run `visionlens insights NAME`."], written_by="template")
+        return InsightReport(
+            summary=f"No stored {kinds} findings: run the insights first (`visionlens insights`).",
+            cited=[],
+            next_steps=["Run `visionlens insights NAME`."],
+            written_by="template",
+        )
     chosen.sort(key=lambda f: -f.score)
-    lines = [f"{f.title}" + (f" ({f.definition})" if f.definition and f.definition not in f.title else "")
-             for f in chosen[:top]]
+    lines = [
+        f"{f.title}" + (f" ({f.definition})" if f.definition and f.definition not in f.title else "")
+        for f in chosen[:top]
+    ]
     summary = f"{len(chosen)} findings stand out. Most important: " + "; ".join(lines) + "."
     cited = [CitedFinding(finding_id=int(f.id), why=_why(f)) for f in chosen if f.id is not None]
-    steps = list(dict.fromkeys(_NEXT_STEP[f.kind].format(title=f.title, definition=f.definition or f.title)
-                               for f in chosen))
+    steps = list(
+        dict.fromkeys(_NEXT_STEP[f.kind].format(title=f.title, definition=f.definition or f.title) for f in chosen)
+    )
     return InsightReport(summary=summary, cited=cited, next_steps=steps, written_by="template")
 
 

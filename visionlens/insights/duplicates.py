@@ -52,8 +52,18 @@ from ..query import Filters
 from .finding import Finding
 from .hashes import DEFAULT_METHOD, hamming
 
-__all__ = ["DuplicateParams", "PairTable", "find_near_duplicates", "group_pairs", "hash_candidates", "knn_graph",
-           "link_groups", "near_duplicate_pairs", "pair_decisions", "RUN"]
+__all__ = [
+    "DuplicateParams",
+    "PairTable",
+    "find_near_duplicates",
+    "group_pairs",
+    "hash_candidates",
+    "knn_graph",
+    "link_groups",
+    "near_duplicate_pairs",
+    "pair_decisions",
+    "RUN",
+]
 
 RUN = "near_duplicates"
 _VECTOR_FETCH = 8192  # ids per get_vectors call: the engine builds Python lists per point, so keep batches modest
@@ -88,9 +98,14 @@ class DuplicateParams:
 
     def thresholds(self) -> dict[str, float]:
         """The decision thresholds, for a finding's evidence."""
-        return {"min_score": self.min_score, "bits_per_cosine": self.bits_per_cosine, "min_cosine": self.min_cosine,
-                "max_hamming": self.max_hamming, "hash_only_hamming": self.hash_only_hamming,
-                "vector_only_cosine": self.vector_only_cosine}
+        return {
+            "min_score": self.min_score,
+            "bits_per_cosine": self.bits_per_cosine,
+            "min_cosine": self.min_cosine,
+            "max_hamming": self.max_hamming,
+            "hash_only_hamming": self.hash_only_hamming,
+            "vector_only_cosine": self.vector_only_cosine,
+        }
 
     def decide(self, cosine: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """Accept or refuse pairs; cosine NaN means no vectors, distance < 0 means no hashes."""
@@ -98,16 +113,27 @@ class DuplicateParams:
         h_ok = distance >= 0
         d = distance.astype(np.float32)
         with np.errstate(invalid="ignore"):
-            both = (v_ok & h_ok & (cosine >= self.min_cosine) & (distance <= self.max_hamming)
-                    & (cosine - d / self.bits_per_cosine >= self.min_score))
-            return (both | (~v_ok & h_ok & (distance <= self.hash_only_hamming))
-                    | (v_ok & ~h_ok & (cosine >= self.vector_only_cosine)))
+            both = (
+                v_ok
+                & h_ok
+                & (cosine >= self.min_cosine)
+                & (distance <= self.max_hamming)
+                & (cosine - d / self.bits_per_cosine >= self.min_score)
+            )
+            return (
+                both
+                | (~v_ok & h_ok & (distance <= self.hash_only_hamming))
+                | (v_ok & ~h_ok & (cosine >= self.vector_only_cosine))
+            )
 
     def similarity(self, cosine: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """Per pair, 0..1: the mean of the signals it has (cosine, and 1 - distance / bits_per_cosine)."""
-        parts = np.stack([np.where(np.isnan(cosine), np.nan, np.clip(cosine, 0, 1)),
-                          np.where(distance < 0, np.nan,
-                                   np.clip(1 - distance.astype(np.float32) / self.bits_per_cosine, 0, 1))])
+        parts = np.stack(
+            [
+                np.where(np.isnan(cosine), np.nan, np.clip(cosine, 0, 1)),
+                np.where(distance < 0, np.nan, np.clip(1 - distance.astype(np.float32) / self.bits_per_cosine, 0, 1)),
+            ]
+        )
         return np.nanmean(parts, axis=0)
 
 
@@ -128,8 +154,9 @@ class PairTable:
         return len(self.a)
 
     def take(self, mask: np.ndarray) -> PairTable:
-        return PairTable(self.a[mask], self.b[mask], self.cosine[mask], self.hamming[mask], self.source[mask],
-                         self.duplicate[mask])
+        return PairTable(
+            self.a[mask], self.b[mask], self.cosine[mask], self.hamming[mask], self.source[mask], self.duplicate[mask]
+        )
 
 
 FROM_NEIGHBOURS, FROM_HASHES = 1, 2
@@ -160,8 +187,9 @@ def _topk_rows(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(s, idx, axis=1)
 
 
-def _merge_topk(best_i: np.ndarray, best_s: np.ndarray, new_i: np.ndarray, new_s: np.ndarray,
-                k: int) -> tuple[np.ndarray, np.ndarray]:
+def _merge_topk(
+    best_i: np.ndarray, best_s: np.ndarray, new_i: np.ndarray, new_s: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     cat_i = np.concatenate([best_i, new_i], axis=1)
     cat_s = np.concatenate([best_s, new_s], axis=1)
     pos, vals = _topk_rows(cat_s, k)
@@ -175,10 +203,12 @@ def _spherical_kmeans(x: np.ndarray, c: int, iterations: int, rng: np.random.Gen
     sample = x[np.sort(rng.choice(len(x), min(len(x), 64 * c), replace=False))]
     centroids = sample[rng.choice(len(sample), c, replace=False)].copy()
     for _ in range(iterations):
-        labels = np.concatenate([np.argmax(sample[s:s + 16384] @ centroids.T, axis=1)
-                                 for s in range(0, len(sample), 16384)])
-        onehot = sparse.csr_matrix((np.ones(len(sample), np.float32), (labels, np.arange(len(sample)))),
-                                   shape=(c, len(sample)))
+        labels = np.concatenate(
+            [np.argmax(sample[s : s + 16384] @ centroids.T, axis=1) for s in range(0, len(sample), 16384)]
+        )
+        onehot = sparse.csr_matrix(
+            (np.ones(len(sample), np.float32), (labels, np.arange(len(sample)))), shape=(c, len(sample))
+        )
         sums = np.asarray(onehot @ sample, np.float32)
         empty = np.asarray(onehot.sum(axis=1)).ravel() == 0
         sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]  # reseed empty cells
@@ -190,10 +220,10 @@ def _probes(x: np.ndarray, centroids: np.ndarray, nprobe: int, block: int) -> np
     """Each vector's ``nprobe`` most similar cells, best first (column 0 is the cell that holds it)."""
     out = np.empty((len(x), nprobe), np.int32)
     for s in range(0, len(x), block):
-        sims = x[s:s + block] @ centroids.T
+        sims = x[s : s + block] @ centroids.T
         idx, vals = _topk_rows(sims, nprobe)
         order = np.argsort(-vals, axis=1)
-        out[s:s + block] = np.take_along_axis(idx, order, axis=1)
+        out[s : s + block] = np.take_along_axis(idx, order, axis=1)
     return out
 
 
@@ -210,10 +240,10 @@ class _Cells:
     query_start: np.ndarray
 
     def members(self, c: int) -> np.ndarray:
-        return self.member_order[self.member_start[c]:self.member_start[c + 1]]
+        return self.member_order[self.member_start[c] : self.member_start[c + 1]]
 
     def queries(self, c: int) -> np.ndarray:
-        return self.query_rows[self.query_start[c]:self.query_start[c + 1]]
+        return self.query_rows[self.query_start[c] : self.query_start[c + 1]]
 
 
 def _cells(x: np.ndarray, cell_size: int, nprobe: int, block: int, seed: int) -> _Cells:
@@ -270,7 +300,7 @@ def knn_graph(
         xc = x[members]
         queries = cells.queries(c)
         for s in range(0, len(queries), block):
-            rows = queries[s:s + block]
+            rows = queries[s : s + block]
             sims = x[rows] @ xc.T
             mine = np.flatnonzero(cells.primary[rows] == c)
             sims[mine, cells.own_pos[rows[mine]]] = -np.inf
@@ -340,7 +370,7 @@ def hash_candidates(
     if n <= exact_limit:
         step = max(1, 2**24 // n)
         for s in range(0, n, step):
-            d = hamming(h[s:s + step, None], h[None, :])
+            d = hamming(h[s : s + step, None], h[None, :])
             ia, ib = np.nonzero(d <= max_distance)
             keep = ia + s < ib
             found_a.append(ia[keep] + s)
@@ -372,15 +402,15 @@ def _pair_cosines(x: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 65_5
     """Row-wise dot products of unit vectors, chunked so a million pairs never gathers gigabytes at once."""
     out = np.empty(len(a), np.float32)
     for s in range(0, len(a), chunk):
-        out[s:s + chunk] = np.einsum("ij,ij->i", x[a[s:s + chunk]], x[b[s:s + chunk]])
+        out[s : s + chunk] = np.einsum("ij,ij->i", x[a[s : s + chunk]], x[b[s : s + chunk]])
     return out
 
 
-def _knn_pairs(x: np.ndarray, row_node: np.ndarray, n: int, floor: float, p: DuplicateParams,
-               progress: ProgressCallback) -> tuple[np.ndarray, np.ndarray]:
+def _knn_pairs(
+    x: np.ndarray, row_node: np.ndarray, n: int, floor: float, p: DuplicateParams, progress: ProgressCallback
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique pair keys (a * n + b, a < b) of the neighbour graph at cosine >= ``floor``, with cosines."""
-    nbr, sims = knn_graph(x, p.k, cell_size=p.cell_size, nprobe=p.nprobe, block=p.block, seed=p.seed,
-                          progress=progress)
+    nbr, sims = knn_graph(x, p.k, cell_size=p.cell_size, nprobe=p.nprobe, block=p.block, seed=p.seed, progress=progress)
     rows, cols = np.nonzero((sims >= floor) & (nbr >= 0))
     a, b = row_node[rows], row_node[nbr[rows, cols]]
     keys, first = np.unique(np.minimum(a, b) * n + np.maximum(a, b), return_index=True)
@@ -479,8 +509,13 @@ def group_pairs(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def pair_decisions(
-    ia: np.ndarray, ib: np.ndarray, vec_rows: np.ndarray | None, vectors: np.ndarray | None,
-    hash_rows: np.ndarray | None, hashes: np.ndarray | None, params: DuplicateParams,
+    ia: np.ndarray,
+    ib: np.ndarray,
+    vec_rows: np.ndarray | None,
+    vectors: np.ndarray | None,
+    hash_rows: np.ndarray | None,
+    hashes: np.ndarray | None,
+    params: DuplicateParams,
 ) -> np.ndarray:
     """The rule's decision on every pair of nodes ``ia[i]`` x ``ib[j]``: bool [len(ia), len(ib)]. ``vectors``
     must be unit rows (``near_duplicate_pairs`` normalises them)."""
@@ -500,8 +535,13 @@ def pair_decisions(
 
 
 def link_groups(
-    n: int, pairs: PairTable, vec_rows: np.ndarray | None, vectors: np.ndarray | None,
-    hash_rows: np.ndarray | None, hashes: np.ndarray | None, params: DuplicateParams = DuplicateParams(),
+    n: int,
+    pairs: PairTable,
+    vec_rows: np.ndarray | None,
+    vectors: np.ndarray | None,
+    hash_rows: np.ndarray | None,
+    hashes: np.ndarray | None,
+    params: DuplicateParams = DuplicateParams(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Groups in which every two images are near-duplicates by the rule: (label per node, size per label).
 
@@ -534,7 +574,8 @@ def link_groups(
             if gu is gv:
                 continue
             if (len(gu) > 1 or len(gv) > 1) and not pair_decisions(
-                    np.asarray(gu), np.asarray(gv), vec_rows, vectors, hash_rows, hashes, params).all():
+                np.asarray(gu), np.asarray(gv), vec_rows, vectors, hash_rows, hashes, params
+            ).all():
                 continue
             gu.extend(gv)
             for node in gv:
@@ -554,8 +595,9 @@ def link_groups(
 # From the stores
 
 
-def _dataset_vectors(store: Any, dataset_id: int, ids: np.ndarray, vectors: Any, collection: str | None,
-                     progress: ProgressCallback) -> tuple[np.ndarray, np.ndarray, str | None, str | None]:
+def _dataset_vectors(
+    store: Any, dataset_id: int, ids: np.ndarray, vectors: Any, collection: str | None, progress: ProgressCallback
+) -> tuple[np.ndarray, np.ndarray, str | None, str | None]:
     """(sample ids, float32 vectors, collection, why none) of the dataset's images in the chosen collection."""
     from ..embedding_jobs import dataset_collections, vector_store
 
@@ -575,9 +617,9 @@ def _dataset_vectors(store: Any, dataset_id: int, ids: np.ndarray, vectors: Any,
             continue
         first = vs.get_vectors(name, present[:_VECTOR_FETCH])
         out = np.empty((len(present), first.shape[1]), np.float32)
-        out[:len(first)] = first
+        out[: len(first)] = first
         for s in range(_VECTOR_FETCH, len(present), _VECTOR_FETCH):
-            out[s:s + _VECTOR_FETCH] = vs.get_vectors(name, present[s:s + _VECTOR_FETCH])
+            out[s : s + _VECTOR_FETCH] = vs.get_vectors(name, present[s : s + _VECTOR_FETCH])
             progress("near duplicates: load vectors", min(s + _VECTOR_FETCH, len(present)), len(present))
         return present, out, name, None
     return np.empty(0, np.int64), np.empty((0, 0), np.float32), None, "no collection holds vectors of this dataset"
@@ -614,38 +656,62 @@ def find_near_duplicates(
     """
     p = params or DuplicateParams(k=k)
     ids = np.sort(store.matching_ids(dataset_id, Filters()).astype(np.int64))
-    h_ids, h_vals = (store.image_hashes(dataset_id, hash_method) if use_hashes
-                     else (np.empty(0, np.int64), np.empty(0, np.uint64)))
+    h_ids, h_vals = (
+        store.image_hashes(dataset_id, hash_method) if use_hashes else (np.empty(0, np.int64), np.empty(0, np.uint64))
+    )
     keep = np.isin(h_ids, ids)
     h_ids, h_vals = h_ids[keep], h_vals[keep]
-    v_ids, v_vals, coll, why_no_vectors = (_dataset_vectors(store, dataset_id, ids, vectors, collection, progress)
-                                           if use_vectors else (np.empty(0, np.int64), None, None, "switched off"))
+    v_ids, v_vals, coll, why_no_vectors = (
+        _dataset_vectors(store, dataset_id, ids, vectors, collection, progress)
+        if use_vectors
+        else (np.empty(0, np.int64), None, None, "switched off")
+    )
     nodes = np.union1d(v_ids, h_ids)
     vec_rows = _rows_for(nodes, v_ids) if len(v_ids) else None
     hash_rows = _rows_for(nodes, h_ids) if len(h_ids) else None
     signals = [s for s, ok in (("vectors", vec_rows is not None), (hash_method, hash_rows is not None)) if ok]
     if not signals:
         return []
-    pairs = near_duplicate_pairs(len(nodes), vec_rows, v_vals if vec_rows is not None else None,
-                                 hash_rows, h_vals if hash_rows is not None else None, p, progress)
+    pairs = near_duplicate_pairs(
+        len(nodes),
+        vec_rows,
+        v_vals if vec_rows is not None else None,
+        hash_rows,
+        h_vals if hash_rows is not None else None,
+        p,
+        progress,
+    )
     dup = pairs.take(pairs.duplicate)
     if len(dup) == 0:
         return []
     v_unit = _normalise(v_vals) if vec_rows is not None and v_vals is not None else None  # in place: unit already
-    labels, sizes = link_groups(len(nodes), pairs, vec_rows, v_unit, hash_rows,
-                                h_vals if hash_rows is not None else None, p)
+    labels, sizes = link_groups(
+        len(nodes), pairs, vec_rows, v_unit, hash_rows, h_vals if hash_rows is not None else None, p
+    )
     dup = dup.take(labels[dup.a] == labels[dup.b])  # pairs between groups that stayed apart are not evidence
     context = {
-        "signals": signals, "collection": coll, "hash_method": hash_method if hash_rows is not None else None,
-        "vectors_note": why_no_vectors, "thresholds": p.thresholds(),
-        "images_with_vectors": int(len(v_ids)), "images_with_hashes": int(len(h_ids)),
+        "signals": signals,
+        "collection": coll,
+        "hash_method": hash_method if hash_rows is not None else None,
+        "vectors_note": why_no_vectors,
+        "thresholds": p.thresholds(),
+        "images_with_vectors": int(len(v_ids)),
+        "images_with_hashes": int(len(h_ids)),
         "images_without_either": int(len(ids) - len(nodes)),
     }
     return _findings(store, dataset_id, nodes, dup, labels, sizes, context, p)
 
 
-def _findings(store: Any, dataset_id: int, nodes: np.ndarray, dup: PairTable, labels: np.ndarray,
-              sizes: np.ndarray, context: dict[str, Any], params: DuplicateParams) -> list[Finding]:
+def _findings(
+    store: Any,
+    dataset_id: int,
+    nodes: np.ndarray,
+    dup: PairTable,
+    labels: np.ndarray,
+    sizes: np.ndarray,
+    context: dict[str, Any],
+    params: DuplicateParams,
+) -> list[Finding]:
     """One finding per group; files and splits are read once for every member of every group."""
     members_all = np.flatnonzero(sizes[labels] >= 2)
     rows = store.samples_by_id(dataset_id, nodes[members_all])
@@ -660,8 +726,8 @@ def _findings(store: Any, dataset_id: int, nodes: np.ndarray, dup: PairTable, la
     member_start = np.searchsorted(member_label, np.arange(len(sizes) + 1))
     out = []
     for g in np.flatnonzero(sizes >= 2):
-        group_nodes = member_order[member_start[g]:member_start[g + 1]]
-        edges = edge_order[edge_start[g]:edge_start[g + 1]]
+        group_nodes = member_order[member_start[g] : member_start[g + 1]]
+        edges = edge_order[edge_start[g] : edge_start[g + 1]]
         out.append(_group_finding(nodes, group_nodes, dup, edges, by_node, files, splits, context, params))
     out.sort(key=lambda f: -f.score)
     return out
@@ -682,9 +748,17 @@ def _signal_words(signals: list[str]) -> str:
     return "cosine similarity of their vectors and perceptual-hash distance"
 
 
-def _group_finding(nodes: np.ndarray, group_nodes: np.ndarray, dup: PairTable, edges: np.ndarray,
-                   by_node: dict[int, int], files: list[str], splits: list[str | None],
-                   context: dict[str, Any], params: DuplicateParams) -> Finding:
+def _group_finding(
+    nodes: np.ndarray,
+    group_nodes: np.ndarray,
+    dup: PairTable,
+    edges: np.ndarray,
+    by_node: dict[int, int],
+    files: list[str],
+    splits: list[str | None],
+    context: dict[str, Any],
+    params: DuplicateParams,
+) -> Finding:
     """A group's finding. Score: closeness x (1 - 1/size) lies in [0, 1); a leak adds 1, so every leak ranks
     above every plain group, and within each, bigger and closer groups come first.
 
@@ -698,37 +772,54 @@ def _group_finding(nodes: np.ndarray, group_nodes: np.ndarray, dup: PairTable, e
     cos_e, ham_e = dup.cosine[edges], dup.hamming[edges]
     ea = [by_node[int(i)] for i in dup.a[edges]]
     eb = [by_node[int(i)] for i in dup.b[edges]]
-    cross = np.array([splits[i] != splits[j] and splits[i] is not None and splits[j] is not None
-                      for i, j in zip(ea, eb)], bool)
+    cross = np.array(
+        [splits[i] != splits[j] and splits[i] is not None and splits[j] is not None for i, j in zip(ea, eb)], bool
+    )
     close = params.similarity(cos_e, ham_e)
     order = np.lexsort((-close, ~cross))[:_MAX_LISTED_PAIRS]  # cross-split pairs first, then the closest
     pairs = [[files[ea[i]], files[eb[i]]] for i in order]
     closeness = float(np.mean(close)) if len(close) else 0.0
     evidence = {
-        **context, "size": size, "pairs": int(len(edges)), "leakage": leak, "splits": _split_counts(gsplits),
-        "cross_split_pairs": int(cross.sum()), "closeness": round(closeness, 4),
+        **context,
+        "size": size,
+        "pairs": int(len(edges)),
+        "leakage": leak,
+        "splits": _split_counts(gsplits),
+        "cross_split_pairs": int(cross.sum()),
+        "closeness": round(closeness, 4),
         "lowest_cosine": None if np.isnan(cos_e).all() else round(float(np.nanmin(cos_e)), 4),
         "highest_hamming": None if (ham_e < 0).all() else int(ham_e[ham_e >= 0].max()),
-        "found_by": {"neighbours": int(np.count_nonzero(dup.source[edges] & FROM_NEIGHBOURS)),
-                     "hashes": int(np.count_nonzero(dup.source[edges] & FROM_HASHES))},
+        "found_by": {
+            "neighbours": int(np.count_nonzero(dup.source[edges] & FROM_NEIGHBOURS)),
+            "hashes": int(np.count_nonzero(dup.source[edges] & FROM_HASHES)),
+        },
     }
     listed = group_nodes[:_MAX_LISTED_FILES]
     detail = {
         "pairs": pairs,
-        "similarity": [{"cosine": None if np.isnan(cos_e[i]) else round(float(cos_e[i]), 4),
-                        "hamming": None if ham_e[i] < 0 else int(ham_e[i])} for i in order],
+        "similarity": [
+            {
+                "cosine": None if np.isnan(cos_e[i]) else round(float(cos_e[i]), 4),
+                "hamming": None if ham_e[i] < 0 else int(ham_e[i]),
+            }
+            for i in order
+        ],
         "files": [files[by_node[int(i)]] for i in listed],
         "splits": [splits[by_node[int(i)]] for i in listed],
         "leakage": leak,
         "cross_split_pairs": [pairs[r] for r, i in enumerate(order) if cross[i]],
     }
     where = f" across {len(named)} splits (leak)" if leak else ""
-    description = (f"{size} images are near-copies of each other by {_signal_words(context['signals'])}"
-                   + ("; they lie in different splits, so evaluation sees images close to training ones." if leak
-                      else "."))
+    description = f"{size} images are near-copies of each other by {_signal_words(context['signals'])}" + (
+        "; they lie in different splits, so evaluation sees images close to training ones." if leak else "."
+    )
     return Finding(
-        kind="near_duplicate", title=f"{size} near-identical images{where}", score=round(
-            closeness * (1 - 1 / size) + (1.0 if leak else 0.0), 6),
-        description=description, definition="images every two of which are near-duplicates (complete linkage of accepted pairs)",
-        evidence=evidence, sample_ids=[int(nodes[i]) for i in group_nodes], detail=detail,
+        kind="near_duplicate",
+        title=f"{size} near-identical images{where}",
+        score=round(closeness * (1 - 1 / size) + (1.0 if leak else 0.0), 6),
+        description=description,
+        definition="images every two of which are near-duplicates (complete linkage of accepted pairs)",
+        evidence=evidence,
+        sample_ids=[int(nodes[i]) for i in group_nodes],
+        detail=detail,
     )

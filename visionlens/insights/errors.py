@@ -50,12 +50,20 @@ METRIC = "AP50"
 
 # error codes per prediction (0: not an error); the order is the order findings list them in
 NONE, CLASSIFICATION, LOCALIZATION, BOTH, DUPLICATE, BACKGROUND, MISSED = range(7)
-ERROR_NAMES = {CLASSIFICATION: "classification", LOCALIZATION: "localization", BOTH: "both",
-               DUPLICATE: "duplicate", BACKGROUND: "background", MISSED: "missed"}
+ERROR_NAMES = {
+    CLASSIFICATION: "classification",
+    LOCALIZATION: "localization",
+    BOTH: "both",
+    DUPLICATE: "duplicate",
+    BACKGROUND: "background",
+    MISSED: "missed",
+}
 ERROR_CODES = {v: k for k, v in ERROR_NAMES.items()}
 _WHAT = {
-    CLASSIFICATION: ("classification errors",
-                     "false positives with a good box (IoU ≥ 0.5) on an object of another class"),
+    CLASSIFICATION: (
+        "classification errors",
+        "false positives with a good box (IoU ≥ 0.5) on an object of another class",
+    ),
     LOCALIZATION: ("localization errors", "false positives of the right class whose box is off (best IoU 0.1–0.5)"),
     BOTH: ("wrong class and poor box", "false positives overlapping an object of another class at IoU 0.1–0.5"),
     DUPLICATE: ("duplicate detections", "second detections of an object another prediction already found"),
@@ -65,7 +73,9 @@ _WHAT = {
 _FIX = {
     CLASSIFICATION: "relabel each to the class of the object it covers",
     LOCALIZATION: "snap each box onto the object it was aiming at",
-    BOTH: "drop them", DUPLICATE: "drop them", BACKGROUND: "drop them",
+    BOTH: "drop them",
+    DUPLICATE: "drop them",
+    BACKGROUND: "drop them",
     MISSED: "remove those objects from the ground truth",
 }
 
@@ -138,8 +148,15 @@ class Overlaps:
         return np.maximum(self.same_iou, self.other_iou)
 
 
-def best_overlaps(gt_image: np.ndarray, gt_label: np.ndarray, gt_box: np.ndarray, gt_crowd: np.ndarray,
-                  dt_image: np.ndarray, dt_label: np.ndarray, dt_box: np.ndarray) -> Overlaps:
+def best_overlaps(
+    gt_image: np.ndarray,
+    gt_label: np.ndarray,
+    gt_box: np.ndarray,
+    gt_crowd: np.ndarray,
+    dt_image: np.ndarray,
+    dt_label: np.ndarray,
+    dt_box: np.ndarray,
+) -> Overlaps:
     """Best same-class and other-class GT of every prediction, on its own image (any integer image key)."""
     order = np.argsort(np.asarray(gt_image, np.int64), kind="stable")
     g_img = np.asarray(gt_image, np.int64)[order]
@@ -172,8 +189,9 @@ def _crowd(gt: Detections) -> np.ndarray:
     return np.zeros(len(gt), bool) if gt.iscrowd is None else np.asarray(gt.iscrowd, bool)
 
 
-def classify_errors(gt: Detections, dt: Detections, objects: ObjectMatches,
-                    fg: float = FG_IOU, bg: float = BG_IOU) -> ErrorTypes:
+def classify_errors(
+    gt: Detections, dt: Detections, objects: ObjectMatches, fg: float = FG_IOU, bg: float = BG_IOU
+) -> ErrorTypes:
     """TIDE's error type of every false positive in ``objects`` (one COCO matching pass at ``fg``)."""
     n_dt = len(dt)
     fp = np.flatnonzero(objects.dt_status == Status.FP)
@@ -205,8 +223,9 @@ def classify_errors(gt: Detections, dt: Detections, objects: ObjectMatches,
     return ErrorTypes(dt_error, dt_target, winner, missed)
 
 
-def apply_fixes(gt: Detections, dt: Detections, err: ErrorTypes, codes: set[int],
-                select: np.ndarray | None = None) -> tuple[Detections, Detections]:
+def apply_fixes(
+    gt: Detections, dt: Detections, err: ErrorTypes, codes: set[int], select: np.ndarray | None = None
+) -> tuple[Detections, Detections]:
     """The boxes with the oracle fix of every error type in ``codes`` applied (``select``: only these predictions)."""
     fixing = np.isin(err.dt_error, list(codes))
     if select is not None:
@@ -219,22 +238,39 @@ def apply_fixes(gt: Detections, dt: Detections, err: ErrorTypes, codes: set[int]
     label[relabel] = np.asarray(gt.label)[err.dt_target[relabel]]
     bbox = np.asarray(dt.bbox, np.float64).copy()
     bbox[move] = np.asarray(gt.bbox, np.float64)[err.dt_target[move]]
-    new_dt = Detections(image_id=np.asarray(dt.image_id)[keep_dt], label=label[keep_dt], bbox=bbox[keep_dt],
-                        ann_id=np.asarray(dt.ann_id)[keep_dt], score=np.asarray(dt.score)[keep_dt])
+    new_dt = Detections(
+        image_id=np.asarray(dt.image_id)[keep_dt],
+        label=label[keep_dt],
+        bbox=bbox[keep_dt],
+        ann_id=np.asarray(dt.ann_id)[keep_dt],
+        score=np.asarray(dt.score)[keep_dt],
+    )
     if MISSED not in codes:
         return gt, new_dt
     keep = ~err.gt_missed
-    new_gt = Detections(image_id=np.asarray(gt.image_id)[keep], label=np.asarray(gt.label)[keep],
-                        bbox=np.asarray(gt.bbox)[keep], ann_id=np.asarray(gt.ann_id)[keep],
-                        iscrowd=None if gt.iscrowd is None else np.asarray(gt.iscrowd)[keep],
-                        area=None if gt.area is None else np.asarray(gt.area)[keep])
+    new_gt = Detections(
+        image_id=np.asarray(gt.image_id)[keep],
+        label=np.asarray(gt.label)[keep],
+        bbox=np.asarray(gt.bbox)[keep],
+        ann_id=np.asarray(gt.ann_id)[keep],
+        iscrowd=None if gt.iscrowd is None else np.asarray(gt.iscrowd)[keep],
+        area=None if gt.area is None else np.asarray(gt.area)[keep],
+    )
     return new_gt, new_dt
 
 
 def ap50(gt: Detections, dt: Detections, image_ids: np.ndarray, labels: np.ndarray) -> EvalResult:
     """Our COCO-exact evaluator at IoU 0.5 only (area all, 100 detections): the one number TIDE works with."""
-    return evaluate(gt, dt, image_ids, iou_thresholds=np.array([FG_IOU]), max_dets=(100,),
-                    area_ranges={"all": COCO_AREA_RANGES["all"]}, labels=labels, match_iou=FG_IOU)
+    return evaluate(
+        gt,
+        dt,
+        image_ids,
+        iou_thresholds=np.array([FG_IOU]),
+        max_dets=(100,),
+        area_ranges={"all": COCO_AREA_RANGES["all"]},
+        labels=labels,
+        match_iou=FG_IOU,
+    )
 
 
 @dataclass
@@ -283,9 +319,17 @@ def tide(gt: Detections, dt: Detections, image_ids: np.ndarray, progress: Progre
     progress("error patterns", steps, steps)
     counts = {c: int(np.sum(err.dt_error == c)) for c in ERROR_NAMES if c != MISSED}
     counts[MISSED] = int(err.gt_missed.sum())
-    return TideResult(labels=labels, ap=float(base.stats[0]), class_ap=base.class_ap50, fixed_ap=fixed_ap,
-                      fixed_class_ap=fixed_class, all_fixed_ap=float(all_fixed.stats[0]), errors=err,
-                      counts=counts, objects=base.objects)
+    return TideResult(
+        labels=labels,
+        ap=float(base.stats[0]),
+        class_ap=base.class_ap50,
+        fixed_ap=fixed_ap,
+        fixed_class_ap=fixed_class,
+        all_fixed_ap=float(all_fixed.stats[0]),
+        errors=err,
+        counts=counts,
+        objects=base.objects,
+    )
 
 
 @dataclass(frozen=True)
@@ -299,8 +343,9 @@ class Confusion:
     dap: float  # mAP50 gained by fixing only these
 
 
-def confusions(gt: Detections, dt: Detections, image_ids: np.ndarray, res: TideResult,
-               top: int = 10) -> list[Confusion]:
+def confusions(
+    gt: Detections, dt: Detections, image_ids: np.ndarray, res: TideResult, top: int = 10
+) -> list[Confusion]:
     """The ``top`` (GT class, predicted class) pairs by count, each with the exact mAP50 its own fix gains.
 
     Fixing one pair changes only the two classes' APs, so each is evaluated on those two classes alone.
@@ -311,8 +356,9 @@ def confusions(gt: Detections, dt: Detections, image_ids: np.ndarray, res: TideR
         return []
     g_lbl = np.asarray(gt.label, np.int64)[err.dt_target[rows]]
     p_lbl = np.asarray(dt.label, np.int64)[rows]
-    pairs, inverse, counts = np.unique(np.stack([g_lbl, p_lbl], axis=1), axis=0, return_inverse=True,
-                                       return_counts=True)
+    pairs, inverse, counts = np.unique(
+        np.stack([g_lbl, p_lbl], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
     inverse = inverse.reshape(-1)
     best = np.lexsort((pairs[:, 1], pairs[:, 0], -counts))[:top]
     pos = {int(lbl): i for i, lbl in enumerate(res.labels)}
@@ -363,7 +409,8 @@ def find_error_patterns(
     if not any(e["key"] == key for e in store.evaluations(dataset_id)):
         raise MissingEvaluationError(
             f"model {model!r} has no evaluation yet; evaluate it first (ds.evaluate({model!r}) or `visionlens "
-            f"evaluate`) so error patterns match the TP/FP/FN the app shows")
+            f"evaluate`) so error patterns match the TP/FP/FN the app shows"
+        )
     gt = load_boxes(store, dataset_id, GROUND_TRUTH)
     dt = load_boxes(store, dataset_id, model)
     if len(gt) == 0:
@@ -412,8 +459,11 @@ class _Context:
             scores = None  # missed objects have no score
         else:
             scores = np.concatenate([score[dt_rows], np.zeros(len(gt_rows))]).tolist()
-        return {"sample_ids": to_sample_ids(self.store, self.dataset_id, img).tolist(), "object_ids": ann.tolist(),
-                "member_scores": scores}
+        return {
+            "sample_ids": to_sample_ids(self.store, self.dataset_id, img).tolist(),
+            "object_ids": ann.tolist(),
+            "member_scores": scores,
+        }
 
     def rows(self, code: int, label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(prediction rows, GT rows) of one error type, optionally those touching one class."""
@@ -428,8 +478,14 @@ class _Context:
         return np.flatnonzero(sel), np.zeros(0, np.int64)
 
     def base_evidence(self) -> dict[str, Any]:
-        return {"metric": METRIC, "ap50": self.res.ap, "ap50_all_fixed": self.res.all_fixed_ap,
-                "fg_iou": FG_IOU, "bg_iou": BG_IOU, "reference": "TIDE (Bolya et al. 2020)"}
+        return {
+            "metric": METRIC,
+            "ap50": self.res.ap,
+            "ap50_all_fixed": self.res.all_fixed_ap,
+            "fg_iou": FG_IOU,
+            "bg_iou": BG_IOU,
+            "reference": "TIDE (Bolya et al. 2020)",
+        }
 
     def overall(self, code: int) -> Finding | None:
         count = self.res.counts[code]
@@ -440,13 +496,22 @@ class _Context:
         dt_rows, gt_rows = self.rows(code)
         unit = "objects" if code == MISSED else "predictions"
         return Finding(
-            kind="error_pattern", model=self.model, score=dap,
+            kind="error_pattern",
+            model=self.model,
+            score=dap,
             title=f"{self.model}: {what} cost {_pct(dap)} AP50 points ({count} {unit})",
-            description=(f"{count} {unit} are {what}: {define}. Fixing them with an oracle ({_FIX[code]}) "
-                         f"raises mAP50 from {_pct(self.res.ap)} to {_pct(self.res.fixed_ap[code])}."),
+            description=(
+                f"{count} {unit} are {what}: {define}. Fixing them with an oracle ({_FIX[code]}) "
+                f"raises mAP50 from {_pct(self.res.ap)} to {_pct(self.res.fixed_ap[code])}."
+            ),
             definition=f"{unit} of {self.model} with TIDE error type '{ERROR_NAMES[code]}' at IoU {FG_IOU}",
-            evidence={**self.base_evidence(), "error": ERROR_NAMES[code], "dap": dap, "count": count,
-                      "ap50_fixed": self.res.fixed_ap[code]},
+            evidence={
+                **self.base_evidence(),
+                "error": ERROR_NAMES[code],
+                "dap": dap,
+                "count": count,
+                "ap50_fixed": self.res.fixed_ap[code],
+            },
             detail={"error": ERROR_NAMES[code]},
             **self.members(dt_rows, gt_rows),
         )
@@ -470,31 +535,55 @@ class _Context:
             what, define = _WHAT[code]
             gain = float(self.res.class_dap(code)[i])
             before = float(self.res.class_ap[i])
-            out.append(Finding(
-                kind="error_pattern", model=self.model, score=share,
-                title=f"{self.model} on '{name}': {what} cost {_pct(gain)} AP50 points of the class",
-                description=(f"On class '{name}', {count} {what} ({define}) hold its AP50 at {_pct(before)}; "
-                             f"fixed with an oracle ({_FIX[code]}) it would be {_pct(before + gain)}. That is "
-                             f"{_pct(share)} points of mAP50."),
-                definition=f"{ERROR_NAMES[code]} errors of {self.model} predicted as or aimed at class '{name}'",
-                evidence={**self.base_evidence(), "error": ERROR_NAMES[code], "label": name, "count": count,
-                          "class_ap50": before, "class_ap50_fixed": before + gain, "class_dap": gain, "dap": share},
-                detail={"error": ERROR_NAMES[code], "label": name},
-                **self.members(dt_rows, gt_rows),
-            ))
+            out.append(
+                Finding(
+                    kind="error_pattern",
+                    model=self.model,
+                    score=share,
+                    title=f"{self.model} on '{name}': {what} cost {_pct(gain)} AP50 points of the class",
+                    description=(
+                        f"On class '{name}', {count} {what} ({define}) hold its AP50 at {_pct(before)}; "
+                        f"fixed with an oracle ({_FIX[code]}) it would be {_pct(before + gain)}. That is "
+                        f"{_pct(share)} points of mAP50."
+                    ),
+                    definition=f"{ERROR_NAMES[code]} errors of {self.model} predicted as or aimed at class '{name}'",
+                    evidence={
+                        **self.base_evidence(),
+                        "error": ERROR_NAMES[code],
+                        "label": name,
+                        "count": count,
+                        "class_ap50": before,
+                        "class_ap50_fixed": before + gain,
+                        "class_dap": gain,
+                        "dap": share,
+                    },
+                    detail={"error": ERROR_NAMES[code], "label": name},
+                    **self.members(dt_rows, gt_rows),
+                )
+            )
         return out
 
     def confusion(self, c: Confusion) -> Finding:
         x, y = self.name(c.gt_label), self.name(c.pred_label)
         targets = self.res.errors.dt_target[c.rows]
         return Finding(
-            kind="error_pattern", model=self.model, score=c.dap,
+            kind="error_pattern",
+            model=self.model,
+            score=c.dap,
             title=f"{self.model} calls '{x}' '{y}' ({c.count}×)",
-            description=(f"{c.count} predictions of {self.model} say '{y}' with a good box (IoU ≥ {FG_IOU}) on a "
-                         f"'{x}' object. Relabelling them raises mAP50 by {_pct(c.dap)} points."),
+            description=(
+                f"{c.count} predictions of {self.model} say '{y}' with a good box (IoU ≥ {FG_IOU}) on a "
+                f"'{x}' object. Relabelling them raises mAP50 by {_pct(c.dap)} points."
+            ),
             definition=f"predictions of {self.model} labelled '{y}' covering a ground-truth '{x}' (and those objects)",
-            evidence={**self.base_evidence(), "error": "confusion", "gt_label": x, "predicted": y,
-                      "count": c.count, "dap": c.dap},
+            evidence={
+                **self.base_evidence(),
+                "error": "confusion",
+                "gt_label": x,
+                "predicted": y,
+                "count": c.count,
+                "dap": c.dap,
+            },
             detail={"error": "confusion", "gt_label": x, "predicted": y},
             **self._pair_members(c.rows, targets),
         )
@@ -506,6 +595,18 @@ class _Context:
 
 
 __all__ = [
-    "BG_IOU", "ERROR_NAMES", "FG_IOU", "Confusion", "ErrorTypes", "MissingEvaluationError", "Overlaps",
-    "TideResult", "apply_fixes", "best_overlaps", "classify_errors", "confusions", "find_error_patterns", "tide",
+    "BG_IOU",
+    "ERROR_NAMES",
+    "FG_IOU",
+    "Confusion",
+    "ErrorTypes",
+    "MissingEvaluationError",
+    "Overlaps",
+    "TideResult",
+    "apply_fixes",
+    "best_overlaps",
+    "classify_errors",
+    "confusions",
+    "find_error_patterns",
+    "tide",
 ]

@@ -64,11 +64,19 @@ def save_run(
     """Store ``findings`` as run ``run`` (replacing its earlier findings); returns them with ids set."""
     rows, members = [], []
     for f in findings:
-        rows.append({
-            "kind": f.kind, "model": f.model, "title": f.title, "description": f.description,
-            "definition": f.definition, "score": f.score, "evidence": f.evidence, "detail": f.detail,
-            "filters": f.filters.model_dump_json(exclude_defaults=True) if f.filters is not None else None,
-        })
+        rows.append(
+            {
+                "kind": f.kind,
+                "model": f.model,
+                "title": f.title,
+                "description": f.description,
+                "definition": f.definition,
+                "score": f.score,
+                "evidence": f.evidence,
+                "detail": f.detail,
+                "filters": f.filters.model_dump_json(exclude_defaults=True) if f.filters is not None else None,
+            }
+        )
         if not f.sample_ids and f.filters is not None:  # the images its filter selects, for every reader to show
             rows[-1]["n_samples"] = store.count(dataset_id, f.filters)
         sids = np.asarray(f.sample_ids, np.int64)
@@ -82,15 +90,25 @@ def save_run(
     return [f.model_copy(update={"id": i, "run": run}) for f, i in zip(findings, ids, strict=True)]
 
 
-def load_findings(store: MetadataStore, dataset_id: int, kind: str | None = None, run: str | None = None,
-                  with_members: bool = False) -> list[Finding]:
+def load_findings(
+    store: MetadataStore, dataset_id: int, kind: str | None = None, run: str | None = None, with_members: bool = False
+) -> list[Finding]:
     """Stored findings, best first within each kind."""
     out = []
     for row in store.findings(dataset_id, kind=kind, run=run):
-        f = Finding(kind=row["kind"], title=row["title"], score=row["score"] if row["score"] is not None else 0.0,
-                    description=row["description"] or "", definition=row["definition"] or "", model=row["model"],
-                    evidence=row["evidence"], detail=row["detail"], id=row["id"], run=row["run"],
-                    filters=Filters.model_validate_json(row["filters"]) if row["filters"] else None)
+        f = Finding(
+            kind=row["kind"],
+            title=row["title"],
+            score=row["score"] if row["score"] is not None else 0.0,
+            description=row["description"] or "",
+            definition=row["definition"] or "",
+            model=row["model"],
+            evidence=row["evidence"],
+            detail=row["detail"],
+            id=row["id"],
+            run=row["run"],
+            filters=Filters.model_validate_json(row["filters"]) if row["filters"] else None,
+        )
         if with_members:
             m = store.finding_members(dataset_id, row["id"])
             f.sample_ids = m["sample_id"].to_pylist()

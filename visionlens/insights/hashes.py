@@ -37,8 +37,16 @@ import numpy as np
 from .. import media
 from ..formats.base import ProgressCallback, no_progress
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "HashSummary", "compute_hashes", "hamming", "hash_dataset", "hash_image",
-           "hash_images"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "HashSummary",
+    "compute_hashes",
+    "hamming",
+    "hash_dataset",
+    "hash_image",
+    "hash_images",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +96,9 @@ def hash_image(image: Any, methods: Sequence[str] = METHODS) -> dict[str, np.uin
     return {m: _bits_to_uint64(functions[m](image).hash) for m in methods}
 
 
-def _hash_one(item: tuple[int, str], methods: Sequence[str]) -> tuple[int, str, dict[str, np.uint64] | None, str | None]:
+def _hash_one(
+    item: tuple[int, str], methods: Sequence[str]
+) -> tuple[int, str, dict[str, np.uint64] | None, str | None]:
     """(sample_id, uri) -> hashes or the reason it failed; every failure is data, never an exception."""
     sample_id, uri = item
     try:
@@ -140,7 +150,9 @@ def hash_images(
     chunk = max(64, 16 * max(1, workers))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vl-hash") as pool:
         for start in range(0, len(todo), chunk):
-            for sample_id, uri, hashes, error in pool.map(lambda it: _hash_one(it, methods), todo[start:start + chunk]):
+            for sample_id, uri, hashes, error in pool.map(
+                lambda it: _hash_one(it, methods), todo[start : start + chunk]
+            ):
                 if hashes is None:
                     summary.failed.append((sample_id, uri, error or "unknown error"))
                     continue
@@ -189,8 +201,12 @@ def hash_dataset(
     summary.skipped = int(len(ids) - len(items))
     if summary.failed:
         examples = "; ".join(f"{uri}: {why}" for _, uri, why in summary.failed[:3])
-        log.warning("%d of %d images could not be hashed (they are left out of duplicate search), e.g. %s",
-                    len(summary.failed), len(items), examples)
+        log.warning(
+            "%d of %d images could not be hashed (they are left out of duplicate search), e.g. %s",
+            len(summary.failed),
+            len(items),
+            examples,
+        )
     return summary
 
 

@@ -145,8 +145,7 @@ def model_evidence(gt: Boxes, pred: Boxes, min_confidence: float) -> ModelEviden
     """Assign each confident prediction to the GT it overlaps most and collect, per GT, what the model says."""
     keep = np.flatnonzero(pred.conf >= min_confidence)
     n_gt = len(gt)
-    ov = best_overlaps(gt.sample_id, gt.label, gt.box, gt.crowd, pred.sample_id[keep], pred.label[keep],
-                       pred.box[keep])
+    ov = best_overlaps(gt.sample_id, gt.label, gt.box, gt.crowd, pred.sample_id[keep], pred.label[keep], pred.box[keep])
     take_same = (ov.same_iou >= FG_IOU) | (ov.same_iou >= ov.other_iou)
     target = np.where(take_same, ov.same_gt, ov.other_gt)
     iou = np.where(take_same, ov.same_iou, ov.other_iou)
@@ -370,16 +369,21 @@ def _models(store: MetadataStore, dataset_id: int, models: Sequence[str] | None)
     models = list(dict.fromkeys(models))
     unknown = [m for m in models if m not in known]
     if unknown:
-        raise NoPredictionsError(f"not a model of this dataset: {', '.join(map(repr, unknown))}; "
-                                 f"models: {', '.join(map(repr, known)) or 'none'}")
+        raise NoPredictionsError(
+            f"not a model of this dataset: {', '.join(map(repr, unknown))}; "
+            f"models: {', '.join(map(repr, known)) or 'none'}"
+        )
     if not models:
-        raise NoPredictionsError("label mistakes are found through model predictions and this dataset has none; "
-                                 "add a model's predictions first (ds.add_predictions)")
+        raise NoPredictionsError(
+            "label mistakes are found through model predictions and this dataset has none; "
+            "add a model's predictions first (ds.add_predictions)"
+        )
     return models
 
 
-def _sample_field(store: MetadataStore, dataset_id: int, gt: Boxes, preds: list[Boxes],
-                  cands: list[Candidates]) -> tuple[np.ndarray, np.ndarray]:
+def _sample_field(
+    store: MetadataStore, dataset_id: int, gt: Boxes, preds: list[Boxes], cands: list[Candidates]
+) -> tuple[np.ndarray, np.ndarray]:
     samples = np.sort(store.evaluation_image_order(dataset_id))
     values = np.zeros(len(samples))
     for c in cands:
@@ -435,8 +439,14 @@ class _Builder:
             p = self.preds[c.model[i]]
             r = int(c.row[i])
             pred = self.name(p.label[r])
-            detail |= {"bbox": _box(p.box[r]), "gt_id": None, "label": None, "predicted": pred,
-                       "pred_id": int(p.ann_id[r]), "confidence": float(p.conf[r])}
+            detail |= {
+                "bbox": _box(p.box[r]),
+                "gt_id": None,
+                "label": None,
+                "predicted": pred,
+                "pred_id": int(p.ann_id[r]),
+                "confidence": float(p.conf[r]),
+            }
             who = ", ".join(detail["models"])
             verb = "sees" if len(detail["models"]) == 1 else "see"
             title = f"Missing box? {who} {verb} '{pred}' where nothing is labelled"
@@ -450,9 +460,17 @@ class _Builder:
             detail |= more
             evidence["support"] = {m: float(e.support[g]) for m, e in zip(self.models, self.ev)}
         return Finding(
-            kind="label_mistake", model=self.models[0] if len(self.models) == 1 else None, score=score,
-            title=title, description=_DESCRIBE[c.kind], definition=f"{c.kind.replace('_', ' ')} candidate",
-            evidence=evidence, detail=detail, sample_ids=[sid], object_ids=[ann], member_scores=[score],
+            kind="label_mistake",
+            model=self.models[0] if len(self.models) == 1 else None,
+            score=score,
+            title=title,
+            description=_DESCRIBE[c.kind],
+            definition=f"{c.kind.replace('_', ' ')} candidate",
+            evidence=evidence,
+            detail=detail,
+            sample_ids=[sid],
+            object_ids=[ann],
+            member_scores=[score],
         )
 
     def _gt_text(self, kind: str, g: int, label: str, votes: dict[str, float]) -> tuple[str, dict[str, Any]]:
@@ -464,14 +482,28 @@ class _Builder:
         if kind == "wrong_label":
             r = int(e.against_row[g])
             pred = self.name(self.preds[strongest].label[r])
-            return (f"Labelled '{label}', predicted '{pred}'",
-                    {"predicted": pred, "pred_id": int(self.preds[strongest].ann_id[r]),
-                     "predicted_by": {m: self.name(self.preds[k].label[self.ev[k].against_row[g]])
-                                      for k, m in enumerate(self.models) if self.ev[k].against_row[g] >= 0}})
+            return (
+                f"Labelled '{label}', predicted '{pred}'",
+                {
+                    "predicted": pred,
+                    "pred_id": int(self.preds[strongest].ann_id[r]),
+                    "predicted_by": {
+                        m: self.name(self.preds[k].label[self.ev[k].against_row[g]])
+                        for k, m in enumerate(self.models)
+                        if self.ev[k].against_row[g] >= 0
+                    },
+                },
+            )
         r = int(e.bad_row[g])
-        return (f"Box of '{label}' may be misplaced (IoU {e.bad_iou[g]:.2f} with {self.models[strongest]})",
-                {"predicted": label, "pred_id": int(self.preds[strongest].ann_id[r]),
-                 "predicted_bbox": _box(self.preds[strongest].box[r]), "iou": float(e.bad_iou[g])})
+        return (
+            f"Box of '{label}' may be misplaced (IoU {e.bad_iou[g]:.2f} with {self.models[strongest]})",
+            {
+                "predicted": label,
+                "pred_id": int(self.preds[strongest].ann_id[r]),
+                "predicted_bbox": _box(self.preds[strongest].box[r]),
+                "iou": float(e.bad_iou[g]),
+            },
+        )
 
 
 def _box(b: np.ndarray) -> list[float]:
@@ -479,18 +511,26 @@ def _box(b: np.ndarray) -> list[float]:
 
 
 _DESCRIBE = {
-    "missing": ("Confident predictions overlap no labelled box here (IoU < 0.1 with every ground-truth box): the "
-                "object may be missing from the labels. Score: 1 − Π(1 − confidence) over the models that see "
-                "it."),
-    "wrong_label": ("Models cover this box with another class (fully at IoU ≥ 0.5, partly from 0.3) and do not "
-                    "confirm its own. Each model's confidence is discounted by how often it confuses these two "
-                    "classes elsewhere. Score: (1 − Π(1 − c_other·(1 − r))) × Π(1 − c_same) over the models."),
-    "bad_box": ("A same-class prediction overlaps this box only at IoU 0.1–0.5 and none fits it well: the box may "
-                "be misplaced or the wrong size. Score: (1 − Π(1 − c·w)) × Π(1 − c_same), w = 1 at IoU ≤ 0.3 "
-                "falling to 0 at 0.5."),
-    "never_found": ("No model predicts anything near this box (IoU ≥ 0.1, any class), although they find most "
-                    "objects of this class and size: the box may be spurious. Score: the posterior that it is, "
-                    f"from a {SPURIOUS_PRIOR:.0%} prior and each model's miss rate on such objects."),
+    "missing": (
+        "Confident predictions overlap no labelled box here (IoU < 0.1 with every ground-truth box): the "
+        "object may be missing from the labels. Score: 1 − Π(1 − confidence) over the models that see "
+        "it."
+    ),
+    "wrong_label": (
+        "Models cover this box with another class (fully at IoU ≥ 0.5, partly from 0.3) and do not "
+        "confirm its own. Each model's confidence is discounted by how often it confuses these two "
+        "classes elsewhere. Score: (1 − Π(1 − c_other·(1 − r))) × Π(1 − c_same) over the models."
+    ),
+    "bad_box": (
+        "A same-class prediction overlaps this box only at IoU 0.1–0.5 and none fits it well: the box may "
+        "be misplaced or the wrong size. Score: (1 − Π(1 − c·w)) × Π(1 − c_same), w = 1 at IoU ≤ 0.3 "
+        "falling to 0 at 0.5."
+    ),
+    "never_found": (
+        "No model predicts anything near this box (IoU ≥ 0.1, any class), although they find most "
+        "objects of this class and size: the box may be spurious. Score: the posterior that it is, "
+        f"from a {SPURIOUS_PRIOR:.0%} prior and each model's miss rate on such objects."
+    ),
 }
 
 __all__ = ["FIELD", "MISTAKES", "NoPredictionsError", "find_label_mistakes", "model_evidence", "noisy_or"]

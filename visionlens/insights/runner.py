@@ -48,8 +48,10 @@ def run_insights(
     models = list(models) if models is not None else all_models
     missing = [m for m in models if m not in all_models]
     if missing:
-        raise VisionLensError(f"unknown model(s) {', '.join(map(repr, missing))}; this dataset has: "
-                              f"{', '.join(map(repr, all_models)) or 'no models'}")
+        raise VisionLensError(
+            f"unknown model(s) {', '.join(map(repr, missing))}; this dataset has: "
+            f"{', '.join(map(repr, all_models)) or 'no models'}"
+        )
     done = set(evaluated_models(store, dataset_id))
     for model in models:
         if model not in done and {"slice", "error_pattern", "label_mistake"} & set(kinds):
@@ -59,13 +61,19 @@ def run_insights(
         from .slices import find_slices
 
         for model in models:
-            save_run(store, dataset_id, f"slices:{model}",
-                     find_slices(store, dataset_id, model, vectors=vs, collection=coll, progress=progress))
+            save_run(
+                store,
+                dataset_id,
+                f"slices:{model}",
+                find_slices(store, dataset_id, model, vectors=vs, collection=coll, progress=progress),
+            )
     if "error_pattern" in kinds:
         from .errors import find_error_patterns
 
         for model in models:
-            save_run(store, dataset_id, f"errors:{model}", find_error_patterns(store, dataset_id, model, progress=progress))
+            save_run(
+                store, dataset_id, f"errors:{model}", find_error_patterns(store, dataset_id, model, progress=progress)
+            )
     if "label_mistake" in kinds and models:
         from .mistakes import find_label_mistakes
 
@@ -76,8 +84,12 @@ def run_insights(
         from .hashes import compute_hashes
 
         compute_hashes(store, dataset_id, progress=progress)
-        save_run(store, dataset_id, "near_duplicates",
-                 find_near_duplicates(store, dataset_id, vectors=vs, collection=coll, progress=progress))
+        save_run(
+            store,
+            dataset_id,
+            "near_duplicates",
+            find_near_duplicates(store, dataset_id, vectors=vs, collection=coll, progress=progress),
+        )
     return [f for f in load_findings(store, dataset_id) if f.kind in kinds]
 
 
@@ -116,8 +128,14 @@ def findings_json(store: MetadataStore, dataset_id: int, findings: Sequence[Find
     for f in ordered:
         ids = ids_of[id(f)]
         item: dict[str, Any] = {
-            "id": f.id, "kind": f.kind, "title": f.title, "score": f.score, "model": f.model,
-            "definition": f.definition, "description": f.description, "evidence": f.evidence,
+            "id": f.id,
+            "kind": f.kind,
+            "title": f.title,
+            "score": f.score,
+            "model": f.model,
+            "definition": f.definition,
+            "description": f.description,
+            "evidence": f.evidence,
             "files": list(dict.fromkeys(paths[i] for i in ids if i in paths)),
             "filters": f.filters.model_dump(mode="json", exclude_defaults=True) if f.filters is not None else None,
         }

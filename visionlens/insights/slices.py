@@ -84,9 +84,13 @@ def _evaluated_model(store: MetadataStore, dataset_id: int, model: str) -> None:
         return
     models = [s for s in store.source_ids(dataset_id) if s != "ground_truth"]
     if model not in models:
-        raise VisionLensError(f"no model named {model!r} in this dataset (models: {', '.join(map(repr, models)) or 'none'})")
-    raise VisionLensError(f"model {model!r} has not been evaluated yet: run ds.evaluate({model!r}) "
-                          f"(or `visionlens evaluate`) before looking for its blind spots")
+        raise VisionLensError(
+            f"no model named {model!r} in this dataset (models: {', '.join(map(repr, models)) or 'none'})"
+        )
+    raise VisionLensError(
+        f"model {model!r} has not been evaluated yet: run ds.evaluate({model!r}) "
+        f"(or `visionlens evaluate`) before looking for its blind spots"
+    )
 
 
 # -- tunables ------------------------------------------------------------------------------------------------------
@@ -138,9 +142,14 @@ class Condition:
 def _object_condition(codes: tuple[int, ...], title: str, definition: str, **kw: Any) -> Condition:
     """``title``/``definition`` templates with ``{p}`` (nothing, or "predicted ") and ``{who}`` ("GT"/"predicted");
     callers put data (a label) in only after this, through ``Condition`` fields, never into the templates."""
-    return Condition(codes, title.replace("{p}", ""), definition.replace("{who}", "GT"),
-                     title_pred=title.replace("{p}", "predicted "),
-                     definition_pred=definition.replace("{who}", "predicted"), **kw)
+    return Condition(
+        codes,
+        title.replace("{p}", ""),
+        definition.replace("{who}", "GT"),
+        title_pred=title.replace("{p}", "predicted "),
+        definition_pred=definition.replace("{who}", "predicted"),
+        **kw,
+    )
 
 
 @dataclass
@@ -218,29 +227,44 @@ def load_data(store: MetadataStore, dataset_id: int, model: str) -> Data:
 
 
 def data_from_tables(samples: pa.Table, sample_ids: np.ndarray, objects: pa.Table) -> Data:
-    cols = {name: objects[name].to_numpy(zero_copy_only=False) for name in
-            ("sample_id", "is_pred", "status", "x", "y", "w", "h", "area")}
+    cols = {
+        name: objects[name].to_numpy(zero_copy_only=False)
+        for name in ("sample_id", "is_pred", "status", "x", "y", "w", "h", "area")
+    }
     label_codes, labels = pd.factorize(objects["label"].to_pandas(), sort=True)
     order = np.argsort(sample_ids, kind="stable")
     image = order[np.searchsorted(sample_ids, cols["sample_id"], sorter=order)]
 
     def side(mask: np.ndarray) -> Boxes:
-        return Boxes(image=image[mask], status=np.asarray(cols["status"][mask], np.int8),
-                     label=np.asarray(label_codes[mask], np.int64),
-                     **{k: np.asarray(cols[k][mask], np.float64) for k in ("x", "y", "w", "h", "area")})
+        return Boxes(
+            image=image[mask],
+            status=np.asarray(cols["status"][mask], np.int8),
+            label=np.asarray(label_codes[mask], np.int64),
+            **{k: np.asarray(cols[k][mask], np.float64) for k in ("x", "y", "w", "h", "area")},
+        )
 
     is_pred = np.asarray(cols["is_pred"], bool)
     names = set(samples.column_names)
     width = _float_column(samples, "width") if "width" in names else np.full(len(sample_ids), np.nan)
     height = _float_column(samples, "height") if "height" in names else np.full(len(sample_ids), np.nan)
-    return Data(sample_ids=sample_ids, samples=samples, width=width, height=height,
-                labels=[str(v) for v in labels], gt=side(~is_pred), pred=side(is_pred))
+    return Data(
+        sample_ids=sample_ids,
+        samples=samples,
+        width=width,
+        height=height,
+        labels=[str(v) for v in labels],
+        gt=side(~is_pred),
+        pred=side(is_pred),
+    )
 
 
 def _float_column(table: pa.Table, name: str) -> np.ndarray:
     col = table[name]
-    return np.asarray(col.to_numpy(zero_copy_only=False), np.float64) if col.null_count == 0 else \
-        np.asarray(pa.compute.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False), np.float64)
+    return (
+        np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
+        if col.null_count == 0
+        else np.asarray(pa.compute.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False), np.float64)
+    )
 
 
 # -- sample features from the dataset's fields ---------------------------------------------------------------------
@@ -306,8 +330,9 @@ def _tag_features(name: str, kind: Any, column: pa.ChunkedArray, min_images: int
         has = np.array([0 if tags and tag in tags else 1 for tags in lists], np.int64)
         flt = FieldFilter(field=name, values=(tag,))
         text = kind.describe(flt)
-        out.append(Feature(f"{name}:{tag}", f"field:{name}", "sample", 2, has,
-                           [Condition((0,), text, text, field_filter=flt)]))
+        out.append(
+            Feature(f"{name}:{tag}", f"field:{name}", "sample", 2, has, [Condition((0,), text, text, field_filter=flt)])
+        )
     return out
 
 
@@ -319,8 +344,7 @@ def _numeric_feature(name: str, kind: Any, column: pa.ChunkedArray, min_images: 
     which are open ranges, include it exactly as the filter will.
     """
     null = np.asarray(column.is_null().to_numpy(zero_copy_only=False), bool)
-    values = np.asarray(pa.compute.fill_null(column.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False),
-                        np.float64)
+    values = np.asarray(pa.compute.fill_null(column.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False), np.float64)
     values = np.where(np.isnan(values), np.inf, values)
     finite = np.isfinite(values) & ~null
     if not finite.any():
@@ -420,12 +444,21 @@ def _size_feature(data: Data) -> Feature:
     above_small, above_medium = float(np.nextafter(SMALL_AREA, np.inf)), float(np.nextafter(MEDIUM_AREA, np.inf))
     conditions = [
         _object_condition((0,), "{p}size is small", "{who} box area ≤ 32²", area=Range(max=SMALL_AREA)),
-        _object_condition((1,), "{p}size is medium", "32² < {who} box area ≤ 96²",
-                          area=Range(min=above_small, max=MEDIUM_AREA)),
+        _object_condition(
+            (1,), "{p}size is medium", "32² < {who} box area ≤ 96²", area=Range(min=above_small, max=MEDIUM_AREA)
+        ),
         _object_condition((2,), "{p}size is large", "{who} box area > 96²", area=Range(min=above_medium)),
     ]
-    return Feature("size", "box:size", "object", 4, _size_codes(data.gt.area), conditions,
-                   pred_codes=_size_codes(data.pred.area), origin="box")
+    return Feature(
+        "size",
+        "box:size",
+        "object",
+        4,
+        _size_codes(data.gt.area),
+        conditions,
+        pred_codes=_size_codes(data.pred.area),
+        origin="box",
+    )
 
 
 def _class_feature(data: Data) -> Feature | None:
@@ -437,19 +470,39 @@ def _class_feature(data: Data) -> Feature | None:
     top = present[np.argsort(-counts[present], kind="stable")][:MAX_CLASSES]
     remap = np.full(len(data.labels), len(top), np.int64)
     remap[top] = np.arange(len(top))
-    conditions = [Condition((i,), f"class is {data.labels[c]}", f"GT class is {data.labels[c]}",
-                            labels=(data.labels[c],), title_pred=f"predicted class is {data.labels[c]}",
-                            definition_pred=f"predicted class is {data.labels[c]}") for i, c in enumerate(top)]
-    return Feature("class", "box:class", "object", len(top) + 1, remap[data.gt.label], conditions,
-                   pred_codes=remap[data.pred.label], origin="box")
+    conditions = [
+        Condition(
+            (i,),
+            f"class is {data.labels[c]}",
+            f"GT class is {data.labels[c]}",
+            labels=(data.labels[c],),
+            title_pred=f"predicted class is {data.labels[c]}",
+            definition_pred=f"predicted class is {data.labels[c]}",
+        )
+        for i, c in enumerate(top)
+    ]
+    return Feature(
+        "class",
+        "box:class",
+        "object",
+        len(top) + 1,
+        remap[data.gt.label],
+        conditions,
+        pred_codes=remap[data.pred.label],
+        origin="box",
+    )
 
 
 def _position_codes(boxes: Boxes, width: np.ndarray, height: np.ndarray) -> np.ndarray:
     W, H = width[boxes.image], height[boxes.image]
     known = np.isfinite(W) & np.isfinite(H) & (W > 0) & (H > 0)
     with np.errstate(invalid="ignore"):
-        border = ((boxes.x <= BORDER_MARGIN * W) | (boxes.y <= BORDER_MARGIN * H)
-                  | (boxes.x + boxes.w >= (1 - BORDER_MARGIN) * W) | (boxes.y + boxes.h >= (1 - BORDER_MARGIN) * H))
+        border = (
+            (boxes.x <= BORDER_MARGIN * W)
+            | (boxes.y <= BORDER_MARGIN * H)
+            | (boxes.x + boxes.w >= (1 - BORDER_MARGIN) * W)
+            | (boxes.y + boxes.h >= (1 - BORDER_MARGIN) * H)
+        )
         cx, cy = boxes.x + boxes.w / 2, boxes.y + boxes.h / 2
         centre = (cx >= W / 3) & (cx <= 2 * W / 3) & (cy >= H / 3) & (cy <= 2 * H / 3)
     return np.select([~known, border, centre], [3, 0, 1], 2).astype(np.int64)
@@ -457,20 +510,31 @@ def _position_codes(boxes: Boxes, width: np.ndarray, height: np.ndarray) -> np.n
 
 def _position_feature(data: Data) -> Feature:
     conditions = [
-        _object_condition((0,), "{p}box is near the image border", "{who} box within 2% of an image edge",
-                          by_members=True),
-        _object_condition((1,), "{p}box is in the image centre", "{who} box centre in the middle third of the image",
-                          by_members=True),
+        _object_condition(
+            (0,), "{p}box is near the image border", "{who} box within 2% of an image edge", by_members=True
+        ),
+        _object_condition(
+            (1,), "{p}box is in the image centre", "{who} box centre in the middle third of the image", by_members=True
+        ),
     ]
-    return Feature("position", "box:position", "object", 4, _position_codes(data.gt, data.width, data.height),
-                   conditions, pred_codes=_position_codes(data.pred, data.width, data.height), origin="box")
+    return Feature(
+        "position",
+        "box:position",
+        "object",
+        4,
+        _position_codes(data.gt, data.width, data.height),
+        conditions,
+        pred_codes=_position_codes(data.pred, data.width, data.height),
+        origin="box",
+    )
 
 
 # -- clusters of the image embeddings ------------------------------------------------------------------------------
 
 
-def cluster_feature(store: MetadataStore, dataset_id: int, data: Data, vectors: Any, collection: str | None,
-                    min_images: int) -> Feature | None:
+def cluster_feature(
+    store: MetadataStore, dataset_id: int, data: Data, vectors: Any, collection: str | None, min_images: int
+) -> Feature | None:
     """k-means clusters of the stored image vectors (k ≈ √(n/20) in [4, 30]); images without a vector get none.
 
     Only used when a collection holds this dataset: without ``vectors`` or ``collection`` the vector store is
@@ -487,19 +551,36 @@ def cluster_feature(store: MetadataStore, dataset_id: int, data: Data, vectors: 
     order = np.argsort(data.sample_ids)
     pos = order[np.searchsorted(data.sample_ids, ids, sorter=order)]
     codes[pos] = labels
-    conditions = [Condition((c,), f"image cluster {c + 1}", f"images in cluster {c + 1} of {k} (k-means on {name})",
-                            by_members=True) for c in range(k)]
-    return Feature("cluster", "cluster", "sample", k + 1, codes, conditions, conjoin=False,
-                   detail={"collection": name, "k": k}, origin="cluster")
+    conditions = [
+        Condition(
+            (c,), f"image cluster {c + 1}", f"images in cluster {c + 1} of {k} (k-means on {name})", by_members=True
+        )
+        for c in range(k)
+    ]
+    return Feature(
+        "cluster",
+        "cluster",
+        "sample",
+        k + 1,
+        codes,
+        conditions,
+        conjoin=False,
+        detail={"collection": name, "k": k},
+        origin="cluster",
+    )
 
 
-def _dataset_vectors(store: MetadataStore, dataset_id: int, vectors: Any, collection: str | None
-                     ) -> tuple[str, np.ndarray, np.ndarray] | None:
+def _dataset_vectors(
+    store: MetadataStore, dataset_id: int, vectors: Any, collection: str | None
+) -> tuple[str, np.ndarray, np.ndarray] | None:
     from ..embedding_jobs import dataset_vectors, vector_store
     from ..store.orphans import registered_collections
 
-    names = [collection] if collection else list(dict.fromkeys(
-        [c for _, c in store.projection_methods(dataset_id)] + registered_collections(store)))
+    names = (
+        [collection]
+        if collection
+        else list(dict.fromkeys([c for _, c in store.projection_methods(dataset_id)] + registered_collections(store)))
+    )
     if not names and vectors is None:
         return None
     try:
@@ -517,8 +598,10 @@ def _dataset_vectors(store: MetadataStore, dataset_id: int, vectors: Any, collec
         log.warning("slices: no image clusters (%s)", exc)
         return None
     if collection:
-        raise VisionLensError(f"vector collection {collection!r} holds no vectors of this dataset: embed it first "
-                              "(`visionlens embed`), or leave the collection out")
+        raise VisionLensError(
+            f"vector collection {collection!r} holds no vectors of this dataset: embed it first "
+            "(`visionlens embed`), or leave the collection out"
+        )
     return None
 
 
@@ -543,8 +626,23 @@ def kmeans_labels(vecs: np.ndarray, seed: int = 0) -> tuple[np.ndarray, int]:
 
 # -- counting every candidate --------------------------------------------------------------------------------------
 
-STATS = ("img_k", "img_f", "img_ff", "gt_n", "gt_y", "gt_mm", "gt_yy", "gt_my", "gt_k",
-         "pr_n", "pr_y", "pr_mm", "pr_yy", "pr_my", "pr_k")
+STATS = (
+    "img_k",
+    "img_f",
+    "img_ff",
+    "gt_n",
+    "gt_y",
+    "gt_mm",
+    "gt_yy",
+    "gt_my",
+    "gt_k",
+    "pr_n",
+    "pr_y",
+    "pr_mm",
+    "pr_yy",
+    "pr_my",
+    "pr_k",
+)
 _IMG, _GT, _PR = slice(0, 3), slice(3, 9), slice(9, 15)
 
 
@@ -575,8 +673,9 @@ def image_units(data: Data) -> list[Units]:
     y = np.bincount(data.gt.image[gt_eval & (data.gt.status == GT_FN)], minlength=n).astype(np.float64)
     pn = np.bincount(data.pred.image[pr_eval], minlength=n).astype(np.float64)
     pf = np.bincount(data.pred.image[data.pred.status == PRED_FP], minlength=n).astype(np.float64)
-    w = np.concatenate([np.stack([np.ones(n), pf, pf * pf], 1), _proportion_weights(m, y),
-                        _proportion_weights(pn, pf)], axis=1)
+    w = np.concatenate(
+        [np.stack([np.ones(n), pf, pf * pf], 1), _proportion_weights(m, y), _proportion_weights(pn, pf)], axis=1
+    )
     return [Units(np.arange(n), {}, w, slice(0, len(STATS)))]
 
 
@@ -617,8 +716,9 @@ def _table(features: list[Feature], fs: tuple[int, ...], units: list[Units]) -> 
         idx = _unit_codes(u, features, fs[0])
         for f in fs[1:]:
             idx = idx * features[f].n_codes + _unit_codes(u, features, f)
-        out[:, u.columns] = np.stack([np.bincount(idx, weights=u.weights[:, j], minlength=n_codes)
-                                      for j in range(u.weights.shape[1])], axis=1)
+        out[:, u.columns] = np.stack(
+            [np.bincount(idx, weights=u.weights[:, j], minlength=n_codes) for j in range(u.weights.shape[1])], axis=1
+        )
     return out
 
 
@@ -644,10 +744,10 @@ class Candidates:
 
     def __post_init__(self) -> None:
         lookup = {(int(self.fa[i]), int(self.ca[i])): int(i) for i in np.flatnonzero(self.fb < 0)}
-        self.ua = np.array([-1 if fb < 0 else lookup[(int(fa), int(ca))]
-                            for fa, ca, fb in zip(self.fa, self.ca, self.fb)], np.int64)
-        self.ub = np.array([-1 if fb < 0 else lookup[(int(fb), int(cb))]
-                            for fb, cb in zip(self.fb, self.cb)], np.int64)
+        self.ua = np.array(
+            [-1 if fb < 0 else lookup[(int(fa), int(ca))] for fa, ca, fb in zip(self.fa, self.ca, self.fb)], np.int64
+        )
+        self.ub = np.array([-1 if fb < 0 else lookup[(int(fb), int(cb))] for fb, cb in zip(self.fb, self.cb)], np.int64)
 
     def __len__(self) -> int:
         return len(self.fa)
@@ -672,8 +772,10 @@ def count_candidates(data: Data, features: list[Feature], progress: ProgressCall
 
     blocks: list[tuple[np.ndarray, ...]] = []
     pairs = [(a,) for a in range(len(features))] + [
-        (a, b) for a, b in combinations(range(len(features)), 2)
-        if features[a].conjoin and features[b].conjoin and features[a].group != features[b].group]
+        (a, b)
+        for a, b in combinations(range(len(features)), 2)
+        if features[a].conjoin and features[b].conjoin and features[a].group != features[b].group
+    ]
     for done, fs in enumerate(pairs):
         if done % 50 == 0:
             progress("slices: count candidates", done, len(pairs))
@@ -695,9 +797,16 @@ def count_candidates(data: Data, features: list[Feature], progress: ProgressCall
             nb = len(features[b].conditions)
         na = len(features[a].conditions)
         ca, cb = np.meshgrid(np.arange(na), np.arange(nb), indexing="ij")
-        blocks.append((np.full(na * nb, a), ca.ravel(), np.full(na * nb, fs[1] if len(fs) == 2 else -1),
-                       cb.ravel() if len(fs) == 2 else np.full(na * nb, -1), np.full(na * nb, kind),
-                       sums.reshape(na * nb, -1)))
+        blocks.append(
+            (
+                np.full(na * nb, a),
+                ca.ravel(),
+                np.full(na * nb, fs[1] if len(fs) == 2 else -1),
+                cb.ravel() if len(fs) == 2 else np.full(na * nb, -1),
+                np.full(na * nb, kind),
+                sums.reshape(na * nb, -1),
+            )
+        )
     progress("slices: count candidates", len(pairs), len(pairs))
     return Candidates(*(np.concatenate([b[i] for b in blocks]) for i in range(6)))
 
@@ -757,15 +866,27 @@ def totals(data: Data) -> Totals:
         return max(1.0, v_cluster / (p * (1 - p) / n))
 
     return Totals(
-        n_images=data.n_images, gt_n=get["gt_n"], gt_y=get["gt_y"], gt_k=get["gt_k"], pr_n=get["pr_n"],
-        pr_y=get["pr_y"], fp=get["img_f"], fp2=get["img_ff"],
+        n_images=data.n_images,
+        gt_n=get["gt_n"],
+        gt_y=get["gt_y"],
+        gt_k=get["gt_k"],
+        pr_n=get["pr_n"],
+        pr_y=get["pr_y"],
+        fp=get["img_f"],
+        fp2=get["img_ff"],
         deff_gt=deff(*(get[k] for k in ("gt_n", "gt_y", "gt_mm", "gt_yy", "gt_my", "gt_k"))),
         deff_pr=deff(*(get[k] for k in ("pr_n", "pr_y", "pr_mm", "pr_yy", "pr_my", "pr_k"))),
     )
 
 
-def proportion_p(n_in: np.ndarray, y_in: np.ndarray, n_out: np.ndarray, y_out: np.ndarray, deff: float,
-                 cluster: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def proportion_p(
+    n_in: np.ndarray,
+    y_in: np.ndarray,
+    n_out: np.ndarray,
+    y_out: np.ndarray,
+    deff: float,
+    cluster: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """One-sided p that the error rate inside is higher: max(Fisher's exact, a cluster-robust z-test).
 
     ``cluster``: (Σm², Σy², Σmy, clusters) of the inside's per-image groups, for its cluster-robust variance;
@@ -789,11 +910,13 @@ def proportion_p(n_in: np.ndarray, y_in: np.ndarray, n_out: np.ndarray, y_out: n
     return np.maximum(fisher_greater(y_in, n_in, y_out, n_out), p_z)
 
 
-def rate_p(k_in: np.ndarray, f_in: np.ndarray, ff_in: np.ndarray, k_out: np.ndarray, f_out: np.ndarray,
-           ff_out: np.ndarray) -> np.ndarray:
+def rate_p(
+    k_in: np.ndarray, f_in: np.ndarray, ff_in: np.ndarray, k_out: np.ndarray, f_out: np.ndarray, ff_out: np.ndarray
+) -> np.ndarray:
     """One-sided Welch t-test that FPs per image are higher inside; variances floored at the pooled Poisson rate."""
-    k_in, f_in, ff_in, k_out, f_out, ff_out = (np.asarray(a, np.float64) for a in (k_in, f_in, ff_in, k_out, f_out,
-                                                                                    ff_out))
+    k_in, f_in, ff_in, k_out, f_out, ff_out = (
+        np.asarray(a, np.float64) for a in (k_in, f_in, ff_in, k_out, f_out, ff_out)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         r0 = (f_in + f_out) / (k_in + k_out)
         r_in, r_out = f_in / k_in, f_out / k_out
@@ -855,8 +978,14 @@ def test_candidates(c: Candidates, t: Totals, min_objects: int, min_images: int)
         valid["recall"], worse["recall"] = v, v & (y * n_out > y_out * n)
         p["recall"] = np.ones(len(c))
         idx = np.flatnonzero(worse["recall"])
-        p["recall"][idx] = proportion_p(n[idx], y[idx], n_out[idx], y_out[idx], t.deff_gt,
-                                        (col("gt_mm")[idx], col("gt_yy")[idx], col("gt_my")[idx], col("gt_k")[idx]))
+        p["recall"][idx] = proportion_p(
+            n[idx],
+            y[idx],
+            n_out[idx],
+            y_out[idx],
+            t.deff_gt,
+            (col("gt_mm")[idx], col("gt_yy")[idx], col("gt_my")[idx], col("gt_k")[idx]),
+        )
         score["recall"] = np.where(worse["recall"], (y / n - y_out / n_out) * np.sqrt(n), 0.0)  # recall gap × √GT
 
         # false positives per image of the image condition
@@ -885,16 +1014,23 @@ def test_candidates(c: Candidates, t: Totals, min_objects: int, min_images: int)
         valid["fp_share"], worse["fp_share"] = v, v & (y * n_out > y_out * n)
         p["fp_share"] = np.ones(len(c))
         idx = np.flatnonzero(worse["fp_share"])
-        p["fp_share"][idx] = proportion_p(n[idx], y[idx], n_out[idx], y_out[idx], t.deff_pr,
-                                          (col("pr_mm")[idx], col("pr_yy")[idx], col("pr_my")[idx], col("pr_k")[idx]))
+        p["fp_share"][idx] = proportion_p(
+            n[idx],
+            y[idx],
+            n_out[idx],
+            y_out[idx],
+            t.deff_pr,
+            (col("pr_mm")[idx], col("pr_yy")[idx], col("pr_my")[idx], col("pr_k")[idx]),
+        )
         score["fp_share"] = np.where(worse["fp_share"], (y / n - y_out / n_out) * np.sqrt(n), 0.0)
     p_adj = weighted_bh(p, valid, ~single)
     n_tests = int(sum(int(v.sum()) for v in valid.values()))
     return Tested(inside, outside, valid, worse, p, p_adj, score, n_tests)
 
 
-def weighted_bh(p: dict[str, np.ndarray], valid: dict[str, np.ndarray], conjunction: np.ndarray
-                ) -> dict[str, np.ndarray]:
+def weighted_bh(
+    p: dict[str, np.ndarray], valid: dict[str, np.ndarray], conjunction: np.ndarray
+) -> dict[str, np.ndarray]:
     """Benjamini–Hochberg over every test performed, with half of ``alpha`` for single conditions and half for
     conjunctions (weighted BH, Genovese, Roeder & Wasserman 2006: BH on p / w with weights averaging 1).
 
@@ -913,7 +1049,7 @@ def weighted_bh(p: dict[str, np.ndarray], valid: dict[str, np.ndarray], conjunct
     for m in METRICS:
         count = int(valid[m].sum())
         col = np.ones(len(valid[m]))
-        col[valid[m]] = adjusted[start:start + count]
+        col[valid[m]] = adjusted[start : start + count]
         out[m] = col
         start += count
     return out
@@ -1029,8 +1165,9 @@ def _min_gap(tested: Tested, metric: str, i: int) -> float:
     return MIN_RELATIVE_FP_EXCESS * float(f_out[0] / k_out[0]) if k_out[0] else 0.0
 
 
-def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, alpha: float,
-           max_findings: int = 50) -> list[Item]:
+def select(
+    c: Candidates, features: list[Feature], tested: Tested, t: Totals, alpha: float, max_findings: int = 50
+) -> list[Item]:
     """Significant, worse-than-the-rest slices, without the ones that only repeat another, best first.
 
     A conjunction's hypothesis is "worse than the rest *and* more than its parts", so its p-value is the larger of
@@ -1055,11 +1192,21 @@ def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, al
             if _gap(tested.sums(metric, i), tested.rest(metric, i), metric) < _min_gap(tested, metric, int(i)):
                 continue  # significant but negligible: a big dataset makes a 0.5-point gap "certain"
             items.append(Item(int(i), metric, float(tested.score[metric][i])))
-    numeric = {i for i, f in enumerate(features) if f.level == "sample" and any(
-        cond.field_filter is not None and cond.field_filter.range is not None for cond in f.conditions)}
+    numeric = {
+        i
+        for i, f in enumerate(features)
+        if f.level == "sample"
+        and any(cond.field_filter is not None and cond.field_filter.range is not None for cond in f.conditions)
+    }
     # ties (the same objects said two ways) go to the plainer condition: a value before a numeric range
-    items.sort(key=lambda it: (-round(it.score, 9), tested.p[it.metric][it.cand],
-                               int(c.fa[it.cand] in numeric) + int(c.fb[it.cand] in numeric), it.cand))
+    items.sort(
+        key=lambda it: (
+            -round(it.score, 9),
+            tested.p[it.metric][it.cand],
+            int(c.fa[it.cand] in numeric) + int(c.fb[it.cand] in numeric),
+            it.cand,
+        )
+    )
 
     def codes(i: int) -> list[set[int]]:
         out = [set(features[c.fa[i]].conditions[c.ca[i]].codes)]
@@ -1095,9 +1242,11 @@ def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, al
             continue  # overlaps a better-ranked slice on the same fields (hour ≥ 18 after hour ≥ 20)
         if c.fb[i] >= 0 and any(c.fb[a.cand] < 0 and shifted(a.cand, i) for a in better):
             continue
-        if c.fb[i] >= 0 and all(covered(f, cond_codes, better) for f, cond_codes in
-                                zip((c.fa[i], c.fb[i]), codes(i), strict=True)) \
-                and interaction_p(c, tested, t, i, it.metric) >= alpha:
+        if (
+            c.fb[i] >= 0
+            and all(covered(f, cond_codes, better) for f, cond_codes in zip((c.fa[i], c.fb[i]), codes(i), strict=True))
+            and interaction_p(c, tested, t, i, it.metric) >= alpha
+        ):
             continue  # both parts are failures already shown, and together they are no worse than that
         accepted.append(it)
 
@@ -1107,8 +1256,10 @@ def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, al
         if c.fb[i] < 0:
             return False
         kept = {a.cand for a in accepted if a.metric == child.metric}
-        return any(j in kept and _size(tested, child.metric, i) >= 0.75 * _size(tested, child.metric, j)
-                   for j in (int(c.ua[i]), int(c.ub[i])))
+        return any(
+            j in kept and _size(tested, child.metric, i) >= 0.75 * _size(tested, child.metric, j)
+            for j in (int(c.ua[i]), int(c.ub[i]))
+        )
 
     accepted = [it for it in accepted if not repeats_parent(it)]
 
@@ -1137,8 +1288,9 @@ def select(c: Candidates, features: list[Feature], tested: Tested, t: Totals, al
     return [it for it in accepted if not explained(it)]
 
 
-def build_findings(ctx: Context, items: list[Item], max_findings: int, overlap: float = 0.9) -> list[
-        tuple[Finding, np.ndarray, Item]]:
+def build_findings(
+    ctx: Context, items: list[Item], max_findings: int, overlap: float = 0.9
+) -> list[tuple[Finding, np.ndarray, Item]]:
     """Findings of the kept slices in rank order, up to ``max_findings``, skipping one whose images are (nearly)
     those of a better one on the same metric, e.g. "time_of_day is night" and "brightness ≤ 0.23" where one
     follows from the other; the kept one lists the other's definition under ``detail["also"]``."""
@@ -1162,8 +1314,11 @@ def build_findings(ctx: Context, items: list[Item], max_findings: int, overlap: 
 
 # -- findings ------------------------------------------------------------------------------------------------------
 
-_VERB = {"recall": "Misses objects", "fp_per_image": "More false positives per image",
-         "fp_share": "More false positives"}
+_VERB = {
+    "recall": "Misses objects",
+    "fp_per_image": "More false positives per image",
+    "fp_share": "More false positives",
+}
 _TEST_TEXT = {
     "recall": "one-sided; max of Fisher's exact test (missed/found × slice/rest) and an image-clustered z-test",
     "fp_per_image": "one-sided Welch t-test on per-image FP counts, variances floored at the pooled Poisson rate",
@@ -1235,8 +1390,9 @@ def _filters(ctx: Context, conds: list[tuple[Feature, Condition]], metric: Metri
         if metric == "recall":
             annotations = (LabelFilter(labels=labels, area=area),)
         else:
-            annotations = (LabelFilter(source=ctx.model, labels=labels, area=area, status=("fp",),
-                                       evaluation=ctx.model),)
+            annotations = (
+                LabelFilter(source=ctx.model, labels=labels, area=area, status=("fp",), evaluation=ctx.model),
+            )
     return Filters(fields=fields, annotations=annotations)
 
 
@@ -1283,8 +1439,15 @@ def build_finding(ctx: Context, item: Item) -> tuple[Finding, np.ndarray]:
             detail["look"] = {"condition": look[0], "share": look[1]}
             description += f" Its images: {look[0]} for {look[1]}."
     finding = Finding(
-        kind="slice", title=headline, score=round(item.score, 6), description=description, definition=definition,
-        model=ctx.model, evidence=evidence, filters=filters, detail=detail,
+        kind="slice",
+        title=headline,
+        score=round(item.score, 6),
+        description=description,
+        definition=definition,
+        model=ctx.model,
+        evidence=evidence,
+        filters=filters,
+        detail=detail,
         sample_ids=ctx.data.sample_ids[mask].tolist() if filters is None else [],
     )
     return finding, mask
@@ -1293,8 +1456,10 @@ def build_finding(ctx: Context, item: Item) -> tuple[Finding, np.ndarray]:
 def _evidence(ctx: Context, item: Item, images: int) -> dict[str, Any]:
     """The numbers behind a finding: slice and rest on every metric that applies, support, p-values."""
     c, i, metric, tested = ctx.cands, item.cand, item.metric, ctx.tested
-    (gt_n, gt_y), (rest_n, rest_y) = (tuple(float(a[i]) for a in tested.inside["recall"]),
-                                      tuple(float(a[i]) for a in tested.outside["recall"]))
+    (gt_n, gt_y), (rest_n, rest_y) = (
+        tuple(float(a[i]) for a in tested.inside["recall"]),
+        tuple(float(a[i]) for a in tested.outside["recall"]),
+    )
     lo, hi = wilson(gt_n - gt_y, gt_n)
     rlo, rhi = wilson(rest_n - rest_y, rest_n)
     ev: dict[str, Any] = {
@@ -1308,28 +1473,53 @@ def _evidence(ctx: Context, item: Item, images: int) -> dict[str, Any]:
         "correction": "Benjamini-Hochberg (weighted: half of alpha to single conditions, half to conjunctions)",
         "score": _SCORE_TEXT[metric],
         "test": _TEST_TEXT[metric],
-        "slice": {"recall": _num((gt_n - gt_y) / gt_n) if gt_n else None, "recall_ci": [_num(lo), _num(hi)],
-                  "found": int(gt_n - gt_y), "missed": int(gt_y)},
-        "rest": {"recall": _num((rest_n - rest_y) / rest_n) if rest_n else None, "recall_ci": [_num(rlo), _num(rhi)],
-                 "found": int(rest_n - rest_y), "missed": int(rest_y), "gt_objects": int(rest_n)},
+        "slice": {
+            "recall": _num((gt_n - gt_y) / gt_n) if gt_n else None,
+            "recall_ci": [_num(lo), _num(hi)],
+            "found": int(gt_n - gt_y),
+            "missed": int(gt_y),
+        },
+        "rest": {
+            "recall": _num((rest_n - rest_y) / rest_n) if rest_n else None,
+            "recall_ci": [_num(rlo), _num(rhi)],
+            "found": int(rest_n - rest_y),
+            "missed": int(rest_y),
+            "gt_objects": int(rest_n),
+        },
     }
     if c.kind[i] != OBJECT_ONLY:
-        sides = (tuple(float(a[i]) for a in tested.inside["fp_per_image"]),
-                 tuple(float(a[i]) for a in tested.outside["fp_per_image"]))
+        sides = (
+            tuple(float(a[i]) for a in tested.inside["fp_per_image"]),
+            tuple(float(a[i]) for a in tested.outside["fp_per_image"]),
+        )
         for side, (k, f, ff) in zip(("slice", "rest"), sides, strict=True):
             rate = f / k if k else float("nan")
             sd = math.sqrt(max((ff - k * rate * rate) / (k - 1), rate) / k) if k > 1 else float("nan")
-            ev[side].update({"images": int(k), "fp": int(f), "fp_per_image": _num(rate),
-                             "fp_per_image_ci": [_num(max(0.0, rate - Z95 * sd)), _num(rate + Z95 * sd)]})
+            ev[side].update(
+                {
+                    "images": int(k),
+                    "fp": int(f),
+                    "fp_per_image": _num(rate),
+                    "fp_per_image_ci": [_num(max(0.0, rate - Z95 * sd)), _num(rate + Z95 * sd)],
+                }
+            )
         if c.kind[i] == MIXED:
             ev["fp_kind"] = "false positives matching the box condition"
     else:
-        sides = (tuple(float(a[i]) for a in tested.inside["fp_share"]),
-                 tuple(float(a[i]) for a in tested.outside["fp_share"]))
+        sides = (
+            tuple(float(a[i]) for a in tested.inside["fp_share"]),
+            tuple(float(a[i]) for a in tested.outside["fp_share"]),
+        )
         for side, (n, y) in zip(("slice", "rest"), sides, strict=True):
             lo, hi = wilson(y, n)
-            ev[side].update({"predictions": int(n), "fp": int(y), "fp_share": _num(y / n) if n else None,
-                             "fp_share_ci": [_num(lo), _num(hi)]})
+            ev[side].update(
+                {
+                    "predictions": int(n),
+                    "fp": int(y),
+                    "fp_share": _num(y / n) if n else None,
+                    "fp_share_ci": [_num(lo), _num(hi)],
+                }
+            )
         ev["predictions"] = int(sides[0][0])
     return ev
 
@@ -1337,20 +1527,27 @@ def _evidence(ctx: Context, item: Item, images: int) -> dict[str, Any]:
 def _describe(ev: dict[str, Any]) -> str:
     s, r = ev["slice"], ev["rest"]
     if ev["metric"] == "recall":
-        head = (f"Recall {_pct(s['recall'] or 0)} ({_pct(s['recall_ci'][0] or 0)}–{_pct(s['recall_ci'][1] or 0)}) on "
-                f"{ev['gt_objects']:,} GT objects in {ev['images']:,} images, against {_pct(r['recall'] or 0)} "
-                f"({_pct(r['recall_ci'][0] or 0)}–{_pct(r['recall_ci'][1] or 0)}) on the rest")
+        head = (
+            f"Recall {_pct(s['recall'] or 0)} ({_pct(s['recall_ci'][0] or 0)}–{_pct(s['recall_ci'][1] or 0)}) on "
+            f"{ev['gt_objects']:,} GT objects in {ev['images']:,} images, against {_pct(r['recall'] or 0)} "
+            f"({_pct(r['recall_ci'][0] or 0)}–{_pct(r['recall_ci'][1] or 0)}) on the rest"
+        )
     elif ev["metric"] == "fp_per_image":
         kind = " of that kind" if ev.get("fp_kind") else ""
-        head = (f"{s['fp_per_image']:.2f} false positives{kind} per image ({s['fp_per_image_ci'][0]:.2f}–"
-                f"{s['fp_per_image_ci'][1]:.2f}) over {s['images']:,} images, against {r['fp_per_image']:.2f} over "
-                f"the other {r['images']:,}")
+        head = (
+            f"{s['fp_per_image']:.2f} false positives{kind} per image ({s['fp_per_image_ci'][0]:.2f}–"
+            f"{s['fp_per_image_ci'][1]:.2f}) over {s['images']:,} images, against {r['fp_per_image']:.2f} over "
+            f"the other {r['images']:,}"
+        )
     else:
-        head = (f"{_pct(s['fp_share'])} of {s['predictions']:,} predictions are false positives "
-                f"({_pct(s['fp_share_ci'][0])}–{_pct(s['fp_share_ci'][1])}; {ev['images']:,} images), against "
-                f"{_pct(r['fp_share'])} of the rest")
-    return (f"{head}; p = {ev['p_value']:.2g}, {ev['p_adjusted']:.2g} after Benjamini–Hochberg over "
-            f"{ev['tests']:,} tests.")
+        head = (
+            f"{_pct(s['fp_share'])} of {s['predictions']:,} predictions are false positives "
+            f"({_pct(s['fp_share_ci'][0])}–{_pct(s['fp_share_ci'][1])}; {ev['images']:,} images), against "
+            f"{_pct(r['fp_share'])} of the rest"
+        )
+    return (
+        f"{head}; p = {ev['p_value']:.2g}, {ev['p_adjusted']:.2g} after Benjamini–Hochberg over {ev['tests']:,} tests."
+    )
 
 
 def _attach_ap(ctx: Context, findings: list[tuple[Finding, np.ndarray]], progress: ProgressCallback) -> None:
@@ -1359,8 +1556,9 @@ def _attach_ap(ctx: Context, findings: list[tuple[Finding, np.ndarray]], progres
 
     for done, (finding, mask) in enumerate(findings):
         progress("slices: AP of kept slices", done, len(findings))
-        inside = finding.filters if finding.filters is not None else Filters(
-            sample_ids=ctx.data.sample_ids[mask].tolist())
+        inside = (
+            finding.filters if finding.filters is not None else Filters(sample_ids=ctx.data.sample_ids[mask].tolist())
+        )
         rest = Filters(sample_ids=ctx.data.sample_ids[~mask].tolist())
         m_in = subset_metrics(ctx.store, ctx.dataset_id, ctx.model, inside)
         m_out = subset_metrics(ctx.store, ctx.dataset_id, ctx.model, rest)
@@ -1409,7 +1607,7 @@ def find_slices(
     items = select(cands, features, tested, t, alpha, max_findings)
     ctx = Context(store, dataset_id, model, data, features, cands, tested, t)
     built = build_findings(ctx, items, max_findings)
-    with_ap = built if ap_top is None else built[:max(ap_top, 0)]
+    with_ap = built if ap_top is None else built[: max(ap_top, 0)]
     if with_ap:
         _attach_ap(ctx, [(f, mask) for f, mask, _ in with_ap], progress)
     return [f for f, _, _ in built]

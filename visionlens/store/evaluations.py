@@ -33,18 +33,22 @@ class Evaluations(Registry):
         ``per_sample``: sample_id, tp, fp, fn. The old evaluation's columns are dropped, not just emptied.
         """
         n = len(objects["ann_id"])
-        table = pa.table({
-            "dataset_id": pa.array(np.full(n, dataset_id, np.int32)),
-            "eval_key": pa.array([key] * n, pa.string()),
-            **{k: pa.array(np.asarray(objects[k])) for k in ("ann_id", "sample_id", "is_pred", "status", "match_id")},
-            "iou": pa.array(np.asarray(objects["iou"], np.float64)),
-            "error": pa.array(np.asarray(objects["error"], np.int8)),
-        })
+        table = pa.table(
+            {
+                "dataset_id": pa.array(np.full(n, dataset_id, np.int32)),
+                "eval_key": pa.array([key] * n, pa.string()),
+                **{
+                    k: pa.array(np.asarray(objects[k]))
+                    for k in ("ann_id", "sample_id", "is_pred", "status", "match_id")
+                },
+                "iou": pa.array(np.asarray(objects["iou"], np.float64)),
+                "error": pa.array(np.asarray(objects["error"], np.int8)),
+            }
+        )
         counts = pa.table({k: pa.array(np.asarray(per_sample[k])) for k in ("sample_id", *EVAL_FIELD_SUFFIXES)})
         with self.transaction() as cur:
             self._delete_evaluation(cur, dataset_id, key)
-            check_field_names(eval_field_names(key), self._field_names(cur, dataset_id), [],
-                              f"evaluation {key!r}")
+            check_field_names(eval_field_names(key), self._field_names(cur, dataset_id), [], f"evaluation {key!r}")
             cur.execute(
                 "INSERT INTO evaluations (dataset_id, key, model, iou, class_agnostic, stats) VALUES (?, ?, ?, ?, ?, ?)",
                 [dataset_id, key, model, float(iou), bool(class_agnostic), to_json(stats)],
@@ -77,7 +81,13 @@ class Evaluations(Registry):
                 [dataset_id],
             ).fetchall()
         return [
-            {"key": r[0], "model": r[1], "iou": r[2], "class_agnostic": r[3], "created_at": r[4],
-             "stats": orjson.loads(r[5]) if r[5] else {}}
+            {
+                "key": r[0],
+                "model": r[1],
+                "iou": r[2],
+                "class_agnostic": r[3],
+                "created_at": r[4],
+                "stats": orjson.loads(r[5]) if r[5] else {},
+            }
             for r in rows
         ]

@@ -30,8 +30,13 @@ class FilterCompiler(Registry):
             cur.register(name, pa.table({"id": pa.array(np.asarray(filters.sample_ids, np.int64))}))
             clauses.append(Sql(f"s.id IN (SELECT id FROM {ident(name)})"))
         if filters.finding is not None:
-            clauses.append(Sql.of("s.id IN (SELECT m.sample_id FROM finding_members m WHERE m.dataset_id = $d "
-                                  "AND m.finding_id = $f)", d=dataset_id, f=int(filters.finding)))
+            clauses.append(
+                Sql.of(
+                    "s.id IN (SELECT m.sample_id FROM finding_members m WHERE m.dataset_id = $d AND m.finding_id = $f)",
+                    d=dataset_id,
+                    f=int(filters.finding),
+                )
+            )
         return Sql.join(clauses, " AND ")
 
     def _field_clause(self, dataset_id: int, flt: FieldFilter) -> Sql:
@@ -56,9 +61,15 @@ class FilterCompiler(Registry):
                 where.append(Sql.of(f"a.{column} <= $max", max=rng.max))
         if flt.status:
             codes = Sql.in_list("e.status", [STATUS_CODES[s] for s in flt.status])
-            where.append(Sql.of("a.id IN (SELECT e.ann_id FROM eval_objects e WHERE e.dataset_id = $d "
-                                "AND e.eval_key = $key AND ", d=dataset_id, key=flt.evaluation or flt.source)
-                         + codes + ")")
+            where.append(
+                Sql.of(
+                    "a.id IN (SELECT e.ann_id FROM eval_objects e WHERE e.dataset_id = $d AND e.eval_key = $key AND ",
+                    d=dataset_id,
+                    key=flt.evaluation or flt.source,
+                )
+                + codes
+                + ")"
+            )
         sub = "SELECT a.sample_id FROM annotations a WHERE " + Sql.join(where, " AND ")
         if flt.min_count > 1:
             sub += Sql.of(" GROUP BY a.sample_id HAVING count(*) >= $n", n=flt.min_count)

@@ -167,8 +167,9 @@ class Tags(FieldKind):
         return pa.array([None if v is None else [str(x) for x in v] for v in values], pa.list_(pa.string()))
 
     def _values_clause(self, column: str, flt: FieldFilter) -> Sql:
-        return Sql.of(f"list_has_any({column}, $tags::VARCHAR[])",
-                      tags=[str(v) for v in flt.values or () if v is not None])
+        return Sql.of(
+            f"list_has_any({column}, $tags::VARCHAR[])", tags=[str(v) for v in flt.values or () if v is not None]
+        )
 
     def _describe_parts(self, flt: FieldFilter) -> list[str]:
         if flt.values is None:

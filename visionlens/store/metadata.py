@@ -35,8 +35,17 @@ from .schema import (
 from .writes import Writes
 
 __all__ = [
-    "BUILTIN_ANNOTATION_FIELDS", "BUILTIN_SAMPLE_FIELDS", "GROUND_TRUTH", "SCHEMA_VERSION", "STATUS_CODES",
-    "DatasetRow", "FieldInfo", "FieldKind", "MetadataStore", "close_all_stores", "open_store",
+    "BUILTIN_ANNOTATION_FIELDS",
+    "BUILTIN_SAMPLE_FIELDS",
+    "GROUND_TRUTH",
+    "SCHEMA_VERSION",
+    "STATUS_CODES",
+    "DatasetRow",
+    "FieldInfo",
+    "FieldKind",
+    "MetadataStore",
+    "close_all_stores",
+    "open_store",
 ]
 
 

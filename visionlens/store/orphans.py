@@ -47,8 +47,17 @@ __all__ = [
 # Tables whose rows belong to one dataset through ``dataset_id``, at least. Every table of the file with a
 # ``dataset_id`` column is checked (``_dataset_tables``), so a table added later (findings, hashes) is covered
 # without anyone remembering to list it here.
-DATASET_TABLES = ("samples", "annotations", "eval_objects", "evaluations", "projections", "fields", "labels",
-                  "sources", "ingest_issues")
+DATASET_TABLES = (
+    "samples",
+    "annotations",
+    "eval_objects",
+    "evaluations",
+    "projections",
+    "fields",
+    "labels",
+    "sources",
+    "ingest_issues",
+)
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,15 @@ class EvalOrphans:
 
 def _dataset_tables(cur: Any) -> list[str]:
     """Base tables of this file with a ``dataset_id`` column: the listed ones first, then any others by name."""
-    found = [r[0] for r in cur.execute(
-        """SELECT t.table_name FROM duckdb_tables() t
+    found = [
+        r[0]
+        for r in cur.execute(
+            """SELECT t.table_name FROM duckdb_tables() t
            WHERE t.database_name = current_database() AND t.schema_name = 'main' AND NOT t.temporary
              AND EXISTS (SELECT 1 FROM duckdb_columns() c WHERE c.table_oid = t.table_oid AND c.column_name = 'dataset_id')
            ORDER BY t.table_name"""
-    ).fetchall()]
+        ).fetchall()
+    ]
     return [t for t in DATASET_TABLES if t in found] + [t for t in found if t not in DATASET_TABLES]
 
 
@@ -110,7 +122,7 @@ def eval_objects_without_evaluation(store: MetadataStore) -> list[EvalOrphans]:
     with store.cursor() as cur:
         rows = cur.execute(
             f"""SELECT o.dataset_id, o.eval_key, count(*) FROM eval_objects o
-                WHERE NOT {_gone('o')}
+                WHERE NOT {_gone("o")}
                   AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.dataset_id = o.dataset_id AND e.key = o.eval_key)
                 GROUP BY o.dataset_id, o.eval_key ORDER BY o.dataset_id, o.eval_key"""
         ).fetchall()
@@ -118,11 +130,14 @@ def eval_objects_without_evaluation(store: MetadataStore) -> list[EvalOrphans]:
 
 
 def _samples_columns(cur: Any) -> list[str]:
-    return [r[0] for r in cur.execute(
-        """SELECT column_name FROM duckdb_columns()
+    return [
+        r[0]
+        for r in cur.execute(
+            """SELECT column_name FROM duckdb_columns()
            WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'samples'
            ORDER BY column_index"""
-    ).fetchall()]
+        ).fetchall()
+    ]
 
 
 def _unreferenced(cur: Any, among: Iterable[str] | None) -> list[str]:
@@ -131,12 +146,15 @@ def _unreferenced(cur: Any, among: Iterable[str] | None) -> list[str]:
     Every column beyond ``BUILTIN_SAMPLE_COLUMNS`` is a custom field's, and must be named by a ``fields`` row,
     or nothing can ever read it again.
     """
-    referenced = {r[0] for r in cur.execute(
-        f"SELECT DISTINCT column_name FROM fields WHERE NOT {_gone('fields')}"
-    ).fetchall()}
+    referenced = {
+        r[0] for r in cur.execute(f"SELECT DISTINCT column_name FROM fields WHERE NOT {_gone('fields')}").fetchall()
+    }
     wanted = None if among is None else set(among)
-    return [c for c in _samples_columns(cur)
-            if c not in BUILTIN_SAMPLE_COLUMNS and c not in referenced and (wanted is None or c in wanted)]
+    return [
+        c
+        for c in _samples_columns(cur)
+        if c not in BUILTIN_SAMPLE_COLUMNS and c not in referenced and (wanted is None or c in wanted)
+    ]
 
 
 def unreferenced_columns(store: MetadataStore, among: Iterable[str] | None = None) -> list[str]:
@@ -215,7 +233,7 @@ def delete_orphan_rows(store: MetadataStore) -> dict[str, int]:
 
 def delete_orphan_eval_objects(store: MetadataStore) -> int:
     """Delete per-object rows of evaluations that are gone (of existing datasets); returns rows deleted."""
-    stray = f"""NOT {_gone('eval_objects')} AND NOT EXISTS (SELECT 1 FROM evaluations e
+    stray = f"""NOT {_gone("eval_objects")} AND NOT EXISTS (SELECT 1 FROM evaluations e
                 WHERE e.dataset_id = eval_objects.dataset_id AND e.key = eval_objects.eval_key)"""
     with store.transaction() as cur:
         n = cur.execute(f"SELECT count(*) FROM eval_objects WHERE {stray}").fetchall()[0][0]
@@ -245,8 +263,6 @@ def unregister_collections(store: MetadataStore, names: Iterable[str]) -> int:
     if not names:
         return 0
     with store.transaction() as cur:
-        n = cur.execute(
-            "SELECT count(*) FROM collections WHERE list_contains(?, collection)", [names]
-        ).fetchall()[0][0]
+        n = cur.execute("SELECT count(*) FROM collections WHERE list_contains(?, collection)", [names]).fetchall()[0][0]
         cur.execute("DELETE FROM collections WHERE list_contains(?, collection)", [names])
     return int(n)

@@ -17,14 +17,16 @@ class Projections(Registry):
         self, dataset_id: int, method: str, collection: str, sample_ids: np.ndarray, xy: np.ndarray
     ) -> None:
         """Replace the 2-D map of a dataset for one method (umap/pca)."""
-        table = pa.table({
-            "dataset_id": pa.array(np.full(len(sample_ids), dataset_id, np.int32)),
-            "method": pa.array([method] * len(sample_ids), pa.string()),
-            "collection": pa.array([collection] * len(sample_ids), pa.string()),
-            "sample_id": pa.array(np.asarray(sample_ids, np.int64)),
-            "x": pa.array(np.asarray(xy[:, 0], np.float32)),
-            "y": pa.array(np.asarray(xy[:, 1], np.float32)),
-        })
+        table = pa.table(
+            {
+                "dataset_id": pa.array(np.full(len(sample_ids), dataset_id, np.int32)),
+                "method": pa.array([method] * len(sample_ids), pa.string()),
+                "collection": pa.array([collection] * len(sample_ids), pa.string()),
+                "sample_id": pa.array(np.asarray(sample_ids, np.int64)),
+                "x": pa.array(np.asarray(xy[:, 0], np.float32)),
+                "y": pa.array(np.asarray(xy[:, 1], np.float32)),
+            }
+        )
         with self.transaction() as cur:
             cur.execute("DELETE FROM projections WHERE dataset_id = ? AND method = ?", [dataset_id, method])
             cur.register("_vl_proj", table)
@@ -47,9 +49,13 @@ class Projections(Registry):
     def projection_methods(self, dataset_id: int) -> list[tuple[str, str]]:
         """(method, collection) pairs that have a stored map."""
         with self.cursor() as cur:
-            return [tuple(r) for r in cur.execute(
-                "SELECT DISTINCT method, collection FROM projections WHERE dataset_id = ? ORDER BY method", [dataset_id]
-            ).fetchall()]
+            return [
+                tuple(r)
+                for r in cur.execute(
+                    "SELECT DISTINCT method, collection FROM projections WHERE dataset_id = ? ORDER BY method",
+                    [dataset_id],
+                ).fetchall()
+            ]
 
     def projection(self, dataset_id: int, method: str, color: str | None = None) -> pa.Table:
         """Map points (sample_id, x, y) and, optionally, a sample field to colour them by.
@@ -59,15 +65,21 @@ class Projections(Registry):
         select, join = "", Sql("")
         if color == "label":
             select = ", lab.label AS color"
-            join = Sql.of("LEFT JOIN (SELECT a.sample_id, arg_max(l.name, c) AS label FROM (SELECT sample_id, label_id, "
-                          "count(*) AS c FROM annotations WHERE dataset_id = $d AND source_id = 0 GROUP BY ALL) a "
-                          "JOIN labels l ON l.dataset_id = $d AND l.id = a.label_id GROUP BY a.sample_id) lab "
-                          "ON lab.sample_id = p.sample_id", d=dataset_id)
+            join = Sql.of(
+                "LEFT JOIN (SELECT a.sample_id, arg_max(l.name, c) AS label FROM (SELECT sample_id, label_id, "
+                "count(*) AS c FROM annotations WHERE dataset_id = $d AND source_id = 0 GROUP BY ALL) a "
+                "JOIN labels l ON l.dataset_id = $d AND l.id = a.label_id GROUP BY a.sample_id) lab "
+                "ON lab.sample_id = p.sample_id",
+                d=dataset_id,
+            )
         elif color:
             info = self.sample_field(dataset_id, color)
             select = f", CAST(s.{ident(info.column)} AS VARCHAR) AS color"
             join = Sql("JOIN samples s ON s.id = p.sample_id")
         with self.cursor() as cur:
-            sql = (f"SELECT p.sample_id, p.x, p.y{select} FROM projections p " + join
-                   + Sql.of(" WHERE p.dataset_id = $d AND p.method = $m ORDER BY p.sample_id", d=dataset_id, m=method))
+            sql = (
+                f"SELECT p.sample_id, p.x, p.y{select} FROM projections p "
+                + join
+                + Sql.of(" WHERE p.dataset_id = $d AND p.method = $m ORDER BY p.sample_id", d=dataset_id, m=method)
+            )
             return sql.arrow(cur)

@@ -40,8 +40,9 @@ class Queries(FilterCompiler):
 
     def get_dataset(self, name: str) -> DatasetRow:
         with self.cursor() as cur:
-            row = first(cur.execute(
-                "SELECT id, name, format, root, created_at, info FROM datasets WHERE name = ?", [name]))
+            row = first(
+                cur.execute("SELECT id, name, format, root, created_at, info FROM datasets WHERE name = ?", [name])
+            )
         if row is None:
             known = [d["name"] for d in self.list_datasets()]
             raise DatasetNotFoundError(f"no dataset named {name!r} (known: {', '.join(map(repr, known)) or 'none'})")
@@ -49,8 +50,9 @@ class Queries(FilterCompiler):
 
     def dataset_by_id(self, dataset_id: int) -> DatasetRow:
         with self.cursor() as cur:
-            row = first(cur.execute(
-                "SELECT id, name, format, root, created_at, info FROM datasets WHERE id = ?", [dataset_id]))
+            row = first(
+                cur.execute("SELECT id, name, format, root, created_at, info FROM datasets WHERE id = ?", [dataset_id])
+            )
         if row is None:
             raise DatasetNotFoundError(f"no dataset with id {dataset_id}")
         return DatasetRow(*row)
@@ -92,9 +94,15 @@ class Queries(FilterCompiler):
         made this slow.
         """
         with self.cursor() as cur:
-            sql = ("SELECT s.id, count(*) OVER () AS n FROM samples s WHERE " + self._where(cur, dataset_id, filters)
-                   + Sql.of(f" ORDER BY {self._order(dataset_id, sort)} LIMIT $limit OFFSET $offset",
-                            limit=int(limit), offset=int(offset)))
+            sql = (
+                "SELECT s.id, count(*) OVER () AS n FROM samples s WHERE "
+                + self._where(cur, dataset_id, filters)
+                + Sql.of(
+                    f" ORDER BY {self._order(dataset_id, sort)} LIMIT $limit OFFSET $offset",
+                    limit=int(limit),
+                    offset=int(offset),
+                )
+            )
             res = sql.run(cur).fetchnumpy()
         ids = np.asarray(res["id"], np.int64)
         total = int(res["n"][0]) if len(ids) else self.count(dataset_id, filters)
@@ -103,8 +111,11 @@ class Queries(FilterCompiler):
     def matching_ids(self, dataset_id: int, filters: Filters, sort: Sort | None = None) -> np.ndarray:
         """Ids of every matching sample in display order: 8 MB for 1M samples, so a grid can page by slicing."""
         with self.cursor() as cur:
-            sql = ("SELECT s.id FROM samples s WHERE " + self._where(cur, dataset_id, filters)
-                   + f" ORDER BY {self._order(dataset_id, sort)}")
+            sql = (
+                "SELECT s.id FROM samples s WHERE "
+                + self._where(cur, dataset_id, filters)
+                + f" ORDER BY {self._order(dataset_id, sort)}"
+            )
             res = sql.run(cur).fetchnumpy()
         return np.asarray(res["id"], np.int64)
 
@@ -120,8 +131,11 @@ class Queries(FilterCompiler):
         with self.cursor() as cur:
             name = self._temp_name()
             cur.register(name, pa.table({"id": pa.array(ids), "pos": pa.array(np.arange(len(ids)))}))
-            table = Sql.of(f"SELECT {columns} FROM samples s JOIN {ident(name)} w ON s.id = w.id "
-                           "WHERE s.dataset_id = $d ORDER BY w.pos", d=dataset_id).arrow(cur)
+            table = Sql.of(
+                f"SELECT {columns} FROM samples s JOIN {ident(name)} w ON s.id = w.id "
+                "WHERE s.dataset_id = $d ORDER BY w.pos",
+                d=dataset_id,
+            ).arrow(cur)
         return table.rename_columns(names)
 
     def evaluation_image_order(self, dataset_id: int) -> np.ndarray:
@@ -130,11 +144,16 @@ class Queries(FilterCompiler):
         pycocotools visits images sorted by image id, and that order breaks ties between equal scores on
         different images; following it keeps our numbers equal to its on any file, whatever order it lists images.
         """
+
         def load() -> np.ndarray:
             with self.cursor() as cur:
-                res = cur.execute("SELECT id FROM samples WHERE dataset_id = ? "
-                                  "ORDER BY TRY_CAST(ext_id AS BIGINT) NULLS LAST, ext_id, id", [dataset_id]).fetchnumpy()
+                res = cur.execute(
+                    "SELECT id FROM samples WHERE dataset_id = ? "
+                    "ORDER BY TRY_CAST(ext_id AS BIGINT) NULLS LAST, ext_id, id",
+                    [dataset_id],
+                ).fetchnumpy()
             return np.asarray(res["id"], np.int64)
+
         return self._memoised(("evaluation_image_order", dataset_id), load)
 
     def payloads(self, dataset_id: int, sample_ids: np.ndarray) -> list[dict[str, Any]]:
@@ -199,7 +218,11 @@ class Queries(FilterCompiler):
                     ) e ON e.ann_id = a.id
                     WHERE a.dataset_id = $d AND a.sample_id BETWEEN $lo AND $hi
                       AND a.sample_id IN (SELECT id FROM {name})""",
-                key=evaluation or "", d=dataset_id, lo=lo, hi=hi)
+                key=evaluation or "",
+                d=dataset_id,
+                lo=lo,
+                hi=hi,
+            )
             sql += source_clause + " ORDER BY a.sample_id, a.source_id, a.confidence DESC NULLS FIRST, a.id"
             return sql.arrow(cur)
 
@@ -232,9 +255,11 @@ class Queries(FilterCompiler):
         col = f"s.{ident(info.column)}"
         value = f"unnest({col})" if info.kind == "tags" else col
         with self.cursor() as cur:
-            sql = (f"SELECT v, count(*) AS n FROM (SELECT {value} AS v FROM samples s WHERE "
-                   + self._where(cur, dataset_id, filters)
-                   + Sql.of(") GROUP BY v ORDER BY n DESC, v LIMIT $limit", limit=int(limit)))
+            sql = (
+                f"SELECT v, count(*) AS n FROM (SELECT {value} AS v FROM samples s WHERE "
+                + self._where(cur, dataset_id, filters)
+                + Sql.of(") GROUP BY v ORDER BY n DESC, v LIMIT $limit", limit=int(limit))
+            )
             rows = sql.run(cur).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -251,10 +276,17 @@ class Queries(FilterCompiler):
             return {"min": None, "max": None, "counts": [], "edges": []}
         width = (hi - lo) / bins if hi > lo else 1.0
         with self.cursor() as cur:
-            sql = (Sql.of(f"SELECT least(CAST(floor(({col} - $lo) / $width) AS INTEGER), $last) AS b, count(*) "
-                          "FROM samples s WHERE ", lo=lo, width=width, last=bins - 1)
-                   + self._where(cur, dataset_id, (filters or Filters()).without_field(field))
-                   + f" AND {col} IS NOT NULL AND isfinite({col}) GROUP BY b")
+            sql = (
+                Sql.of(
+                    f"SELECT least(CAST(floor(({col} - $lo) / $width) AS INTEGER), $last) AS b, count(*) "
+                    "FROM samples s WHERE ",
+                    lo=lo,
+                    width=width,
+                    last=bins - 1,
+                )
+                + self._where(cur, dataset_id, (filters or Filters()).without_field(field))
+                + f" AND {col} IS NOT NULL AND isfinite({col}) GROUP BY b"
+            )
             rows = sql.run(cur).fetchall()
         counts = [0] * bins
         for b, n in rows:
@@ -264,21 +296,30 @@ class Queries(FilterCompiler):
     def _range(self, dataset_id: int, col: str) -> tuple[Any, Any]:
         """Finite min and max: one NaN or infinity in a file must not make the histogram useless."""
         with self.cursor() as cur:
-            return Sql.of(f"SELECT min({col}), max({col}) FROM samples s WHERE s.dataset_id = $d AND isfinite({col})",
-                          d=dataset_id).first(cur)
+            return Sql.of(
+                f"SELECT min({col}), max({col}) FROM samples s WHERE s.dataset_id = $d AND isfinite({col})",
+                d=dataset_id,
+            ).first(cur)
 
-    def label_counts(self, dataset_id: int, source: str = GROUND_TRUTH, filters: Filters | None = None
-                     ) -> list[tuple[str, int]]:
+    def label_counts(
+        self, dataset_id: int, source: str = GROUND_TRUTH, filters: Filters | None = None
+    ) -> list[tuple[str, int]]:
         """Boxes per label for one source over the filtered samples."""
         sources = self.source_ids(dataset_id)
         if source not in sources:
             raise FilterError(f"unknown source {source!r}; this dataset has: {', '.join(sources)}")
         with self.cursor() as cur:
-            sql = (Sql.of("""SELECT l.name, count(*) AS n FROM annotations a
+            sql = (
+                Sql.of(
+                    """SELECT l.name, count(*) AS n FROM annotations a
                     JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
                     WHERE a.dataset_id = $d AND a.source_id = $src
-                      AND a.sample_id IN (SELECT s.id FROM samples s WHERE """, d=dataset_id, src=sources[source])
-                   + self._where(cur, dataset_id, filters or Filters())
-                   + ") GROUP BY l.name ORDER BY n DESC, l.name")
+                      AND a.sample_id IN (SELECT s.id FROM samples s WHERE """,
+                    d=dataset_id,
+                    src=sources[source],
+                )
+                + self._where(cur, dataset_id, filters or Filters())
+                + ") GROUP BY l.name ORDER BY n DESC, l.name"
+            )
             rows = sql.run(cur).fetchall()
         return [(r[0], r[1]) for r in rows]

@@ -79,12 +79,15 @@ def check_field_names(new: Sequence[str], existing: Iterable[str], models: Itera
             raise FieldNameError(f"{where}: field {name!r} would hide the built-in field {folded!r}; rename it")
         model = looks_like_eval_field(name, models)
         if model is not None:
-            raise FieldNameError(f"{where}: field {name!r} would hide the evaluation field of model {model!r}; "
-                                 "rename the field")
+            raise FieldNameError(
+                f"{where}: field {name!r} would hide the evaluation field of model {model!r}; rename the field"
+            )
         if folded in seen:
             other = seen[folded]
-            raise FieldNameError(f"{where}: fields {other!r} and {name!r} differ only in letter case; "
-                                 "they would be indistinguishable in filters and links: rename one")
+            raise FieldNameError(
+                f"{where}: fields {other!r} and {name!r} differ only in letter case; "
+                "they would be indistinguishable in filters and links: rename one"
+            )
         seen[folded] = name
 
 
@@ -93,13 +96,21 @@ class Registry(Connection):
 
     def fields(self, dataset_id: int) -> dict[str, FieldInfo]:
         """Sample fields by name, annotation fields as ``annotation.<name>``."""
+
         def load() -> dict[str, FieldInfo]:
             with self.cursor() as cur:
                 rows = cur.execute(
                     "SELECT name, column_name, level, kind, builtin, owner FROM fields WHERE dataset_id = ? "
-                    "ORDER BY level DESC, builtin DESC, owner NULLS FIRST, name", [dataset_id]).fetchall()
-            return {(r[0] if r[2] == "sample" else f"annotation.{r[0]}"):
-                    FieldInfo(r[0], r[1], r[2], kind_named(r[3]), r[4], r[5]) for r in rows}
+                    "ORDER BY level DESC, builtin DESC, owner NULLS FIRST, name",
+                    [dataset_id],
+                ).fetchall()
+            return {
+                (r[0] if r[2] == "sample" else f"annotation.{r[0]}"): FieldInfo(
+                    r[0], r[1], r[2], kind_named(r[3]), r[4], r[5]
+                )
+                for r in rows
+            }
+
         return self._memoised(("fields", dataset_id), load)
 
     def sample_field(self, dataset_id: int, name: str) -> FieldInfo:
@@ -118,17 +129,24 @@ class Registry(Connection):
     def _registry_map(self, table: str, dataset_id: int) -> dict[str, int]:
         def load() -> dict[str, int]:
             with self.cursor() as cur:
-                return dict(cur.execute(
-                    f"SELECT name, id FROM {ident(table)} WHERE dataset_id = ? ORDER BY id", [dataset_id]).fetchall())
+                return dict(
+                    cur.execute(
+                        f"SELECT name, id FROM {ident(table)} WHERE dataset_id = ? ORDER BY id", [dataset_id]
+                    ).fetchall()
+                )
+
         return self._memoised((table, dataset_id), load)
 
     def sample_index(self, dataset_id: int) -> tuple[SampleIndex, np.ndarray]:
         """What prediction readers need to attach boxes to existing samples, plus the samples' ids in order."""
         with self.cursor() as cur:
-            t = Sql.of("SELECT id, filepath, ext_id, width, height FROM samples WHERE dataset_id = $d ORDER BY id",
-                       d=dataset_id).arrow(cur)
+            t = Sql.of(
+                "SELECT id, filepath, ext_id, width, height FROM samples WHERE dataset_id = $d ORDER BY id",
+                d=dataset_id,
+            ).arrow(cur)
             labels = cur.execute(
-                "SELECT name, ext_id FROM labels WHERE dataset_id = ? ORDER BY id", [dataset_id]).fetchall()
+                "SELECT name, ext_id FROM labels WHERE dataset_id = ? ORDER BY id", [dataset_id]
+            ).fetchall()
         index = SampleIndex(
             filepath=t["filepath"].to_pylist(),
             ext_id=t["ext_id"].to_pylist(),
@@ -156,25 +174,30 @@ class Registry(Connection):
         cur.executemany(
             "INSERT INTO fields (dataset_id, name, column_name, level, kind, builtin, id) "
             "VALUES (?, ?, ?, ?, ?, true, ?)",
-            [(ds_id, n, c, level, k, first + i) for i, (n, c, level, k) in enumerate(specs)])
+            [(ds_id, n, c, level, k, first + i) for i, (n, c, level, k) in enumerate(specs)],
+        )
 
     @staticmethod
-    def _add_sample_field(cur: duckdb.DuckDBPyConnection, ds_id: int, name: str, kind: FieldKind,
-                          owner: str | None = None) -> str:
+    def _add_sample_field(
+        cur: duckdb.DuckDBPyConnection, ds_id: int, name: str, kind: FieldKind, owner: str | None = None
+    ) -> str:
         """Register a field and add its column; returns the column. Names must have been checked."""
         field_id = allocate(cur, "fields", 1)
         column = custom_column(field_id)
         cur.execute(f"ALTER TABLE samples ADD COLUMN {ident(column)} {kind.sql_type}")
         cur.execute(
             "INSERT INTO fields (dataset_id, name, column_name, level, kind, builtin, id, owner) "
-            "VALUES (?, ?, ?, 'sample', ?, false, ?, ?)", [ds_id, name, column, str(kind), field_id, owner])
+            "VALUES (?, ?, ?, 'sample', ?, false, ?, ?)",
+            [ds_id, name, column, str(kind), field_id, owner],
+        )
         return column
 
     @staticmethod
     def _drop_fields(cur: duckdb.DuckDBPyConnection, where: Sql) -> None:
         """Drop the registry rows matching ``where`` (over ``fields``) and the columns of the non-built-in ones."""
-        columns = [r[0] for r in (Sql("SELECT column_name FROM fields WHERE NOT builtin AND ") + where).run(cur)
-                   .fetchall()]
+        columns = [
+            r[0] for r in (Sql("SELECT column_name FROM fields WHERE NOT builtin AND ") + where).run(cur).fetchall()
+        ]
         (Sql("DELETE FROM fields WHERE ") + where).run(cur)
         for column in columns:
             cur.execute(f"ALTER TABLE samples DROP COLUMN IF EXISTS {ident(column)}")
@@ -190,5 +213,6 @@ class Registry(Connection):
 
     @staticmethod
     def _model_names(cur: duckdb.DuckDBPyConnection, ds_id: int) -> list[str]:
-        return [r[0] for r in cur.execute(
-            "SELECT name FROM sources WHERE dataset_id = ? AND id > 0", [ds_id]).fetchall()]
+        return [
+            r[0] for r in cur.execute("SELECT name FROM sources WHERE dataset_id = ? AND id > 0", [ds_id]).fetchall()
+        ]

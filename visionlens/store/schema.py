@@ -86,8 +86,9 @@ BUILTIN_ANNOTATION_FIELDS: list[tuple[str, str, str]] = [
     ("area", "area", "numeric"),
     ("iscrowd", "iscrowd", "bool"),
 ]
-BUILTIN_SAMPLE_COLUMNS = frozenset(["id", "dataset_id", "filepath", "width", "height", "split", "tags", "missing",
-                                    "num_gt", "ext_id"])
+BUILTIN_SAMPLE_COLUMNS = frozenset(
+    ["id", "dataset_id", "filepath", "width", "height", "split", "tags", "missing", "num_gt", "ext_id"]
+)
 RESERVED_FIELD_NAMES = frozenset({n for n, _, _ in BUILTIN_SAMPLE_FIELDS} | {"dataset_id", "ext_id", "random"})
 """``random`` is the sort order of that name; ``dataset_id``/``ext_id`` are columns every sample row has."""
 
@@ -101,11 +102,14 @@ def custom_column(field_id: int) -> str:
 
 def create(cur: duckdb.DuckDBPyConnection) -> None:
     """Create a new database or bring an older one to this schema, in one transaction."""
-    version_row = (first(cur.execute("SELECT value FROM meta WHERE key = 'schema_version'"))
-                   if _has_table(cur, "meta") else None)
+    version_row = (
+        first(cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")) if _has_table(cur, "meta") else None
+    )
     if version_row is not None and int(version_row[0]) > SCHEMA_VERSION:
-        raise VisionLensError(f"this database has schema {version_row[0]}, written by a newer VisionLens than this "
-                              f"one (schema {SCHEMA_VERSION}): upgrade VisionLens to open it")
+        raise VisionLensError(
+            f"this database has schema {version_row[0]}, written by a newer VisionLens than this "
+            f"one (schema {SCHEMA_VERSION}): upgrade VisionLens to open it"
+        )
     cur.execute("BEGIN TRANSACTION")
     try:
         if version_row is not None and int(version_row[0]) < 2:
@@ -152,8 +156,10 @@ def _upgrade_1_to_2(cur: duckdb.DuckDBPyConnection) -> None:
         sql_type = {"numeric": "DOUBLE", "bool": "BOOLEAN"}.get(kind, "VARCHAR")
         cur.execute(f"ALTER TABLE samples ADD COLUMN {ident(new)} {sql_type}")
         cur.execute(f"UPDATE samples SET {ident(new)} = {ident(column)} WHERE dataset_id = ?", [dataset_id])
-        (Sql.of("UPDATE fields SET id = $id, column_name = $c, owner = $o WHERE ", id=field_id, c=new, o=owner)
-         + where).run(cur)
+        (
+            Sql.of("UPDATE fields SET id = $id, column_name = $c, owner = $o WHERE ", id=field_id, c=new, o=owner)
+            + where
+        ).run(cur)
         old_columns.add(column)
     for column in sorted(old_columns):
         cur.execute(f"ALTER TABLE samples DROP COLUMN IF EXISTS {ident(column)}")
@@ -166,8 +172,9 @@ def allocate(cur: duckdb.DuckDBPyConnection, table: str, n: int) -> int:
     key = f"next_id:{table}"
     row = first(cur.execute("SELECT value FROM meta WHERE key = ?", [key]))
     if row is None:
-        has_id = first(cur.execute(
-            "SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = 'id'", [table]))
+        has_id = first(
+            cur.execute("SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = 'id'", [table])
+        )
         start = first(cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {ident(table)}"))[0] if has_id else 1
         cur.execute("INSERT INTO meta VALUES (?, ?)", [key, str(int(start) + n)])
         return int(start)

@@ -212,8 +212,10 @@ def _filter_terms(payload_filter: PayloadFilter | None) -> list[tuple[str, list[
     for key, value in payload_filter.items():
         values = [value] if isinstance(value, (str, int, bool, np.integer)) else list(value)
         values = [v.item() if isinstance(v, np.generic) else v for v in values]
-        kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else str if isinstance(v, str) else None
-                 for v in values}
+        kinds = {
+            bool if isinstance(v, bool) else int if isinstance(v, int) else str if isinstance(v, str) else None
+            for v in values
+        }
         if None in kinds or len(kinds) > 1:
             raise VectorStoreError(
                 f"filter values for {key!r} must all be strings, all integers or all booleans, got {values!r}"
@@ -262,9 +264,7 @@ def _order_rows(ids: np.ndarray, found_ids: list[int], found_rows: list[Any], na
     by_id = dict(zip(found_ids, found_rows, strict=True))
     missing = [i for i in ids.tolist() if i not in by_id]
     if missing:
-        raise VectorStoreError(
-            f"{len(missing)} id(s) have no vector in collection {name!r}, e.g. {missing[:5]}"
-        )
+        raise VectorStoreError(f"{len(missing)} id(s) have no vector in collection {name!r}, e.g. {missing[:5]}")
     if ids.size == 0:
         return np.empty((0, 0), np.float32)
     return np.asarray([by_id[i] for i in ids.tolist()], dtype=np.float32)
@@ -794,7 +794,11 @@ class ClientVectorStore(_Searching):
             params = None  # local mode is always brute force and warns about search params
         with self._engine(name, "search"):
             points = self._client.query_points(
-                name, query=q.tolist(), limit=limit, query_filter=self._filter(terms, allowed), search_params=params,
+                name,
+                query=q.tolist(),
+                limit=limit,
+                query_filter=self._filter(terms, allowed),
+                search_params=params,
                 with_payload=False,
             ).points
         return _unpack(points)

@@ -17,8 +17,20 @@ from .schema import GROUND_TRUTH, allocate
 from .sql import Sql, first, ident
 
 # Tables holding a dataset's rows, children first so a partial view of a delete never shows a child without parent.
-_DATASET_TABLES = ("finding_members", "findings", "insight_runs", "image_hashes", "projections", "eval_objects",
-                   "evaluations", "annotations", "samples", "labels", "sources", "ingest_issues")
+_DATASET_TABLES = (
+    "finding_members",
+    "findings",
+    "insight_runs",
+    "image_hashes",
+    "projections",
+    "eval_objects",
+    "evaluations",
+    "annotations",
+    "samples",
+    "labels",
+    "sources",
+    "ingest_issues",
+)
 
 
 def to_json(value: dict[str, Any]) -> str:
@@ -54,7 +66,9 @@ class Writes(Registry):
         with self.transaction() as cur:
             old = first(cur.execute("SELECT id FROM datasets WHERE name = ?", [name]))
             if old and not replace:
-                raise DatasetExistsError(f"a dataset named {name!r} exists; pass replace=True (--replace) to overwrite it")
+                raise DatasetExistsError(
+                    f"a dataset named {name!r} exists; pass replace=True (--replace) to overwrite it"
+                )
             if old:
                 self._delete_rows(cur, old[0])
             ds_id = allocate(cur, "datasets", 1)
@@ -65,7 +79,8 @@ class Writes(Registry):
             label_ext = parsed.info.get("label_ext_ids") or [None] * len(parsed.labels)
             self._insert_labels(cur, ds_id, 0, parsed.labels, label_ext)
             cur.execute(
-                "INSERT INTO sources (dataset_id, id, name, kind) VALUES (?, 0, ?, 'ground_truth')", [ds_id, GROUND_TRUTH]
+                "INSERT INTO sources (dataset_id, id, name, kind) VALUES (?, 0, ?, 'ground_truth')",
+                [ds_id, GROUND_TRUTH],
             )
             self._register_builtin_fields(cur, ds_id)
             sample_ids = self._insert_samples(cur, ds_id, parsed)
@@ -85,8 +100,12 @@ class Writes(Registry):
                     f"dataset {name!r} already has predictions named {model!r}; pass replace=True to overwrite them"
                 )
             if existing:
-                for key in [r[0] for r in cur.execute(
-                        "SELECT key FROM evaluations WHERE dataset_id = ? AND model = ?", [row.id, model]).fetchall()]:
+                for key in [
+                    r[0]
+                    for r in cur.execute(
+                        "SELECT key FROM evaluations WHERE dataset_id = ? AND model = ?", [row.id, model]
+                    ).fetchall()
+                ]:
                     self._delete_evaluation(cur, row.id, key)
                 cur.execute("DELETE FROM annotations WHERE dataset_id = ? AND source_id = ?", [row.id, existing[0]])
                 cur.execute("DELETE FROM sources WHERE dataset_id = ? AND id = ?", [row.id, existing[0]])
@@ -126,8 +145,10 @@ class Writes(Registry):
                 raise FieldNameError(f"models {other!r} and {model!r} differ only in letter case; rename one")
         for field in self._field_names(cur, ds_id, owned=False):
             if looks_like_eval_field(field, [model]):
-                raise FieldNameError(f"the evaluation fields of model {model!r} would be hidden by the dataset's "
-                                     f"field {field!r}; rename the model")
+                raise FieldNameError(
+                    f"the evaluation fields of model {model!r} would be hidden by the dataset's "
+                    f"field {field!r}; rename the model"
+                )
 
     @staticmethod
     def _insert_labels(
@@ -135,12 +156,14 @@ class Writes(Registry):
     ) -> None:
         if not names:
             return
-        table = pa.table({
-            "dataset_id": pa.array([ds_id] * len(names), pa.int32()),
-            "id": pa.array(range(first_id, first_id + len(names)), pa.int32()),
-            "name": pa.array(list(names), pa.string()),
-            "ext_id": pa.array([None if e is None else str(e) for e in ext], pa.string()),
-        })
+        table = pa.table(
+            {
+                "dataset_id": pa.array([ds_id] * len(names), pa.int32()),
+                "id": pa.array(range(first_id, first_id + len(names)), pa.int32()),
+                "name": pa.array(list(names), pa.string()),
+                "ext_id": pa.array([None if e is None else str(e) for e in ext], pa.string()),
+            }
+        )
         cur.register("_vl_labels", table)
         cur.execute("INSERT INTO labels SELECT * FROM _vl_labels")
         cur.unregister("_vl_labels")
@@ -198,14 +221,16 @@ class Writes(Registry):
             "w": pa.array(bbox[:, 2]),
             "h": pa.array(bbox[:, 3]),
             "confidence": pa.array(np.asarray(ann.confidence, np.float64)[order])
-            if ann.confidence is not None else pa.nulls(n, pa.float64()),
+            if ann.confidence is not None
+            else pa.nulls(n, pa.float64()),
             "iscrowd": pa.array(np.asarray(ann.iscrowd, bool)[order] if ann.iscrowd is not None else np.zeros(n, bool)),
             "area": pa.array(area),
             "polygon": pa.array(
                 [ann.polygon[i] for i in order] if ann.polygon is not None else [None] * n,
                 pa.list_(pa.list_(pa.float32())),
             ),
-            "ext_id": pa.array(np.asarray(ann.ext_id, np.int64)[order]) if ann.ext_id is not None
+            "ext_id": pa.array(np.asarray(ann.ext_id, np.int64)[order])
+            if ann.ext_id is not None
             else pa.nulls(n, pa.int64()),
         }
         cur.register("_vl_annotations", pa.table(columns))
@@ -216,14 +241,16 @@ class Writes(Registry):
     def _insert_issues(cur: duckdb.DuckDBPyConnection, ds_id: int, source: str, issues: list[Issue]) -> None:
         if not issues:
             return
-        table = pa.table({
-            "dataset_id": pa.array([ds_id] * len(issues), pa.int32()),
-            "source": pa.array([source] * len(issues), pa.string()),
-            "kind": pa.array([i.kind for i in issues], pa.string()),
-            "file": pa.array([i.file for i in issues], pa.string()),
-            "location": pa.array([i.location for i in issues], pa.string()),
-            "message": pa.array([i.message for i in issues], pa.string()),
-        })
+        table = pa.table(
+            {
+                "dataset_id": pa.array([ds_id] * len(issues), pa.int32()),
+                "source": pa.array([source] * len(issues), pa.string()),
+                "kind": pa.array([i.kind for i in issues], pa.string()),
+                "file": pa.array([i.file for i in issues], pa.string()),
+                "location": pa.array([i.location for i in issues], pa.string()),
+                "message": pa.array([i.message for i in issues], pa.string()),
+            }
+        )
         cur.register("_vl_issues", table)
         cur.execute("INSERT INTO ingest_issues SELECT * FROM _vl_issues")
         cur.unregister("_vl_issues")

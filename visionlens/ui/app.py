@@ -97,18 +97,22 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     grid = GridView(state=state, thumbnails=thumbnails)
     detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
     browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
-    tabs = _lazy_tabs(state, {
-        "Browse": lambda: browse,
-        "Map": lambda: MapView(state=state, thumbnails=thumbnails),
-        "Evaluation": lambda: EvaluationView(state=state),
-        "Insights": lambda: InsightsView(state=state, thumbnails=thumbnails),
-        "Datasets": lambda: DatasetsView(state=state),
-    })
+    tabs = _lazy_tabs(
+        state,
+        {
+            "Browse": lambda: browse,
+            "Map": lambda: MapView(state=state, thumbnails=thumbnails),
+            "Evaluation": lambda: EvaluationView(state=state),
+            "Insights": lambda: InsightsView(state=state, thumbnails=thumbnails),
+            "Datasets": lambda: DatasetsView(state=state),
+        },
+    )
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
-        tmpl = pn.template.FastListTemplate(title=TITLE, sidebar=[sidebar], main=[tabs], sidebar_width=320,
-                                            accent="#3b6fb6", main_layout=None)
+        tmpl = pn.template.FastListTemplate(
+            title=TITLE, sidebar=[sidebar], main=[tabs], sidebar_width=320, accent="#3b6fb6", main_layout=None
+        )
         tmpl.state = state  # type: ignore[attr-defined] - handy for tests and debugging
         return tmpl
     layout = pn.Row(pn.Column(sidebar, width=320), tabs, sizing_mode="stretch_width", height=900)

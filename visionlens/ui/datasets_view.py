@@ -26,18 +26,31 @@ class DatasetsView(Viewer):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self._table = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, sizing_mode="stretch_width",
-                                           height=220, layout="fit_data_table")
-        self._path = pn.widgets.TextInput(name="Path or gs:// URI", placeholder="/data/coco or gs://bucket/dataset",
-                                          sizing_mode="stretch_width")
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(),
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=220,
+            layout="fit_data_table",
+        )
+        self._path = pn.widgets.TextInput(
+            name="Path or gs:// URI", placeholder="/data/coco or gs://bucket/dataset", sizing_mode="stretch_width"
+        )
         self._name = pn.widgets.TextInput(name="Name", placeholder="my-dataset", width=200)
         self._format = pn.widgets.Select(name="Format", options=["auto", "coco", "yolo", "voc"], width=120)
-        self._preds = pn.widgets.TextAreaInput(name="Predictions (one MODEL=PATH per line)", height=80,
-                                               placeholder="yolov8=/data/preds.json", sizing_mode="stretch_width")
+        self._preds = pn.widgets.TextAreaInput(
+            name="Predictions (one MODEL=PATH per line)",
+            height=80,
+            placeholder="yolov8=/data/preds.json",
+            sizing_mode="stretch_width",
+        )
         self._replace = pn.widgets.Checkbox(name="replace a dataset of the same name")
         self._ingest = pn.widgets.Button(name="Ingest", button_type="primary", width=120)
         self._ingest.on_click(self._start_ingest)
-        self._progress = pn.indicators.Progress(value=-1, max=100, visible=False, sizing_mode="stretch_width", height=18)
+        self._progress = pn.indicators.Progress(
+            value=-1, max=100, visible=False, sizing_mode="stretch_width", height=18
+        )
         self._status = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         self._target = pn.widgets.Select(name="Dataset", options=[], width=220, css_classes=["vl-target"])
         self._delete = pn.widgets.Button(name="Delete…", button_type="danger", width=140)
@@ -49,21 +62,37 @@ class DatasetsView(Viewer):
         self._confirming: str | None = None
         self._jobs = Jobs("datasets", state=self.state)
         self._layout = pn.Column(
-            pn.pane.HTML("<h3>Datasets</h3>"), self._table,
+            pn.pane.HTML("<h3>Datasets</h3>"),
+            self._table,
             pn.pane.HTML("<h4>Add a dataset</h4>"),
             pn.Row(self._path, self._name, self._format, sizing_mode="stretch_width"),
-            self._preds, pn.Row(self._replace, self._ingest),
-            pn.pane.HTML("<h4>Manage</h4>"), pn.Row(self._target, self._delete, self._thumbs, self._embed),
-            self._progress, self._status,
-            sizing_mode="stretch_width", css_classes=["vl-datasets"],
+            self._preds,
+            pn.Row(self._replace, self._ingest),
+            pn.pane.HTML("<h4>Manage</h4>"),
+            pn.Row(self._target, self._delete, self._thumbs, self._embed),
+            self._progress,
+            self._status,
+            sizing_mode="stretch_width",
+            css_classes=["vl-datasets"],
         )
         self._refresh_list()
 
     def _refresh_list(self) -> None:
         rows = resources.store().list_datasets()
-        df = pd.DataFrame([{"name": d["name"], "format": d["format"], "samples": d["samples"], "GT boxes": d["gt_boxes"],
-                            "predictions": d["pred_boxes"], "models": ", ".join(d["models"]), "root": d["root"]}
-                           for d in rows])
+        df = pd.DataFrame(
+            [
+                {
+                    "name": d["name"],
+                    "format": d["format"],
+                    "samples": d["samples"],
+                    "GT boxes": d["gt_boxes"],
+                    "predictions": d["pred_boxes"],
+                    "models": ", ".join(d["models"]),
+                    "root": d["root"],
+                }
+                for d in rows
+            ]
+        )
         self._table.value = df
         names = [d["name"] for d in rows]
         self._target.options = names
@@ -133,8 +162,11 @@ class DatasetsView(Viewer):
                 self._say(f"**Ingest failed**, nothing was changed: {md(result)}", "danger")
                 return
             warnings = "".join(f"<br>⚠ {md(line)}" for line in result.summary_lines())
-            self._say(f"Ingested **{md(result.name)}**: {result.samples:,} samples, {result.gt_boxes:,} boxes "
-                      f"in {result.seconds:.1f}s{warnings}", "success")
+            self._say(
+                f"Ingested **{md(result.name)}**: {result.samples:,} samples, {result.gt_boxes:,} boxes "
+                f"in {result.seconds:.1f}s{warnings}",
+                "success",
+            )
             self._refresh_list()
             self.state.dataset = result.name
 
@@ -162,8 +194,11 @@ class DatasetsView(Viewer):
             if isinstance(result, Exception):
                 self._say(md(result), "danger")
                 return
-            self._say(f"Deleted **{md(name)}**: {result.samples:,} samples, {result.vector_points:,} vectors, "
-                      f"{result.thumbnails:,} thumbnails (image files untouched).", "success")
+            self._say(
+                f"Deleted **{md(name)}**: {result.samples:,} samples, {result.vector_points:,} vectors, "
+                f"{result.thumbnails:,} thumbnails (image files untouched).",
+                "success",
+            )
             self._refresh_list()
 
         self._run(work, done)
@@ -184,8 +219,11 @@ class DatasetsView(Viewer):
             if isinstance(result, Exception):
                 self._say(f"Thumbnails failed: {md(result)}", "danger")
             else:
-                self._say(f"Thumbnails: {result.generated:,} generated, {result.cached:,} already cached, "
-                          f"{result.placeholders:,} unreadable images", "success")
+                self._say(
+                    f"Thumbnails: {result.generated:,} generated, {result.cached:,} already cached, "
+                    f"{result.placeholders:,} unreadable images",
+                    "success",
+                )
 
         self._run(work, done)
 
@@ -209,8 +247,11 @@ class DatasetsView(Viewer):
             if isinstance(result, Exception):
                 self._say(f"Embedding failed: {md(result)}", "danger")
             else:
-                self._say(f"Embedded {result.embedded:,} images ({result.skipped:,} already done, "
-                          f"{len(result.failed):,} unreadable); PCA and UMAP maps stored.", "success")
+                self._say(
+                    f"Embedded {result.embedded:,} images ({result.skipped:,} already done, "
+                    f"{len(result.failed):,} unreadable); PCA and UMAP maps stored.",
+                    "success",
+                )
                 if self.state.dataset == name:
                     self.state.collection = self.state.collection or "builtin-colorstats-v1"
 

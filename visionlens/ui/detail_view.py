@@ -35,8 +35,9 @@ class DetailView(Viewer):
         self._prev = pn.widgets.Button(name="◀ Prev", button_type="light", width=90)
         self._next = pn.widgets.Button(name="Next ▶", button_type="light", width=90)
         self._close = pn.widgets.Button(name="✕ Close", button_type="light", width=90, css_classes=["vl-detail-close"])
-        self._similar = pn.widgets.Button(name="Find similar", button_type="primary", width=120,
-                                          css_classes=["vl-find-similar"])
+        self._similar = pn.widgets.Button(
+            name="Find similar", button_type="primary", width=120, css_classes=["vl-find-similar"]
+        )
         self._similar.on_click(lambda _: self.state.find_similar(sample_ids=[self.state.open_sample]))
         self._prev.on_click(lambda _: self.state.step(-1))
         self._next.on_click(lambda _: self.state.step(1))
@@ -46,22 +47,47 @@ class DetailView(Viewer):
         self._min_conf = pn.widgets.FloatSlider(name="min confidence", start=0, end=1, step=0.05, value=0.0, width=180)
         for w in (self._show_gt, self._models, self._min_conf):
             w.param.watch(self._render, "value")
-        self._table = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, height=260,
-                                           sizing_mode="stretch_width", pagination=None, layout="fit_data_table")
-        self._meta = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, height=560,
-                                          sizing_mode="stretch_width", layout="fit_data_table")
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(),
+            show_index=False,
+            disabled=True,
+            height=260,
+            sizing_mode="stretch_width",
+            pagination=None,
+            layout="fit_data_table",
+        )
+        self._meta = pn.widgets.Tabulator(
+            pd.DataFrame(),
+            show_index=False,
+            disabled=True,
+            height=560,
+            sizing_mode="stretch_width",
+            layout="fit_data_table",
+        )
         side = pn.Column(
-            pn.Row(self._show_gt, self._min_conf), self._models,
+            pn.Row(self._show_gt, self._min_conf),
+            self._models,
             # dynamic: a Tabulator laid out while its tab is hidden draws with a gap and rows scrolled away
             pn.Tabs(("Objects", self._table), ("Metadata", self._meta), sizing_mode="stretch_width", dynamic=True),
-            width=420, sizing_mode="stretch_height",
+            width=420,
+            sizing_mode="stretch_height",
         )
         self._layout = pn.Column(
             pn.Row(self._title, self._similar, self._prev, self._next, self._close, sizing_mode="stretch_width"),
             pn.Row(self._image, side, sizing_mode="stretch_both"),
-            visible=False, sizing_mode="stretch_both", css_classes=["vl-detail"], margin=(self.top_offset, 10, 10, 10),
-            styles={"position": "fixed", "inset": "0", "z-index": "1000", "background": "white",
-                    "box-shadow": "0 10px 40px rgba(0,0,0,.45)", "border-radius": "8px", "padding": "8px"},
+            visible=False,
+            sizing_mode="stretch_both",
+            css_classes=["vl-detail"],
+            margin=(self.top_offset, 10, 10, 10),
+            styles={
+                "position": "fixed",
+                "inset": "0",
+                "z-index": "1000",
+                "background": "white",
+                "box-shadow": "0 10px 40px rgba(0,0,0,.45)",
+                "border-radius": "8px",
+                "padding": "8px",
+            },
         )
         self.state.param.watch(self._on_open, "open_sample")
         self.state.param.watch(self._render, "evaluation")
@@ -100,8 +126,11 @@ class DetailView(Viewer):
             return
         row = rows[0]
         sources = ([GROUND_TRUTH] if self._show_gt.value else []) + list(self._models.value)
-        anns = (ds.store.annotations(ds.id, [row["id"]], sources=sources, evaluation=st.evaluation).to_pylist()
-                if sources else [])
+        anns = (
+            ds.store.annotations(ds.id, [row["id"]], sources=sources, evaluation=st.evaluation).to_pylist()
+            if sources
+            else []
+        )
         overlay = _Overlay(self._min_conf.value)
         boxes = boxes_for(anns, overlay).get(row["id"], [])
         if self.thumbnails == "route":
@@ -112,20 +141,38 @@ class DetailView(Viewer):
             from .. import media
             from ..thumbnails import full_image
 
-            src = "data:image/jpeg;base64," + base64.b64encode(full_image(media.join(ds.root, row["filepath"]), 1600).data).decode()
+            src = (
+                "data:image/jpeg;base64,"
+                + base64.b64encode(full_image(media.join(ds.root, row["filepath"]), 1600).data).decode()
+            )
         self._image.param.update(src=src, image_width=row["width"] or 1, image_height=row["height"] or 1, boxes=boxes)
         pos = st.position()
         where = f"{pos + 1:,} of {st.count:,}" if pos is not None else "not in the current result"
-        self._title.object = (el("b", posixpath.basename(row["filepath"]), class_="vl-detail-title") + " " +
-                              el("small", f'{where} · id {row["id"]} · {row["width"]}×{row["height"]}'))
+        self._title.object = (
+            el("b", posixpath.basename(row["filepath"]), class_="vl-detail-title")
+            + " "
+            + el("small", f"{where} · id {row['id']} · {row['width']}×{row['height']}")
+        )
         self._prev.disabled = not pos
         self._next.disabled = pos is None or pos + 1 >= st.count
-        table = pd.DataFrame([
-            {"source": a["source"], "label": a["label"], "confidence": a["confidence"], "x": round(a["x"], 1),
-             "y": round(a["y"], 1), "w": round(a["w"], 1), "h": round(a["h"], 1), "crowd": bool(a["iscrowd"]),
-             "status": a.get("status"), "error": a.get("error")}
-            for a in anns if a["source"] == GROUND_TRUTH or (a["confidence"] or 0) >= self._min_conf.value
-        ])
+        table = pd.DataFrame(
+            [
+                {
+                    "source": a["source"],
+                    "label": a["label"],
+                    "confidence": a["confidence"],
+                    "x": round(a["x"], 1),
+                    "y": round(a["y"], 1),
+                    "w": round(a["w"], 1),
+                    "h": round(a["h"], 1),
+                    "crowd": bool(a["iscrowd"]),
+                    "status": a.get("status"),
+                    "error": a.get("error"),
+                }
+                for a in anns
+                if a["source"] == GROUND_TRUTH or (a["confidence"] or 0) >= self._min_conf.value
+            ]
+        )
         self._table.value = table
         self._meta.value = pd.DataFrame({"field": list(row), "value": [str(v) for v in row.values()]})
 

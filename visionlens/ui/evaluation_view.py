@@ -32,8 +32,15 @@ from .state import AppState
 log = logging.getLogger(__name__)
 BACKGROUND = "background"
 ALL_CLASSES = "all classes"
-SUMMARY = {"mAP": "AP", "AP50": "AP50", "AP75": "AP75", "AP small": "AP_small", "AP medium": "AP_medium",
-           "AP large": "AP_large", "AR100": "AR100"}
+SUMMARY = {
+    "mAP": "AP",
+    "AP50": "AP50",
+    "AP75": "AP75",
+    "AP small": "AP_small",
+    "AP medium": "AP_medium",
+    "AP large": "AP_large",
+    "AR100": "AR100",
+}
 BOX_MODES = {"all boxes": [], "only FPs": ["fp"], "only FNs": ["fn"]}
 _MODEL_COLORS = ("#3b6fb6", "#e4572e", "#2a9d8f", "#9c6ade", "#f4a259", "#6b7280")
 MAX_LABELLED_CELLS = 24
@@ -41,8 +48,10 @@ MAX_LEGEND = 20  # more curves than this are unreadable as a legend: pick one cl
 
 
 def _button(css: str, text: str, tip: str, color: str) -> str:
-    return (f'<span class="{css}" title="{tip}" style="padding:0 8px;border:1px solid {color};border-radius:9px;'
-            f'color:{color};cursor:pointer;font-size:0.9em">{text}</span>')
+    return (
+        f'<span class="{css}" title="{tip}" style="padding:0 8px;border:1px solid {color};border-radius:9px;'
+        f'color:{color};cursor:pointer;font-size:0.9em">{text}</span>'
+    )
 
 
 def _score(value: float) -> float | None:
@@ -52,8 +61,10 @@ def _score(value: float) -> float | None:
 
 def summary_frame(metrics: dict[str, Metrics]) -> pd.DataFrame:
     """One row per model: the numbers people compare models by, on the current subset."""
-    rows = [{"model": name, "images": m.samples, **{col: _score(m.stats[key]) for col, key in SUMMARY.items()}}
-            for name, m in metrics.items()]
+    rows = [
+        {"model": name, "images": m.samples, **{col: _score(m.stats[key]) for col, key in SUMMARY.items()}}
+        for name, m in metrics.items()
+    ]
     return pd.DataFrame(rows, columns=["model", "images", *SUMMARY])
 
 
@@ -102,9 +113,16 @@ def confusion_plot(m: Metrics, width: int = 520) -> hv.Overlay:
     data["shade"] = np.log1p(data["count"])
     kdims = [hv.Dimension("pred", label="predicted"), hv.Dimension("gt", label="ground truth")]
     heat = hv.HeatMap(data, kdims=kdims, vdims=["shade", "count"]).opts(
-        cmap="Blues", colorbar=False, tools=["hover", "tap"], xrotation=45, invert_yaxis=True,
+        cmap="Blues",
+        colorbar=False,
+        tools=["hover", "tap"],
+        xrotation=45,
+        invert_yaxis=True,
         hover_tooltips=[("ground truth", "@gt"), ("predicted", "@pred"), ("count", "@count")],
-        width=width, height=width - 40, toolbar=None, title=f"Confusion · {m.model} (IoU {m.iou:g}; click a cell)",
+        width=width,
+        height=width - 40,
+        toolbar=None,
+        title=f"Confusion · {m.model} (IoU {m.iou:g}; click a cell)",
         backend="bokeh",
     )
     if n > 30:
@@ -115,7 +133,8 @@ def confusion_plot(m: Metrics, width: int = 520) -> hv.Overlay:
     data["text"] = data["count"].astype(str).where(data["count"] > 0, "")
     data["color"] = np.where(data["shade"] > top * 0.6, "white", "#1f2937")
     text = hv.Labels(data, kdims=kdims, vdims=["text", "color"]).opts(
-        text_color="color", text_font_size="9pt", backend="bokeh")
+        text_color="color", text_font_size="9pt", backend="bokeh"
+    )
     return heat * text
 
 
@@ -128,8 +147,11 @@ def pr_plot(metrics: dict[str, Metrics], model: str, label: str) -> hv.Overlay:
         for lbl_id, name in zip(res.labels, names):
             recall, precision = res.pr_curve(int(lbl_id), 0.5)
             if precision[0] >= 0:  # -1: no GT of this class in the subset
-                curves.append(hv.Curve((recall, precision), "recall", "precision", label=name).opts(
-                    color=label_color(name), backend="bokeh"))
+                curves.append(
+                    hv.Curve((recall, precision), "recall", "precision", label=name).opts(
+                        color=label_color(name), backend="bokeh"
+                    )
+                )
         title = f"PR @ IoU .5 · {model}"
     else:
         for name, m in metrics.items():
@@ -138,15 +160,27 @@ def pr_plot(metrics: dict[str, Metrics], model: str, label: str) -> hv.Overlay:
                 continue
             recall, precision = m.result.pr_curve(int(m.result.labels[k]), 0.5)
             if precision[0] >= 0:
-                curves.append(hv.Curve((recall, precision), "recall", "precision", label=name).opts(
-                    color=_MODEL_COLORS[len(curves) % len(_MODEL_COLORS)], backend="bokeh"))
+                curves.append(
+                    hv.Curve((recall, precision), "recall", "precision", label=name).opts(
+                        color=_MODEL_COLORS[len(curves) % len(_MODEL_COLORS)], backend="bokeh"
+                    )
+                )
         title = f"PR @ IoU .5 · {label}"
     if not curves:
         curves = [hv.Curve([], "recall", "precision")]
     curves = [c.opts(line_width=2, tools=["hover"], backend="bokeh") for c in curves]
-    return hv.Overlay(curves).opts(width=520, height=380, xlim=(0, 1), ylim=(0, 1.02), legend_position="right",
-                                   show_legend=len(curves) <= MAX_LEGEND, show_grid=True, title=title, toolbar=None,
-                                   backend="bokeh")
+    return hv.Overlay(curves).opts(
+        width=520,
+        height=380,
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        legend_position="right",
+        show_legend=len(curves) <= MAX_LEGEND,
+        show_grid=True,
+        title=title,
+        toolbar=None,
+        backend="bokeh",
+    )
 
 
 class EvaluationView(Quiet, Viewer):
@@ -163,28 +197,52 @@ class EvaluationView(Quiet, Viewer):
         self._built_for: str | None = None
 
         self._models = pn.widgets.MultiChoice(label="Models", options=[], width=300)
-        self._iou = pn.widgets.RadioButtonGroup(options={"IoU 0.5": 0.5, "IoU 0.75": 0.75}, value=0.5,
-                                                color="light", margin=(24, 10, 0, 10))
+        self._iou = pn.widgets.RadioButtonGroup(
+            options={"IoU 0.5": 0.5, "IoU 0.75": 0.75}, value=0.5, color="light", margin=(24, 10, 0, 10)
+        )
         self._agnostic = pn.widgets.Checkbox(label="class-agnostic", margin=(30, 10, 0, 10))
-        self._evaluate = pn.widgets.Button(label="Evaluate / store per-object results", color="primary",
-                                           margin=(24, 10, 0, 10), css_classes=["vl-evaluate"])
-        self._progress = pn.indicators.Progress(value=-1, max=100, visible=False, width=200, height=16,
-                                                margin=(34, 10, 0, 10))
+        self._evaluate = pn.widgets.Button(
+            label="Evaluate / store per-object results",
+            color="primary",
+            margin=(24, 10, 0, 10),
+            css_classes=["vl-evaluate"],
+        )
+        self._progress = pn.indicators.Progress(
+            value=-1, max=100, visible=False, width=200, height=16, margin=(34, 10, 0, 10)
+        )
         self._spinner = pn.indicators.LoadingSpinner(value=False, size=20, width=20, margin=(30, 5, 0, 5))
         self._focus = pn.widgets.Select(label="Model for curves, confusion and clicks", options=[], width=260)
-        self._boxes = pn.widgets.RadioButtonGroup(options=list(BOX_MODES),
-                                                  value="all boxes", color="light", margin=(24, 10, 0, 10),
-                                                  css_classes=["vl-box-mode"])
+        self._boxes = pn.widgets.RadioButtonGroup(
+            options=list(BOX_MODES),
+            value="all boxes",
+            color="light",
+            margin=(24, 10, 0, 10),
+            css_classes=["vl-box-mode"],
+        )
         self._pr_class = pn.widgets.Select(label="PR curves of", options=[ALL_CLASSES], width=200)
         self._info = pn.pane.HTML("", css_classes=["vl-eval-info"], margin=(5, 10))
         self._message = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
-        self._summary = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, layout="fit_data_table",
-                                             sizing_mode="stretch_width", css_classes=["vl-eval-summary"])
+        self._summary = pn.widgets.Tabulator(
+            pd.DataFrame(),
+            show_index=False,
+            disabled=True,
+            layout="fit_data_table",
+            sizing_mode="stretch_width",
+            css_classes=["vl-eval-summary"],
+        )
         self._classes = pn.widgets.Tabulator(
-            pd.DataFrame(), show_index=False, disabled=True, layout="fit_data_table", height=400, min_width=420,
-            selectable=1, css_classes=["vl-eval-classes"],
-            buttons={"FPs": _button("vl-fp-button", "FPs", "images with false positives of this class", "#c2410c"),
-                     "FNs": _button("vl-fn-button", "FNs", "images where this class was missed", "#1d4ed8")},
+            pd.DataFrame(),
+            show_index=False,
+            disabled=True,
+            layout="fit_data_table",
+            height=400,
+            min_width=420,
+            selectable=1,
+            css_classes=["vl-eval-classes"],
+            buttons={
+                "FPs": _button("vl-fp-button", "FPs", "images with false positives of this class", "#c2410c"),
+                "FNs": _button("vl-fn-button", "FNs", "images where this class was missed", "#1d4ed8"),
+            },
         )
         self._pr = pn.pane.HoloViews(None, backend="bokeh", css_classes=["vl-eval-pr"])
         self._confusion = pn.pane.HoloViews(None, backend="bokeh", css_classes=["vl-eval-confusion"])
@@ -203,18 +261,26 @@ class EvaluationView(Quiet, Viewer):
         self.state.param.watch(lambda e: self._schedule() if getattr(self, "_stale", False) else None, "active_view")
         self.state.param.watch(self._on_state_boxes, "box_status")
         self._layout = pn.Column(
-            pn.Row(self._models, self._iou, self._agnostic, self._evaluate, self._progress,
-                   sizing_mode="stretch_width"),
+            pn.Row(
+                self._models, self._iou, self._agnostic, self._evaluate, self._progress, sizing_mode="stretch_width"
+            ),
             pn.Row(self._focus, self._boxes, self._info, self._spinner, sizing_mode="stretch_width"),
             self._message,
             self._summary,
             pn.Row(
-                pn.Column(pn.pane.HTML("<b>Per class</b> <small>(click a row for its PR curves; FPs / FNs show the "
-                                       "images with those errors in Browse)</small>", width=560), self._classes),
+                pn.Column(
+                    pn.pane.HTML(
+                        "<b>Per class</b> <small>(click a row for its PR curves; FPs / FNs show the "
+                        "images with those errors in Browse)</small>",
+                        width=560,
+                    ),
+                    self._classes,
+                ),
                 pn.Column(self._pr_class, self._pr),
             ),
             self._confusion,
-            sizing_mode="stretch_width", css_classes=["vl-evaluation"],
+            sizing_mode="stretch_width",
+            css_classes=["vl-evaluation"],
         )
         self._on_dataset()
 
@@ -295,9 +361,13 @@ class EvaluationView(Quiet, Viewer):
             return
         self._spinner.value = True
         store = ds.store
-        self._jobs.submit(lambda: self._compute(inputs, store),
-                          lambda out: self._apply(version, inputs, *out) if out is not None else None,
-                          self._failed, key="metrics", name="metrics")
+        self._jobs.submit(
+            lambda: self._compute(inputs, store),
+            lambda out: self._apply(version, inputs, *out) if out is not None else None,
+            self._failed,
+            key="metrics",
+            name="metrics",
+        )
 
     @staticmethod
     def _compute(inputs: tuple[Any, ...], store: Any) -> tuple[dict[str, Metrics], float] | None:
@@ -318,15 +388,15 @@ class EvaluationView(Quiet, Viewer):
         self._spinner.value = False
         self._say(f"Metrics failed: {md(user_message(exc))}", "danger")
 
-    def _apply(self, version: int, inputs: tuple[Any, ...] | None, metrics: dict[str, Metrics],
-               seconds: float) -> None:
+    def _apply(self, version: int, inputs: tuple[Any, ...] | None, metrics: dict[str, Metrics], seconds: float) -> None:
         """On the session's loop: show the metrics of the latest request (older ones were dropped by ``jobs``)."""
         self.metrics, self._inputs = metrics, inputs
         self._spinner.value = False
         self._summary.value = summary_frame(metrics)
         classes = per_class_frame(metrics)
         self._classes.param.update(
-            value=classes, height=min(420, 60 + 29 * len(classes)),
+            value=classes,
+            height=min(420, 60 + 29 * len(classes)),
             # Tabulator draws group titles as HTML: model names go in escaped
             groups={text(name): [f"AP {name}", f"AP50 {name}"] for name in metrics} if len(classes) else {},
             titles={f"{col} {name}": col for name in metrics for col in ("AP", "AP50")},
@@ -334,8 +404,9 @@ class EvaluationView(Quiet, Viewer):
         first = next(iter(metrics.values()), None)
         if first is not None:
             what = "current filters" if not self.state.effective_filters().is_empty else "whole dataset"
-            self._info.object = (f"<span class='vl-eval-images'>{first.samples:,}</span> images ({what}) · "
-                                 f"{seconds * 1000:.0f} ms")
+            self._info.object = (
+                f"<span class='vl-eval-images'>{first.samples:,}</span> images ({what}) · {seconds * 1000:.0f} ms"
+            )
         else:
             self._info.object = ""
         self._draw_plots()
@@ -395,15 +466,21 @@ class EvaluationView(Quiet, Viewer):
 
         def work() -> None:
             for i, (model, iou, agnostic) in enumerate(specs):
+
                 def progress(_step: str, done: int, total: int, i: int = i) -> None:
                     value = int(100 * (i + (done / total if total else 0)) / n)
                     self._jobs.post(lambda: setattr(self._progress, "value", value), every=0.2)
 
                 evaluate_model(store, ds_id, model, iou, agnostic, progress)
 
-        self._jobs.submit(work, lambda _: self._evaluated(specs, None, then),
-                          lambda exc: self._evaluated(specs, user_message(exc), then),
-                          key="evaluate", lane="long", name="evaluate")
+        self._jobs.submit(
+            work,
+            lambda _: self._evaluated(specs, None, then),
+            lambda exc: self._evaluated(specs, user_message(exc), then),
+            key="evaluate",
+            lane="long",
+            name="evaluate",
+        )
 
     def _evaluated(self, specs: list[tuple[str, float, bool]], error: str | None, then: Callable[[], None]) -> None:
         self._evaluate.disabled = False
@@ -412,8 +489,11 @@ class EvaluationView(Quiet, Viewer):
             self._say(f"Evaluation failed: {md(error)}", "danger")
             return
         keys = ", ".join(eval_key(*s) for s in specs)
-        self._say(f"Stored per-object results ({md(keys)}): boxes in Browse show TP / FP / FN; filter images by "
-                  f"`<key>.fp` etc.", "success")
+        self._say(
+            f"Stored per-object results ({md(keys)}): boxes in Browse show TP / FP / FN; filter images by "
+            f"`<key>.fp` etc.",
+            "success",
+        )
         then()
 
     def wait(self, timeout: float = 60.0) -> None:

@@ -70,8 +70,7 @@ class ValuesControl(FieldControl):
 
     def __init__(self, name: str, on_change: OnChange):
         super().__init__(name, on_change)
-        self.widget = pn.widgets.MultiChoice(name=name, options=[], sizing_mode="stretch_width",
-                                             placeholder="any")
+        self.widget = pn.widgets.MultiChoice(name=name, options=[], sizing_mode="stretch_width", placeholder="any")
         self.widget.param.watch(self._changed, "value")
 
     def _changed(self, event: Any) -> None:
@@ -114,8 +113,9 @@ class BoolControl(FieldControl):
 
     def __init__(self, name: str, on_change: OnChange):
         super().__init__(name, on_change)
-        self.widget = pn.widgets.RadioButtonGroup(name=text(name), options=self.OPTIONS, value="any",
-                                                  button_type="light", sizing_mode="stretch_width")
+        self.widget = pn.widgets.RadioButtonGroup(
+            name=text(name), options=self.OPTIONS, value="any", button_type="light", sizing_mode="stretch_width"
+        )
         self.widget.param.watch(self._changed, "value")
 
     def _changed(self, event: Any) -> None:
@@ -139,8 +139,9 @@ class RangeControl(FieldControl):
         super().__init__(name, on_change)
         step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo > 20 else (hi - lo) / 100
         # the slider's label is an HTML Div in Panel: the field name goes in escaped
-        self.widget = pn.widgets.EditableRangeSlider(name=text(name), start=lo, end=hi, value=(lo, hi), step=step,
-                                                     sizing_mode="stretch_width")
+        self.widget = pn.widgets.EditableRangeSlider(
+            name=text(name), start=lo, end=hi, value=(lo, hi), step=step, sizing_mode="stretch_width"
+        )
         self.widget.param.watch(self._changed, "value_throttled")
         self.hist = pn.pane.HTML(sparkline(counts), margin=(0, 10), height=30)
 

@@ -8,10 +8,9 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from ..query import FieldFilter, LabelFilter, Range
-from ..store.metadata import GROUND_TRUTH
 from ..dataset import Dataset
-from ..query import Filters
+from ..query import FieldFilter, Filters, LabelFilter, Range
+from ..store.metadata import GROUND_TRUTH
 from .field_controls import FieldControl, RangeControl, control_for
 from .html import choices, el, md, text
 from .jobs import Jobs
@@ -23,7 +22,11 @@ _SKIP = {"id", "filepath"}
 
 def _describe(flt: LabelFilter) -> str:
     """A one-line reading of an object filter the widgets above do not show (a second one, from a click)."""
-    parts = ["none of" if flt.exclude else "has", ", ".join(flt.labels) if flt.labels else "any label", f"from {flt.source}"]
+    parts = [
+        "none of" if flt.exclude else "has",
+        ", ".join(flt.labels) if flt.labels else "any label",
+        f"from {flt.source}",
+    ]
     if flt.status:
         parts.append("/".join(s.upper() for s in flt.status))
     return text(" ".join(parts))
@@ -51,15 +54,28 @@ class FiltersView(Quiet, Viewer):
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self._reset = pn.widgets.Button(name="Reset filters", button_type="light", icon="filter-off")
         self._reset.on_click(lambda _: self.state.reset())
-        self._finding = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["vl-active-finding"],
-                                     margin=(5, 0, 0, 5))
-        self._finding_clear = pn.widgets.Button(label="✕", color="light", width=34, margin=(5, 5, 0, 0),
-                                                description="Clear this insight's filter",
-                                                css_classes=["vl-clear-finding"])
+        self._finding = pn.pane.HTML(
+            "", sizing_mode="stretch_width", css_classes=["vl-active-finding"], margin=(5, 0, 0, 5)
+        )
+        self._finding_clear = pn.widgets.Button(
+            label="✕",
+            color="light",
+            width=34,
+            margin=(5, 5, 0, 0),
+            description="Clear this insight's filter",
+            css_classes=["vl-clear-finding"],
+        )
         self._finding_clear.on_click(lambda _: self.state.clear_finding())
-        self._finding_row = pn.Row(self._finding, self._finding_clear, visible=False, sizing_mode="stretch_width",
-                                   styles={"background": "#eef3fb", "border-radius": "6px"})
-        self._dataset = pn.widgets.Select.from_param(self.state.param.dataset, name="Dataset", sizing_mode="stretch_width")
+        self._finding_row = pn.Row(
+            self._finding,
+            self._finding_clear,
+            visible=False,
+            sizing_mode="stretch_width",
+            styles={"background": "#eef3fb", "border-radius": "6px"},
+        )
+        self._dataset = pn.widgets.Select.from_param(
+            self.state.param.dataset, name="Dataset", sizing_mode="stretch_width"
+        )
         self._fields = pn.Column(sizing_mode="stretch_width")
         self._objects = pn.Column(sizing_mode="stretch_width")
         self._more_objects = pn.pane.HTML("", visible=False, sizing_mode="stretch_width")
@@ -128,20 +144,31 @@ class FiltersView(Quiet, Viewer):
     def _build_objects(self) -> None:
         ds = self.state.ds
         sources = [GROUND_TRUTH, *ds.models()] if ds else [GROUND_TRUTH]
-        self._obj_source = pn.widgets.Select(name="Source", options=sources, value=GROUND_TRUTH, sizing_mode="stretch_width")
-        self._obj_labels = pn.widgets.MultiChoice(name="Labels", options=choices(ds.labels() if ds else []),
-                                                  placeholder="any label",
-                                                  sizing_mode="stretch_width")
-        self._obj_conf = pn.widgets.RangeSlider(name="Confidence", start=0, end=1, value=(0, 1), step=0.01,
-                                                disabled=True, sizing_mode="stretch_width")
-        self._obj_mode = pn.widgets.RadioButtonGroup(options=["has", "has none"], value="has", button_type="light",
-                                                     sizing_mode="stretch_width")
+        self._obj_source = pn.widgets.Select(
+            name="Source", options=sources, value=GROUND_TRUTH, sizing_mode="stretch_width"
+        )
+        self._obj_labels = pn.widgets.MultiChoice(
+            name="Labels",
+            options=choices(ds.labels() if ds else []),
+            placeholder="any label",
+            sizing_mode="stretch_width",
+        )
+        self._obj_conf = pn.widgets.RangeSlider(
+            name="Confidence", start=0, end=1, value=(0, 1), step=0.01, disabled=True, sizing_mode="stretch_width"
+        )
+        self._obj_mode = pn.widgets.RadioButtonGroup(
+            options=["has", "has none"], value="has", button_type="light", sizing_mode="stretch_width"
+        )
         self._obj_min = pn.widgets.IntInput(name="At least", value=1, start=1, end=1000, sizing_mode="stretch_width")
         for w in (self._obj_source, self._obj_labels, self._obj_mode, self._obj_min):
             w.param.watch(self._on_objects, "value")
         self._obj_conf.param.watch(self._on_objects, "value_throttled")
-        self._objects.objects = [self._obj_source, self._obj_labels, self._obj_conf,
-                                 pn.Row(self._obj_mode, self._obj_min, sizing_mode="stretch_width")]
+        self._objects.objects = [
+            self._obj_source,
+            self._obj_labels,
+            self._obj_conf,
+            pn.Row(self._obj_mode, self._obj_min, sizing_mode="stretch_width"),
+        ]
 
     # -- widget -> state -----------------------------------------------------------------------------------------
 
@@ -155,11 +182,24 @@ class FiltersView(Quiet, Viewer):
             return
         labels = tuple(self._obj_labels.value) or None
         conf = self._obj_conf.value if not self._obj_conf.disabled else (0, 1)
-        rng = None if conf == (0, 1) else Range(min=conf[0] if conf[0] > 0 else None, max=conf[1] if conf[1] < 1 else None)
+        rng = (
+            None
+            if conf == (0, 1)
+            else Range(min=conf[0] if conf[0] > 0 else None, max=conf[1] if conf[1] < 1 else None)
+        )
         exclude = self._obj_mode.value == "has none"
         active = labels or rng or exclude or self._obj_min.value > 1 or self._obj_source.value != GROUND_TRUTH
-        flt = LabelFilter(source=self._obj_source.value, labels=labels, confidence=rng, exclude=exclude,
-                          min_count=max(1, int(self._obj_min.value or 1))) if active else None
+        flt = (
+            LabelFilter(
+                source=self._obj_source.value,
+                labels=labels,
+                confidence=rng,
+                exclude=exclude,
+                min_count=max(1, int(self._obj_min.value or 1)),
+            )
+            if active
+            else None
+        )
         self.state.set_label_filters((flt,) if flt else ())
 
     # -- state -> widgets ----------------------------------------------------------------------------------------
@@ -173,14 +213,17 @@ class FiltersView(Quiet, Viewer):
                 control.show(by_field.get(name))
             extra = self.state.filters.annotations[1:]
             self._more_objects.object = (
-                "<small>+ " + "; ".join(_describe(f) for f in extra) + "</small>" if extra else "")
+                "<small>+ " + "; ".join(_describe(f) for f in extra) + "</small>" if extra else ""
+            )
             self._more_objects.visible = bool(extra)
             obj = self.state.filters.annotations[0] if self.state.filters.annotations else None
             if hasattr(self, "_obj_source"):
                 self._obj_source.value = obj.source if obj else GROUND_TRUTH
                 self._obj_labels.value = list(obj.labels or ()) if obj else []
                 conf = obj.confidence if obj else None
-                self._obj_conf.value = (conf.min or 0.0, conf.max if conf and conf.max is not None else 1.0) if conf else (0.0, 1.0)
+                self._obj_conf.value = (
+                    (conf.min or 0.0, conf.max if conf and conf.max is not None else 1.0) if conf else (0.0, 1.0)
+                )
                 self._obj_mode.value = "has none" if obj and obj.exclude else "has"
                 self._obj_min.value = obj.min_count if obj else 1
                 self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
@@ -188,8 +231,7 @@ class FiltersView(Quiet, Viewer):
     def _show_finding(self) -> None:
         """An applied insight (a card's filter, or ``Filters.finding`` from a link) named, with a way to clear it."""
         title = self.state.active_finding()
-        self._finding.object = (f"<small>Insight</small><br>{el('b', title, class_='vl-finding-title')}"
-                                if title else "")
+        self._finding.object = f"<small>Insight</small><br>{el('b', title, class_='vl-finding-title')}" if title else ""
         self._finding_row.visible = title is not None
 
     def _refresh_counts(self, *_: Any) -> None:
@@ -203,8 +245,12 @@ class FiltersView(Quiet, Viewer):
         if ds is None:
             return
         build, controls, flt = self._build, self._controls, self.state.effective_filters()
-        self._jobs.submit(lambda: compute_counts(ds, controls, flt), lambda counts: self._apply_counts(build, counts),
-                          key="counts", name="sidebar counts")
+        self._jobs.submit(
+            lambda: compute_counts(ds, controls, flt),
+            lambda counts: self._apply_counts(build, counts),
+            key="counts",
+            name="sidebar counts",
+        )
 
     def _show_count(self) -> None:
         st = self.state

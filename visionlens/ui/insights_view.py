@@ -42,17 +42,30 @@ log = logging.getLogger(__name__)
 
 ALL_MODELS = "all models"
 SECTIONS: dict[str, tuple[str, str]] = {
-    "slice": ("Blind spots", ("Subsets where a model misses more objects or makes more false positives than on the "
-                              "rest, significant after correcting for the number of subsets tried.")),
-    "error_pattern": ("Error patterns", ("Where AP is lost, by TIDE error type and class confusion: dAP50 is what "
-                                         "fixing those errors would gain.")),
+    "slice": (
+        "Blind spots",
+        (
+            "Subsets where a model misses more objects or makes more false positives than on the "
+            "rest, significant after correcting for the number of subsets tried."
+        ),
+    ),
+    "error_pattern": (
+        "Error patterns",
+        ("Where AP is lost, by TIDE error type and class confusion: dAP50 is what fixing those errors would gain."),
+    ),
     "label_mistake": ("Label mistakes", "Ground truth that is probably wrong: confident predictions disagree with it."),
-    "near_duplicate": ("Near-duplicates & leakage", ("Groups of near-identical images; across splits they leak "
-                                                     "training images into validation.")),
+    "near_duplicate": (
+        "Near-duplicates & leakage",
+        ("Groups of near-identical images; across splits they leak training images into validation."),
+    ),
 }
 """Section heading and one line on what the kind is, in the order the tab shows them."""
-RUN_PREFIX = {"slice": "slices:", "error_pattern": "errors:", "label_mistake": "label_mistakes",
-              "near_duplicate": "near_duplicates"}
+RUN_PREFIX = {
+    "slice": "slices:",
+    "error_pattern": "errors:",
+    "label_mistake": "label_mistakes",
+    "near_duplicate": "near_duplicates",
+}
 """The stored run (``store.insight_runs``) each kind comes from: tells "nothing found" from "not computed"."""
 AGENTS: dict[str, str] = {"blind_spots": "Blind spots", "error_patterns": "Error patterns"}
 FIRST_PAGE = 6
@@ -102,8 +115,9 @@ def _with_interval(value: float | None, ci: tuple[float, float] | None, percent:
     return f"{_fmt(value, percent)} ({_fmt(ci[0], percent)}–{_fmt(ci[1], percent)})"
 
 
-def _bar(label: str, value: float | None, color: str, ci: tuple[float, float] | None = None,
-         percent: bool = False) -> dict[str, Any] | None:
+def _bar(
+    label: str, value: float | None, color: str, ci: tuple[float, float] | None = None, percent: bool = False
+) -> dict[str, Any] | None:
     if value is None:
         return None
     bar: dict[str, Any] = {"label": label, "value": value, "color": color, "text": _fmt(value, percent)}
@@ -147,9 +161,10 @@ def slice_parts(ev: dict[str, Any]) -> tuple[list[list[str]], dict[str, Any] | N
     p = _num(ev.get("p_adjusted", ev.get("p_value")))
     if p is not None:
         stats.append(["p (adj.)", f"{p:.2g}"])
-    chart = _chart([_bar("slice", value, SLICE_COLOR, ci, percent), _bar("rest", rest_value, REST_COLOR, rest_ci,
-                                                                         percent)],
-                   top=1.0 if percent else None)
+    chart = _chart(
+        [_bar("slice", value, SLICE_COLOR, ci, percent), _bar("rest", rest_value, REST_COLOR, rest_ci, percent)],
+        top=1.0 if percent else None,
+    )
     return stats, chart
 
 
@@ -230,17 +245,34 @@ def card_data(row: dict[str, Any], rank: int, thumbs: list[dict[str, Any]] | Non
     n = sample_count(row)
     if n is not None and kind != "near_duplicate":
         stats.insert(0, ["images", f"{n:,}"])
-    return {"id": int(row["id"]), "kind": kind, "rank": rank, "title": str(row.get("title") or ""),
-            "definition": str(row.get("definition") or ""), "description": str(row.get("description") or ""),
-            "model": str(row.get("model") or ""), "stats": stats, "chart": chart, "thumbs": thumbs or [],
-            "badge": badge, "action": action}
+    return {
+        "id": int(row["id"]),
+        "kind": kind,
+        "rank": rank,
+        "title": str(row.get("title") or ""),
+        "definition": str(row.get("definition") or ""),
+        "description": str(row.get("description") or ""),
+        "model": str(row.get("model") or ""),
+        "stats": stats,
+        "chart": chart,
+        "thumbs": thumbs or [],
+        "badge": badge,
+        "action": action,
+    }
 
 
 def as_finding(row: dict[str, Any]) -> Finding:
     """A stored row as the ``Finding`` whose ``app_filters`` the app applies."""
-    return Finding(kind=row["kind"], title=row["title"], score=_num(row.get("score")) or 0.0,
-                   definition=row.get("definition") or "", model=row.get("model"), id=row["id"], run=row.get("run"),
-                   filters=Filters.model_validate_json(row["filters"]) if row.get("filters") else None)
+    return Finding(
+        kind=row["kind"],
+        title=row["title"],
+        score=_num(row.get("score")) or 0.0,
+        definition=row.get("definition") or "",
+        model=row.get("model"),
+        id=row["id"],
+        run=row.get("run"),
+        filters=Filters.model_validate_json(row["filters"]) if row.get("filters") else None,
+    )
 
 
 def review_filters() -> Filters:
@@ -271,8 +303,15 @@ def _computed(runs: set[str], kind: str, model: str | None) -> bool:
     return prefix in runs
 
 
-def load_sections(store: Any, ds_id: int, root: str, model: str | None, limits: dict[str, int], thumb: ThumbSrc,
-                  kinds: Sequence[str] = KINDS) -> dict[str, Section]:
+def load_sections(
+    store: Any,
+    ds_id: int,
+    root: str,
+    model: str | None,
+    limits: dict[str, int],
+    thumb: ThumbSrc,
+    kinds: Sequence[str] = KINDS,
+) -> dict[str, Section]:
     """The stored findings of ``kinds`` (of one model and the model-free kinds, or of all), best first, cut to
     ``limits``; thumbnails only for the cards shown (a duplicate group's images, a label mistake's image)."""
     rows = store.findings(ds_id)
@@ -310,10 +349,23 @@ def _thumb(sample: dict[str, Any], src: ThumbSrc, mistake: dict[str, Any] | None
         for key, color, dash in (("bbox", "#f59e0b", False), ("predicted_bbox", "#3b82f6", True)):
             box = detail.get(key)
             if isinstance(box, (list, tuple)) and len(box) == 4 and all(_num(v) is not None for v in box):
-                boxes.append({"x": float(box[0]), "y": float(box[1]), "w": float(box[2]), "h": float(box[3]),
-                              "color": color, "dash": dash})
-    return {"src": src(sample), "name": posixpath.basename(str(sample.get("filepath") or "")),
-            "width": int(sample.get("width") or 1), "height": int(sample.get("height") or 1), "boxes": boxes}
+                boxes.append(
+                    {
+                        "x": float(box[0]),
+                        "y": float(box[1]),
+                        "w": float(box[2]),
+                        "h": float(box[3]),
+                        "color": color,
+                        "dash": dash,
+                    }
+                )
+    return {
+        "src": src(sample),
+        "name": posixpath.basename(str(sample.get("filepath") or "")),
+        "width": int(sample.get("width") or 1),
+        "height": int(sample.get("height") or 1),
+        "boxes": boxes,
+    }
 
 
 # -- the cards component ---------------------------------------------------------------------------------------
@@ -501,8 +553,11 @@ class InsightsView(Viewer):
     """Find insights (long lane, progress bar), ranked cards per kind, agent reports; clicks go to the state."""
 
     state = param.ClassSelector(class_=AppState)
-    thumbnails = param.Selector(default="route", objects=["route", "data"],
-                                doc="'route': the server's thumbnail URLs; 'data': inline data URIs (notebooks).")
+    thumbnails = param.Selector(
+        default="route",
+        objects=["route", "data"],
+        doc="'route': the server's thumbnail URLs; 'data': inline data URIs (notebooks).",
+    )
     kinds = param.List(default=list(KINDS), item_type=str, doc="What 'Find insights' computes.")
 
     def __init__(self, **params: Any):
@@ -518,13 +573,26 @@ class InsightsView(Viewer):
         self._nothing_stored = False  # the "nothing stored yet" message is up
 
         self._model = pn.widgets.Select(label="Model", options=[ALL_MODELS], value=ALL_MODELS, width=220)
-        self._find = pn.widgets.Button(label="Find insights", color="primary", icon="bulb",
-                                       margin=(24, 10, 0, 10), css_classes=["vl-find-insights"])
-        self._progress = pn.indicators.Progress(value=-1, max=100, visible=False, width=220, height=16,
-                                                margin=(34, 10, 0, 10), css_classes=["vl-insights-progress"])
+        self._find = pn.widgets.Button(
+            label="Find insights",
+            color="primary",
+            icon="bulb",
+            margin=(24, 10, 0, 10),
+            css_classes=["vl-find-insights"],
+        )
+        self._progress = pn.indicators.Progress(
+            value=-1,
+            max=100,
+            visible=False,
+            width=220,
+            height=16,
+            margin=(34, 10, 0, 10),
+            css_classes=["vl-insights-progress"],
+        )
         self._step = pn.pane.HTML("", margin=(30, 5, 0, 5), css_classes=["vl-insights-step"])
-        self._message = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width",
-                                      css_classes=["vl-insights-message"])
+        self._message = pn.pane.Alert(
+            "", alert_type="info", visible=False, sizing_mode="stretch_width", css_classes=["vl-insights-message"]
+        )
         self._find.on_click(lambda _: self.find())
         self._model.param.watch(lambda _: self._load(), "value")
 
@@ -533,20 +601,29 @@ class InsightsView(Viewer):
         self._more: dict[str, pn.widgets.Button] = {}
         sections = []
         for kind in KINDS:
-            self._heads[kind] = pn.pane.HTML("", sizing_mode="stretch_width", margin=(14, 10, 0, 10),
-                                             css_classes=["vl-insights-head", f"vl-head-{kind}"])
+            self._heads[kind] = pn.pane.HTML(
+                "",
+                sizing_mode="stretch_width",
+                margin=(14, 10, 0, 10),
+                css_classes=["vl-insights-head", f"vl-head-{kind}"],
+            )
             cards = FindingCards(css_classes=["vl-insights-cards", f"vl-cards-{kind}"], margin=(0, 10))
             cards.param.watch(lambda e: self.open_finding(e.new) if e.new is not None else None, "clicked")
             self._cards[kind] = cards
-            more = pn.widgets.Button(label="Show more", color="light", visible=False, margin=(0, 10),
-                                     css_classes=[f"vl-more-{kind}"])
+            more = pn.widgets.Button(
+                label="Show more", color="light", visible=False, margin=(0, 10), css_classes=[f"vl-more-{kind}"]
+            )
             more.on_click(lambda _, k=kind: self.show_more(k))
             self._more[kind] = more
             extra: list[Any] = []
             if kind == "label_mistake":
-                self._review = pn.widgets.Button(label="Review all label mistakes", color="default",
-                                                 icon="list-search", margin=(0, 10, 6, 10),
-                                                 css_classes=["vl-review-mistakes"])
+                self._review = pn.widgets.Button(
+                    label="Review all label mistakes",
+                    color="default",
+                    icon="list-search",
+                    margin=(0, 10, 6, 10),
+                    css_classes=["vl-review-mistakes"],
+                )
                 self._review.on_click(lambda _: self.review_label_mistakes())
                 extra.append(self._review)
             sections.append(pn.Column(self._heads[kind], *extra, cards, more, sizing_mode="stretch_width"))
@@ -556,30 +633,49 @@ class InsightsView(Viewer):
         self._report_cites: dict[str, FindingCards] = {}
         reports = []
         for agent, title in AGENTS.items():
-            button = pn.widgets.Button(label=f"Write report: {title.lower()}", color="default", icon="writing",
-                                       css_classes=[f"vl-report-{agent}"])
+            button = pn.widgets.Button(
+                label=f"Write report: {title.lower()}",
+                color="default",
+                icon="writing",
+                css_classes=[f"vl-report-{agent}"],
+            )
             button.on_click(lambda _, a=agent: self.write_report(a))
             self._report_buttons[agent] = button
-            self._report_text[agent] = pn.pane.HTML("", sizing_mode="stretch_width",
-                                                    css_classes=["vl-report-text", f"vl-report-text-{agent}"])
-            cites = FindingCards(compact=True, css_classes=["vl-report-cites", f"vl-cites-{agent}"],
-                                 margin=(0, 10, 8, 10))
+            self._report_text[agent] = pn.pane.HTML(
+                "", sizing_mode="stretch_width", css_classes=["vl-report-text", f"vl-report-text-{agent}"]
+            )
+            cites = FindingCards(
+                compact=True, css_classes=["vl-report-cites", f"vl-cites-{agent}"], margin=(0, 10, 8, 10)
+            )
             cites.param.watch(lambda e: self.open_finding(e.new) if e.new is not None else None, "clicked")
             self._report_cites[agent] = cites
-            reports.append(pn.Column(button, self._report_text[agent], cites, sizing_mode="stretch_width",
-                                     styles={"border": "1px solid #e5e7eb", "border-radius": "8px"},
-                                     margin=(5, 10), css_classes=["vl-report", f"vl-report-box-{agent}"]))
+            reports.append(
+                pn.Column(
+                    button,
+                    self._report_text[agent],
+                    cites,
+                    sizing_mode="stretch_width",
+                    styles={"border": "1px solid #e5e7eb", "border-radius": "8px"},
+                    margin=(5, 10),
+                    css_classes=["vl-report", f"vl-report-box-{agent}"],
+                )
+            )
 
         self._layout = pn.Column(
             pn.Row(self._model, self._find, self._progress, self._step, sizing_mode="stretch_width"),
             self._message,
-            pn.pane.HTML("<b>Reports</b> <small>(a language model when one is configured, else templates; "
-                         "click a cited finding to see it)</small>", margin=(8, 10, 0, 10)),
+            pn.pane.HTML(
+                "<b>Reports</b> <small>(a language model when one is configured, else templates; "
+                "click a cited finding to see it)</small>",
+                margin=(8, 10, 0, 10),
+            ),
             pn.Row(*reports, sizing_mode="stretch_width"),
             *sections,
             # its own scrollbar, under the tabs: scrolled down here, the page would stay scrolled in Browse and
             # hide the tabs and the toolbar after a card's click
-            sizing_mode="stretch_width", css_classes=["vl-insights"], scroll=True,
+            sizing_mode="stretch_width",
+            css_classes=["vl-insights"],
+            scroll=True,
             styles={"height": "calc(100vh - 130px)", "min-height": "400px"},
         )
         self.state.param.watch(lambda _: self._on_dataset(), "dataset")
@@ -648,9 +744,12 @@ class InsightsView(Viewer):
         store, ds_id, root, model = ds.store, ds.id, ds.root, self.model
         limits, thumb, name = dict(self._limits), self._thumb_src(), ds.name
         kinds = list(kinds)
-        self._jobs.submit(lambda: load_sections(store, ds_id, root, model, limits, thumb, kinds),
-                          lambda sections: self._apply(sections, name), key=("load", tuple(kinds)),
-                          name="load insights")
+        self._jobs.submit(
+            lambda: load_sections(store, ds_id, root, model, limits, thumb, kinds),
+            lambda sections: self._apply(sections, name),
+            key=("load", tuple(kinds)),
+            name="load insights",
+        )
 
     def _apply(self, sections: dict[str, Section], dataset: str | None) -> None:
         """On the session's loop: the cards, headings and "show more" of every loaded kind."""
@@ -663,10 +762,15 @@ class InsightsView(Viewer):
             self._samples.update(section.samples)
             title, about = SECTIONS[kind]
             count = f"{section.total:,}" if section.computed or section.total else "not computed"
-            self._heads[kind].object = (f"<h3 style='margin:0'>{text(title)} <small style='color:#6b7280;"
-                                        f"font-weight:normal'>· {count}</small></h3>{el('small', about)}")
-            empty = ("Nothing found: no stored finding of this kind." if section.computed
-                     else "Not computed yet: press Find insights.")
+            self._heads[kind].object = (
+                f"<h3 style='margin:0'>{text(title)} <small style='color:#6b7280;"
+                f"font-weight:normal'>· {count}</small></h3>{el('small', about)}"
+            )
+            empty = (
+                "Nothing found: no stored finding of this kind."
+                if section.computed
+                else "Not computed yet: press Find insights."
+            )
             self._cards[kind].param.update(cards=section.cards, empty=empty)
             left = section.total - len(section.cards)
             self._more[kind].param.update(visible=left > 0, label=f"Show {min(left, MORE):,} more ({left:,} left)")
@@ -675,8 +779,10 @@ class InsightsView(Viewer):
         stored = any(s.computed or s.total for s in self.sections.values())
         ds = self.state.ds
         if ds is not None and not stored and not self._jobs.running("find"):
-            self._say(f"No insights stored for **{md(ds.name)}** yet. **Find insights** looks for blind spots, "
-                      "error patterns, label mistakes and near-duplicates (about a minute per 10,000 images).")
+            self._say(
+                f"No insights stored for **{md(ds.name)}** yet. **Find insights** looks for blind spots, "
+                "error patterns, label mistakes and near-duplicates (about a minute per 10,000 images)."
+            )
             self._nothing_stored = True
         elif stored and self._nothing_stored:
             self._say("")
@@ -715,8 +821,14 @@ class InsightsView(Viewer):
         def work() -> list[Finding]:
             return run_insights(store, ds_id, models=models, kinds=kinds, progress=progress)
 
-        self._jobs.submit(work, lambda found: self._found(found, time.perf_counter() - started),
-                          self._find_failed, key="find", lane="long", name="find insights")
+        self._jobs.submit(
+            work,
+            lambda found: self._found(found, time.perf_counter() - started),
+            self._find_failed,
+            key="find",
+            lane="long",
+            name="find insights",
+        )
 
     def _show_progress(self, value: int, words: str) -> None:
         if self._jobs.running("find"):  # a late tick must not reopen a finished run's bar
@@ -729,8 +841,9 @@ class InsightsView(Viewer):
         self._step.object = ""
         counts = {kind: sum(1 for f in found if f.kind == kind) for kind in self.kinds}
         parts = ", ".join(f"{n:,} {SECTIONS[k][0].lower()}" for k, n in counts.items())
-        self._say(f"Found {len(found):,} insights in {seconds:.1f} s: {parts}. Click a card to see its images.",
-                  "success")
+        self._say(
+            f"Found {len(found):,} insights in {seconds:.1f} s: {parts}. Click a card to see its images.", "success"
+        )
         st = self.state
         # the run may have evaluated models and always adds the label-mistake score: views that list fields
         # (the sidebar) rebuild on an evaluation change
@@ -772,11 +885,18 @@ class InsightsView(Viewer):
 
         def failed(exc: BaseException) -> None:
             button.disabled = False
-            self._report_text[agent].object = el("span", f"The report failed: {user_message(exc)}",
-                                                 style="color:#b91c1c")
+            self._report_text[agent].object = el(
+                "span", f"The report failed: {user_message(exc)}", style="color:#b91c1c"
+            )
 
-        self._jobs.submit(work, lambda out: self._show_report(agent, *out), failed, key=("report", agent),
-                          lane="long", name=f"report {agent}")
+        self._jobs.submit(
+            work,
+            lambda out: self._show_report(agent, *out),
+            failed,
+            key=("report", agent),
+            lane="long",
+            name=f"report {agent}",
+        )
 
     def _show_report(self, agent: str, report: InsightReport, cites: list[Card]) -> None:
         self._report_buttons[agent].disabled = False
@@ -786,7 +906,8 @@ class InsightsView(Viewer):
         steps = "".join(el("li", s) for s in report.next_steps)
         self._report_text[agent].object = (
             f"<div><b>{text(AGENTS[agent])}</b> · "
-            + el("small", who, class_="vl-report-by", style="color:#6b7280") + "</div>"
+            + el("small", who, class_="vl-report-by", style="color:#6b7280")
+            + "</div>"
             + el("p", report.summary, style="margin:4px 0")
             + (f"<b>Next steps</b><ol style='margin:2px 0 4px 0;padding-left:20px'>{steps}</ol>" if steps else "")
             + ("<div><b>Cited findings</b></div>" if cites else "")
@@ -822,8 +943,12 @@ class InsightsView(Viewer):
         if MISTAKE_FIELD not in ds.fields():
             self._say("No label-mistake scores stored yet: press **Find insights** first.", "warning")
             return
-        self.state.show_finding(review_filters(), "Label mistake candidates",
-                                sort=Sort(field=MISTAKE_FIELD, descending=True), open_sample=open_sample)
+        self.state.show_finding(
+            review_filters(),
+            "Label mistake candidates",
+            sort=Sort(field=MISTAKE_FIELD, descending=True),
+            open_sample=open_sample,
+        )
 
     def __panel__(self) -> pn.Column:
         return self._layout

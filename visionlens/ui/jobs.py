@@ -80,9 +80,18 @@ def user_message(exc: BaseException) -> str:
 class Job:
     """One submitted piece of work; ``future`` completes once its result was applied (or dropped)."""
 
-    def __init__(self, owner: Jobs, key: Hashable | None, ticket: int, work: Callable[[], Any],
-                 on_done: Callable[[Any], None] | None, on_error: Callable[[BaseException], None] | None,
-                 lane: Lane, doc: Any, name: str) -> None:
+    def __init__(
+        self,
+        owner: Jobs,
+        key: Hashable | None,
+        ticket: int,
+        work: Callable[[], Any],
+        on_done: Callable[[Any], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+        lane: Lane,
+        doc: Any,
+        name: str,
+    ) -> None:
         self.owner, self.key, self.ticket, self.lane, self.doc, self.name = owner, key, ticket, lane, doc, name
         self.work, self.on_done, self.on_error = work, on_done, on_error
         self.future: Future[Any] = Future()
@@ -129,9 +138,16 @@ class Jobs:
 
     # -- submitting ----------------------------------------------------------------------------------------------
 
-    def submit(self, work: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[BaseException], None] | None = None, *, key: Hashable | None = None,
-               lane: Lane = "quick", name: str | None = None) -> Job:
+    def submit(
+        self,
+        work: Callable[[], Any],
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        *,
+        key: Hashable | None = None,
+        lane: Lane = "quick",
+        name: str | None = None,
+    ) -> Job:
         """Run ``work()`` off the event loop, then ``on_done(result)`` / ``on_error(exc)`` on the session's loop.
 
         With a ``key``, this job supersedes every earlier one of that key: a waiting one is dropped unrun, a
@@ -140,8 +156,9 @@ class Jobs:
         doc = session_doc() or self._doc
         if doc is not None:
             self._doc = doc
-        job = Job(self, key, next(self._tickets), work, on_done, on_error, lane, doc,
-                  name or getattr(work, "__name__", "job"))
+        job = Job(
+            self, key, next(self._tickets), work, on_done, on_error, lane, doc, name or getattr(work, "__name__", "job")
+        )
         dropped: Job | None = None
         start = True
         with self._lock:

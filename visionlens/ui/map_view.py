@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import datashader as dsh
+import datashader.transfer_functions as tf
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 - registers the bokeh options the plot sets, without hv.extension
 import numpy as np
@@ -29,7 +30,6 @@ import param
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
-import datashader.transfer_functions as tf
 import xarray as xr
 from holoviews.operation.datashader import dynspread, rasterize, shade, spread
 from panel.viewable import Viewer
@@ -46,8 +46,21 @@ from .routes import thumb_url
 from .state import AppState
 
 __all__ = [
-    "ColorBy", "FrameCache", "MapView", "color_options", "error_status", "highlight_frame", "ids_in_bounds", "ids_in_polygon",
-    "load_points", "mix_categories", "nearest_index", "point_colors", "render_static", "shade_categories", "warm_up",
+    "ColorBy",
+    "FrameCache",
+    "MapView",
+    "color_options",
+    "error_status",
+    "highlight_frame",
+    "ids_in_bounds",
+    "ids_in_polygon",
+    "load_points",
+    "mix_categories",
+    "nearest_index",
+    "point_colors",
+    "render_static",
+    "shade_categories",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,8 +72,13 @@ MAX_CATEGORIES = 20  # more colours than this are not told apart on a map; the r
 OTHER = "(other)"
 MISSING = "(none)"
 DIM_COLOR = "#d4d4d4"
-ERROR_COLORS = {"FP and FN": "#d62728", "has FP": "#ff7f0e", "has FN": "#9467bd", "clean": "#2ca02c",
-                "not evaluated": "#8c8c8c"}
+ERROR_COLORS = {
+    "FP and FN": "#d62728",
+    "has FP": "#ff7f0e",
+    "has FN": "#9467bd",
+    "clean": "#2ca02c",
+    "not evaluated": "#8c8c8c",
+}
 _FIXED_COLORS = {OTHER: "#8c8c8c", MISSING: "#5f5f5f"}
 # Datashader settings shared by the view and the benchmark, so the benchmark times what users see.
 SPREAD = {"threshold": 0.9, "max_px": 3}  # dynspread's density test stops early on tight clusters; 0.9 still spreads
@@ -186,12 +204,14 @@ def load_points(store: MetadataStore, dataset_id: int, method: str, color: Color
     else:
         table = store.projection(dataset_id, method, "label" if kind == "label" else name)
         colors = _categorize(table["color"])
-    return pd.DataFrame({
-        "sample_id": table["sample_id"].to_numpy().astype(np.int64, copy=False),
-        "x": table["x"].to_numpy().astype(np.float32, copy=False),
-        "y": table["y"].to_numpy().astype(np.float32, copy=False),
-        "color": colors,
-    })
+    return pd.DataFrame(
+        {
+            "sample_id": table["sample_id"].to_numpy().astype(np.int64, copy=False),
+            "x": table["x"].to_numpy().astype(np.float32, copy=False),
+            "y": table["y"].to_numpy().astype(np.float32, copy=False),
+            "color": colors,
+        }
+    )
 
 
 def point_colors(categories: list[str], kind: str) -> dict[str, str]:
@@ -255,8 +275,13 @@ def highlight_frame(frame: pd.DataFrame, result_ids: np.ndarray) -> pd.DataFrame
         return sub
     empty = frame.loc[:, ["x", "y", "color"]].iloc[:1].copy()
     if not len(empty):
-        empty = pd.DataFrame({"x": [np.nan], "y": [np.nan],
-                              "color": pd.Categorical([None], categories=list(frame["color"].cat.categories))})
+        empty = pd.DataFrame(
+            {
+                "x": [np.nan],
+                "y": [np.nan],
+                "color": pd.Categorical([None], categories=list(frame["color"].cat.categories)),
+            }
+        )
     empty[["x", "y"]] = np.nan
     return empty
 
@@ -298,11 +323,19 @@ class shade_categories(shade):
         image = mix_categories(np.asarray(array.data), colors, self.p.min_alpha)
         xd, yd = element.kdims[:2]
         # RGBA bytes of the packed image; empty pixels are already all-zero, so no masking pass is needed
-        rgba = xr.DataArray(image.view(np.uint8).reshape(*image.shape, 4), dims=(yd.name, xd.name, "band"),
-                            coords={yd.name: array.coords[yd.name], xd.name: array.coords[xd.name],
-                                    "band": [0, 1, 2, 3]})
-        params = dict(hv.core.util.get_param_values(element), kdims=element.kdims, bounds=element.bounds,
-                      vdims=hv.RGB.vdims[:], xdensity=element.xdensity, ydensity=element.ydensity)
+        rgba = xr.DataArray(
+            image.view(np.uint8).reshape(*image.shape, 4),
+            dims=(yd.name, xd.name, "band"),
+            coords={yd.name: array.coords[yd.name], xd.name: array.coords[xd.name], "band": [0, 1, 2, 3]},
+        )
+        params = dict(
+            hv.core.util.get_param_values(element),
+            kdims=element.kdims,
+            bounds=element.bounds,
+            vdims=hv.RGB.vdims[:],
+            xdensity=element.xdensity,
+            ydensity=element.ydensity,
+        )
         return hv.RGB(rgba, **params)
 
 
@@ -310,7 +343,7 @@ def mix_categories(counts: np.ndarray, colors: list[str], min_alpha: float = 40)
     """(height, width, categories) counts -> packed RGBA uint32 image, as ``datashader.transfer_functions.shade``
     lays it out (transparent where there are no points)."""
     counts = counts.reshape(counts.shape[0], counts.shape[1], -1)
-    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colors], np.float32).reshape(-1, 3)
+    rgb = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors], np.float32).reshape(-1, 3)
     out = np.zeros(counts.shape[:2], np.uint32)
     total = np.einsum("ijk->ij", counts)  # ~8x faster than .sum(axis=2) over a short last axis
     filled = total > 0
@@ -367,15 +400,37 @@ def warm_up() -> None:
     _warm.set()
     rng = np.random.default_rng(0)
     for n in (100, SMALL_MAP_MAX + 1):
-        frame = pd.DataFrame({"x": rng.random(n, np.float32), "y": rng.random(n, np.float32),
-                              "color": pd.Categorical.from_codes(rng.integers(0, 2, n), ["a", "b"])})
+        frame = pd.DataFrame(
+            {
+                "x": rng.random(n, np.float32),
+                "y": rng.random(n, np.float32),
+                "color": pd.Categorical.from_codes(rng.integers(0, 2, n), ["a", "b"]),
+            }
+        )
         render_static(frame, {"a": "#000000", "b": "#ffffff"}, (0, 1), (0, 1), 64, 48)
-        _spread(rasterize(hv.Points(frame, ["x", "y"]), aggregator=dsh.count(), dynamic=False, x_range=(0, 1),
-                          y_range=(0, 1), width=64, height=48), n, dynamic=False)
+        _spread(
+            rasterize(
+                hv.Points(frame, ["x", "y"]),
+                aggregator=dsh.count(),
+                dynamic=False,
+                x_range=(0, 1),
+                y_range=(0, 1),
+                width=64,
+                height=48,
+            ),
+            n,
+            dynamic=False,
+        )
 
 
-def render_static(frame: pd.DataFrame, colors: dict[str, str], x_range: tuple[float, float],
-                  y_range: tuple[float, float], width: int = 800, height: int = 600) -> hv.RGB:
+def render_static(
+    frame: pd.DataFrame,
+    colors: dict[str, str],
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int = 800,
+    height: int = 600,
+) -> hv.RGB:
     """The colour layer for one view box, computed right away: what one zoom costs the server (benchmarks)."""
     points = hv.Points(frame[["x", "y", "color"]], ["x", "y"], ["color"])
     shaded = _shaded(points, colors, dynamic=False, x_range=x_range, y_range=y_range, width=width, height=height)
@@ -389,9 +444,12 @@ class MapView(Viewer):
     """Projection map with lasso/box selection into ``state.selection``, colour-by with legend, tap to preview."""
 
     state = param.ClassSelector(class_=AppState)
-    thumbnails = param.Selector(default="auto", objects=["auto", "route", "data"],
-                                doc="'route': the server's thumbnail URLs; 'data': inline data URIs (notebooks); "
-                                    "'auto': route when served, data otherwise.")
+    thumbnails = param.Selector(
+        default="auto",
+        objects=["auto", "route", "data"],
+        doc="'route': the server's thumbnail URLs; 'data': inline data URIs (notebooks); "
+        "'auto': route when served, data otherwise.",
+    )
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -406,21 +464,33 @@ class MapView(Viewer):
         self._method = pn.widgets.Select(label="Map", options=[], width=150)
         self._color = pn.widgets.Select(label="Colour by", options={}, width=220)
         self._count = pn.pane.HTML("", css_classes=["vl-map-count"], margin=(25, 10, 0, 10))
-        self._reset = pn.widgets.Button(label="Reset selection", color="light", icon="x", disabled=True,
-                                        margin=(22, 10, 0, 10), css_classes=["vl-map-reset"])
-        self._message = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width",
-                                      css_classes=["vl-map-message"])
-        self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=PLOT_HEIGHT, linked_axes=False,
-                                       css_classes=["vl-map-plot"])
-        self._thumb = pn.pane.HTML("<small>Tap a point to see its image.</small>", width=250,
-                                   css_classes=["vl-map-thumb"])
+        self._reset = pn.widgets.Button(
+            label="Reset selection",
+            color="light",
+            icon="x",
+            disabled=True,
+            margin=(22, 10, 0, 10),
+            css_classes=["vl-map-reset"],
+        )
+        self._message = pn.pane.Alert(
+            "", alert_type="info", visible=False, sizing_mode="stretch_width", css_classes=["vl-map-message"]
+        )
+        self._plot = pn.pane.HoloViews(
+            None, sizing_mode="stretch_width", height=PLOT_HEIGHT, linked_axes=False, css_classes=["vl-map-plot"]
+        )
+        self._thumb = pn.pane.HTML(
+            "<small>Tap a point to see its image.</small>", width=250, css_classes=["vl-map-thumb"]
+        )
         self._hint = pn.pane.HTML(
             "<small>Lasso or box select (toolbar) to narrow the grid to those samples; wheel to zoom.</small>",
-            width=250)
+            width=250,
+        )
         self._body = pn.Row(self._plot, pn.Column(self._thumb, self._hint, width=260), sizing_mode="stretch_width")
         self._layout = pn.Column(
             pn.Row(self._method, self._color, self._count, self._reset, sizing_mode="stretch_width"),
-            self._message, self._body, sizing_mode="stretch_width",
+            self._message,
+            self._body,
+            sizing_mode="stretch_width",
         )
         self._method.param.watch(self._on_choice, "value")
         self._color.param.watch(self._on_choice, "value")
@@ -555,8 +625,10 @@ class MapView(Viewer):
         methods = [m for m, _ in ds.store.projection_methods(ds.id)]
         self._set_choices(methods, color_options(ds.store, ds.id))
         if not methods:
-            self._no_map(f"**{md(ds.name)}** has no map yet: run {el('code', f'visionlens embed {ds.name}')} to "
-                         "compute embeddings and its 2-D map, then reload this page.")
+            self._no_map(
+                f"**{md(ds.name)}** has no map yet: run {el('code', f'visionlens embed {ds.name}')} to "
+                "compute embeddings and its 2-D map, then reload this page."
+            )
             return
         self._load()
 
@@ -573,10 +645,16 @@ class MapView(Viewer):
     def _set_choices(self, methods: list[str], colors: dict[str, ColorBy]) -> None:
         self._quiet = True
         try:
-            method = self._method.value if self._method.value in methods else (
-                "umap" if "umap" in methods else (methods[0] if methods else None))
-            color = self._color.value if self._color.value in colors.values() else (
-                next(iter(colors.values())) if colors else None)
+            method = (
+                self._method.value
+                if self._method.value in methods
+                else ("umap" if "umap" in methods else (methods[0] if methods else None))
+            )
+            color = (
+                self._color.value
+                if self._color.value in colors.values()
+                else (next(iter(colors.values())) if colors else None)
+            )
             self._method.param.update(options=methods, value=method)
             self._color.param.update(options=colors, value=color)
         finally:
@@ -622,8 +700,7 @@ class MapView(Viewer):
             return
         self._plot.loading = True
         store = ds.store
-        self._submit("load", lambda: load_points(store, key[0], key[1], key[2]),
-                     lambda frame: self._loaded(key, frame))
+        self._submit("load", lambda: load_points(store, key[0], key[1], key[2]), lambda frame: self._loaded(key, frame))
 
     def _loaded(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame) -> None:
         """On the session's loop: cache the new map and show it, unless the user picked another meanwhile."""
@@ -647,11 +724,23 @@ class MapView(Viewer):
         box.add_subscriber(self._on_box)
         tap.add_subscriber(self._on_tap)
         self._streams = [lasso, box, tap]
-        color_layer = color_layer.opts(show_legend=True, tools=["lasso_select", "box_select", "tap"],
-                                       active_tools=["pan", "wheel_zoom"], backend="bokeh")
+        color_layer = color_layer.opts(
+            show_legend=True,
+            tools=["lasso_select", "box_select", "tap"],
+            active_tools=["pan", "wheel_zoom"],
+            backend="bokeh",
+        )
         overlay = (_base_layer(frame) * color_layer).opts(
-            responsive=True, height=PLOT_HEIGHT, xaxis=None, yaxis=None, toolbar="above", legend_position="right",
-            legend_opts={"location": "top"}, show_legend=True, title="", backend="bokeh",
+            responsive=True,
+            height=PLOT_HEIGHT,
+            xaxis=None,
+            yaxis=None,
+            toolbar="above",
+            legend_position="right",
+            legend_opts={"location": "top"},
+            show_legend=True,
+            title="",
+            backend="bokeh",
         )
         self._plot.object = overlay
         self._show_count()
@@ -683,8 +772,11 @@ class MapView(Viewer):
         """New result (filters or selection): recolour the points in it, leave the rest grey."""
         frame, pipe, ids = self._frame, self._pipe, self.state.result_ids
         if frame is not None and pipe is not None:
-            self._submit("highlight", lambda: highlight_frame(frame, ids),
-                         lambda data: pipe.send(data) if frame is self._frame and pipe is self._pipe else None)
+            self._submit(
+                "highlight",
+                lambda: highlight_frame(frame, ids),
+                lambda data: pipe.send(data) if frame is self._frame and pipe is self._pipe else None,
+            )
 
     def _show_count(self, *_: Any) -> None:
         sel = self.state.selection
@@ -694,8 +786,10 @@ class MapView(Viewer):
             shown = f" · {self.state.count:,} in colour" if n and self.state.count < n else ""
             self._count.object = f"<small>{n:,} points{shown}</small>" if n else ""
         else:
-            self._count.object = (f'<b class="vl-map-selected">{len(sel):,}</b> selected'
-                                  f"<small> · {self.state.count:,} in the grid</small>")
+            self._count.object = (
+                f'<b class="vl-map-selected">{len(sel):,}</b> selected'
+                f"<small> · {self.state.count:,} in the grid</small>"
+            )
 
     def _thumb_src(self, ds_id: int, root: str, row: dict[str, Any]) -> str:
         if self._thumb_mode == "route":

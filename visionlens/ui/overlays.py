@@ -30,11 +30,21 @@ def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions) -> dict[int, li
             continue
         if statuses and a.get("status") not in statuses:
             continue
-        out[a["sample_id"]].append({
-            "x": a["x"], "y": a["y"], "w": a["w"], "h": a["h"], "label": a["label"], "color": label_color(a["label"]),
-            "kind": "pred" if pred else "gt", "score": a["confidence"], "status": a.get("status"),
-            "source": a["source"], "error": a.get("error"),
-        })
+        out[a["sample_id"]].append(
+            {
+                "x": a["x"],
+                "y": a["y"],
+                "w": a["w"],
+                "h": a["h"],
+                "label": a["label"],
+                "color": label_color(a["label"]),
+                "kind": "pred" if pred else "gt",
+                "score": a["confidence"],
+                "status": a.get("status"),
+                "source": a["source"],
+                "error": a.get("error"),
+            }
+        )
     return out
 
 

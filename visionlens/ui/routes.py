@@ -54,8 +54,9 @@ class _ImageHandler(AuthRequestHandler):
         except ValueError:
             self.set_status(400)
             self.set_header("Content-Type", "text/plain; charset=utf-8")
-            self.finish(f"max must be a whole number of pixels between {MAX_SIDE[0]} and {MAX_SIDE[1]}, "
-                        f"e.g. ?max=1600\n")
+            self.finish(
+                f"max must be a whole number of pixels between {MAX_SIDE[0]} and {MAX_SIDE[1]}, e.g. ?max=1600\n"
+            )
             return None
         return min(MAX_SIDE[1], max(MAX_SIDE[0], side))
 

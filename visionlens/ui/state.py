@@ -38,16 +38,23 @@ class AppState(param.Parameterized):
     min_confidence = param.Number(default=0.3, bounds=(0.0, 1.0), doc="Hide predictions below this score.")
     labels = param.List(default=[], item_type=str, doc="Labels to draw; empty means all.")
     tile_size = param.Integer(default=180, bounds=(64, 512))
-    evaluation = param.String(default=None, allow_None=True,
-                              doc="Evaluation key whose TP/FP/FN statuses mark the boxes (None: no marks).")
+    evaluation = param.String(
+        default=None, allow_None=True, doc="Evaluation key whose TP/FP/FN statuses mark the boxes (None: no marks)."
+    )
     collection = param.String(default=None, allow_None=True, doc="Vector collection for similarity search.")
     similar_k = param.Integer(default=100, bounds=(1, 10_000), doc="How many similar samples a search returns.")
-    box_status = param.ListSelector(default=[], objects=["tp", "fp", "fn"],
-                                    doc="Draw only boxes with these statuses (e.g. only FPs); empty draws all.")
+    box_status = param.ListSelector(
+        default=[],
+        objects=["tp", "fp", "fn"],
+        doc="Draw only boxes with these statuses (e.g. only FPs); empty draws all.",
+    )
 
-    active_view = param.String(default=None, allow_None=True,
-                               doc="The main view on screen when the layout has tabs (None: all are visible). "
-                                   "Costly views (evaluation) compute only while shown.")
+    active_view = param.String(
+        default=None,
+        allow_None=True,
+        doc="The main view on screen when the layout has tabs (None: all are visible). "
+        "Costly views (evaluation) compute only while shown.",
+    )
 
     result_ids = param.Array(default=np.zeros(0, np.int64), precedence=-1, doc="Current result, in display order.")
     count = param.Integer(default=0, precedence=-1, doc="len(result_ids).")
@@ -134,7 +141,11 @@ class AppState(param.Parameterized):
                 ids = ds.sample_ids(flt, sort_by=self.sort.field, descending=self.sort.descending)
             total = self.store.count(ds.id, Filters())
             self.param.update(
-                result_ids=ids, count=len(ids), total=total, version=self.version + 1, error="",
+                result_ids=ids,
+                count=len(ids),
+                total=total,
+                version=self.version + 1,
+                error="",
                 query_ms=(time.perf_counter() - start) * 1000,
             )
         except VisionLensError as e:
@@ -165,10 +176,12 @@ class AppState(param.Parameterized):
             if text:
                 emb = text_embedder(self.store, self.collection)
                 if emb is None:
-                    raise VisionLensError(f"{self.collection!r} has no text encoder: embed with `--embedder clip` "
-                                          "for text search")
-                ids, _ = similarity.similar_to_text(self.store, ds.id, self.collection, text, emb, self.similar_k,
-                                                    self.effective_filters())
+                    raise VisionLensError(
+                        f"{self.collection!r} has no text encoder: embed with `--embedder clip` for text search"
+                    )
+                ids, _ = similarity.similar_to_text(
+                    self.store, ds.id, self.collection, text, emb, self.similar_k, self.effective_filters()
+                )
                 label = f"“{text}”"
             else:
                 picked = [int(i) for i in (sample_ids or [])]
@@ -176,8 +189,9 @@ class AppState(param.Parameterized):
                     return
                 vs = vector_store()
                 query = vs.get_vectors(self.collection, np.asarray(picked, np.int64)).mean(axis=0)
-                ids, _ = similarity.search_vector(self.store, ds.id, self.collection, query, self.similar_k,
-                                                  self.effective_filters(), vs)
+                ids, _ = similarity.search_vector(
+                    self.store, ds.id, self.collection, query, self.similar_k, self.effective_filters(), vs
+                )
                 label = f"sample {picked[0]}" if len(picked) == 1 else f"{len(picked)} samples"
         except VisionLensError as e:
             self.error = str(e)
@@ -196,8 +210,14 @@ class AppState(param.Parameterized):
         """Every filter off, an applied insight (``Filters.finding``) included."""
         self.param.update(filters=Filters(), selection=None, similar=None, similar_label="")
 
-    def show_finding(self, flt: Filters, title: str, model: str | None = None, sort: Sort | None = None,
-                     open_sample: int | None = None) -> None:
+    def show_finding(
+        self,
+        flt: Filters,
+        title: str,
+        model: str | None = None,
+        sort: Sort | None = None,
+        open_sample: int | None = None,
+    ) -> None:
         """Apply an insight's filter to every view (grid, map, evaluation) and bring Browse to the front.
 
         A map selection or a similarity search would narrow the insight's samples further, so both are dropped:
@@ -205,8 +225,13 @@ class AppState(param.Parameterized):
         TP/FP/FN marks when it has a stored evaluation. ``title`` names the insight in the sidebar for as long
         as these filters stay as they are (a ``Filters.finding`` is named from the store, even from a link).
         """
-        update: dict[str, Any] = {"filters": flt, "selection": None, "similar": None, "similar_label": "",
-                                  "open_sample": None}
+        update: dict[str, Any] = {
+            "filters": flt,
+            "selection": None,
+            "similar": None,
+            "similar_label": "",
+            "open_sample": None,
+        }
         if sort is not None:
             update["sort"] = sort
         self._finding_shown = (flt, title)

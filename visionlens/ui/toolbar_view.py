@@ -21,14 +21,18 @@ class ToolbarView(Viewer):
         st = self.state
         self._gt = pn.widgets.Checkbox.from_param(st.param.show_gt, name="ground truth", margin=(18, 10, 0, 10))
         self._models = pn.widgets.MultiChoice(name="Predictions", options=[], value=[], width=260)
-        self._conf = pn.widgets.FloatSlider.from_param(st.param.min_confidence, name="min confidence", step=0.05, width=170)
+        self._conf = pn.widgets.FloatSlider.from_param(
+            st.param.min_confidence, name="min confidence", step=0.05, width=170
+        )
         self._labels = pn.widgets.MultiChoice(name="Show labels", options=[], placeholder="all", width=240)
         self._sort = pn.widgets.Select(name="Sort by", options=[], width=150)
         self._desc = pn.widgets.Checkbox(name="descending", margin=(18, 10, 0, 10))
-        self._search = pn.widgets.TextInput(placeholder="Search images by text (CLIP embeddings)", width=330,
-                                            css_classes=["vl-text-search"])
-        self._similar = pn.widgets.Button(name="Find similar to picked", button_type="default", disabled=True,
-                                          css_classes=["vl-similar-picked"])
+        self._search = pn.widgets.TextInput(
+            placeholder="Search images by text (CLIP embeddings)", width=330, css_classes=["vl-text-search"]
+        )
+        self._similar = pn.widgets.Button(
+            name="Find similar to picked", button_type="default", disabled=True, css_classes=["vl-similar-picked"]
+        )
         self._clear_similar = pn.widgets.Button(name="✕ similarity", button_type="light", visible=False)
         self._k = pn.widgets.IntInput.from_param(st.param.similar_k, name="", width=90)
         self._search.param.watch(lambda e: st.find_similar(text=e.new.strip()) if e.new.strip() else None, "value")
@@ -81,9 +85,23 @@ class ToolbarView(Viewer):
 
     def __panel__(self) -> pn.Row:
         return pn.Column(
-            pn.Row(self._gt, self._models, self._conf, self._labels, self._sort, self._desc,
-                   sizing_mode="stretch_width", css_classes=["vl-toolbar-row"]),
-            pn.Row(self._search, self._similar, pn.pane.HTML("k", margin=(12, 2, 0, 10)), self._k, self._clear_similar,
-                   sizing_mode="stretch_width"),
+            pn.Row(
+                self._gt,
+                self._models,
+                self._conf,
+                self._labels,
+                self._sort,
+                self._desc,
+                sizing_mode="stretch_width",
+                css_classes=["vl-toolbar-row"],
+            ),
+            pn.Row(
+                self._search,
+                self._similar,
+                pn.pane.HTML("k", margin=(12, 2, 0, 10)),
+                self._k,
+                self._clear_similar,
+                sizing_mode="stretch_width",
+            ),
             sizing_mode="stretch_width",
         )
