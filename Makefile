@@ -37,7 +37,7 @@ test: install browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python benchmarks/bench_ingest_query.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .visionlens
