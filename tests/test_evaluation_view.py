@@ -3,20 +3,15 @@ to exactly the images that have those errors (checked against the stored per-obj
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from tests.browser_helpers import serve_app
 from tests.browser_helpers import shown_count as _count
 from visionlens.metrics import eval_key, subset_metrics
 from visionlens.query import FieldFilter, LabelFilter
@@ -181,52 +176,6 @@ def test_confusion_cells_filter_to_samples_with_that_confusion(demo_ds, store):
 # -- the served app ----------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(home: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "panel",
-            "serve",
-            "apps/browse.py",
-            "--port",
-            str(port),
-            "--address",
-            "127.0.0.1",
-            "--allow-websocket-origin",
-            f"127.0.0.1:{port}",
-            "--plugins",
-            "visionlens.ui.routes",
-            "--num-threads",
-            "4",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "VISIONLENS_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/browse"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            return proc, url
-        except urllib.error.HTTPError:
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError("the app did not come up") from None
-            time.sleep(0.3)
-
-
 def _wait_count(page, expected: int, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -252,7 +201,8 @@ def test_served_evaluation_tab_renders_and_a_class_fp_click_filters_browse(home,
     expected = len(fp_images[label])
     assert 0 < expected < 120
     ds.store.close()  # one process per DuckDB file: the server needs it
-    proc, url = _serve(home)
+    proc, base = serve_app(home)
+    url = base + "/browse"
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

@@ -7,7 +7,6 @@ browser's lasso/box/tap tools would; one browser test checks the served app draw
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.browser_helpers import ARTIFACTS, chromium, free_port
+from tests.browser_helpers import ARTIFACTS, chromium, serve_app
 from visionlens.query import FieldFilter, Filters
 from visionlens.ui.map_view import (
     ERROR_COLORS,
@@ -258,39 +257,8 @@ def map_server(tmp_path_factory: pytest.TempPathFactory):
     for args in (["-m", "visionlens.cli", "demo", "--n", "80", "--seed", "2"], ["-c", _MAP_SCRIPT]):
         out = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "panel",
-            "serve",
-            "apps/browse.py",
-            "--port",
-            str(port),
-            "--address",
-            "127.0.0.1",
-            "--allow-websocket-origin",
-            f"127.0.0.1:{port}",
-            "--plugins",
-            "visionlens.ui.routes",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:  # listening is enough: the page load below waits for the app itself
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/browse"
+    proc, base = serve_app(home)
+    yield base + "/browse"
     proc.terminate()
     proc.wait(10)
 

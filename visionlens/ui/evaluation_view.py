@@ -43,8 +43,8 @@ SUMMARY = {
 }
 BOX_MODES = {"all boxes": [], "only FPs": ["fp"], "only FNs": ["fn"]}
 _MODEL_COLORS = ("#3b6fb6", "#e4572e", "#2a9d8f", "#9c6ade", "#f4a259", "#6b7280")
-MAX_LABELLED_CELLS = 24
-MAX_LEGEND = 20  # more curves than this are unreadable as a legend: pick one class to compare models instead  # above this many classes the counts would overlap: the hover tool shows them instead
+MAX_LABELLED_CELLS = 24  # above this many classes the counts would overlap: the hover tool shows them instead
+MAX_LEGEND = 20  # more curves than this are unreadable as a legend: pick one class to compare models instead
 
 
 def _button(css: str, text: str, tip: str, color: str) -> str:
