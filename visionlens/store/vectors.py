@@ -14,6 +14,9 @@ Search semantics the callers rely on:
 * With a payload filter or an id set, search is exact: Qdrant scores every matching point (through the payload
   index or the id tracker) and returns the true top-k among them, never fewer than k when k match. Large id
   sets take a cheaper exact route with a fallback that keeps this guarantee (see ``_Searching``).
+* ``count_matching`` tells whether a payload filter covers a whole collection (one dataset alone in its
+  embedder's collection); a caller may then pass ``exact=False`` with the filter, and the graph answers with the
+  filter checked on every point it visits, so a wrong guess costs recall, never a point outside the filter.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import re
 import shutil
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +132,8 @@ class VectorStore(Protocol):
     def all_ids(self, name: str) -> np.ndarray: ...
 
     def count(self, name: str) -> int: ...
+
+    def count_matching(self, name: str, payload_filter: PayloadFilter | None) -> int: ...
 
     def delete_ids(self, name: str, ids: np.ndarray) -> None: ...
 
@@ -255,6 +260,51 @@ def _new_fields(payloads: list[dict[str, Any]] | None, known: set[str]) -> dict[
     return found
 
 
+def _terms_key(terms: list[tuple[str, list[PayloadValue]]]) -> tuple[Any, ...]:
+    """A hashable form of filter terms; the type is kept because ``True == 1`` would merge two filters."""
+    return tuple((key, tuple((type(v).__name__, v) for v in values)) for key, values in terms)
+
+
+class _Counts:
+    """Exact counts of points matching a payload filter, remembered until the collection is next written.
+
+    Similarity search asks on every query whether its dataset fills the whole collection, and an exact count walks
+    the payload index (about 25 ms per 100K points), while the answer changes only when points are written. Every
+    write bumps the collection's generation once it has landed, and a count is reused only under the generation it
+    was read in, so a count that raced a write is never reused. ``remember=False`` (a Qdrant server, which other
+    processes write to without telling this one) counts on every call.
+    """
+
+    def __init__(self, remember: bool):
+        self._remember = remember
+        self._mutex = threading.Lock()
+        self._generation: dict[str, int] = {}
+        self._known: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
+
+    def get(self, name: str, terms: list[tuple[str, list[PayloadValue]]], count: Callable[[], int]) -> int:
+        key = (name, _terms_key(terms))
+        with self._mutex:
+            generation = self._generation.get(name, 0)
+            known = self._known.get(key)
+        if known is not None and known[0] == generation:
+            return known[1]
+        n = count()
+        if self._remember:
+            with self._mutex:
+                self._known[key] = (generation, n)
+        return n
+
+    @contextmanager
+    def writing(self, name: str) -> Iterator[None]:
+        """Wrap every write to ``name``: its counts are stale afterwards, even when the write failed half-way."""
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._generation[name] = self._generation.get(name, 0) + 1
+                self._known = {key: v for key, v in self._known.items() if key[0] != name}
+
+
 def _empty() -> tuple[np.ndarray, np.ndarray]:
     return np.empty(0, np.int64), np.empty(0, np.float32)
 
@@ -319,6 +369,8 @@ class _Searching:
     survive, the HasId query runs after all, so the result is never short.
     """
 
+    _counts: _Counts
+
     def _query(
         self, name: str, q: np.ndarray, limit: int, terms: FilterTerms, allowed: np.ndarray | None, exact: bool
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -327,6 +379,25 @@ class _Searching:
     def _size(self, name: str) -> int:
         """Point count for planning; an estimate is enough."""
         raise NotImplementedError
+
+    def count(self, name: str) -> int:
+        raise NotImplementedError
+
+    def _count_exact(self, name: str, terms: list[tuple[str, list[PayloadValue]]]) -> int:
+        raise NotImplementedError
+
+    def count_matching(self, name: str, payload_filter: PayloadFilter | None) -> int:
+        """How many points match the payload filter, exactly (``count`` when there is none).
+
+        ``count_matching(c, {"dataset": [d]}) == count(c)`` says dataset ``d`` is alone in ``c``; the answer is
+        remembered until this store next writes to ``c`` (see ``_Counts``), so asking per query is free.
+        """
+        terms = _filter_terms(payload_filter)
+        if terms is None:
+            return self.count(name)
+        if any(not values for _, values in terms):
+            return 0
+        return self._counts.get(name, terms, lambda: self._count_exact(name, terms))
 
     def search(
         self,
@@ -384,6 +455,7 @@ class EdgeVectorStore(_Searching):
         self._lock = _DirLock(self.path)
         self._shards: dict[str, Any] = {}
         self._fields: dict[str, set[str]] = {}
+        self._counts = _Counts(remember=True)  # the folder lock makes this process the only writer
         self._mutex = threading.RLock()
         self._closed = False
 
@@ -487,7 +559,7 @@ class EdgeVectorStore(_Searching):
         return sorted(p.name for p in self.path.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
 
     def drop(self, name: str) -> None:
-        with self._mutex:
+        with self._mutex, self._counts.writing(name):
             self._close_shard(name)
             self._fields.pop(name, None)
             shutil.rmtree(self._dir(name), ignore_errors=True)
@@ -514,7 +586,7 @@ class EdgeVectorStore(_Searching):
         rows = _check_payloads(payloads, len(ids))
         qe = self._qe
         shard = self._shard(name)
-        with self._engine(name, "upsert"):
+        with self._counts.writing(name), self._engine(name, "upsert"):
             self._index_fields(name, shard, rows)
             for start in range(0, len(ids), self.upsert_batch):
                 stop = start + self.upsert_batch
@@ -545,7 +617,7 @@ class EdgeVectorStore(_Searching):
     def delete_ids(self, name: str, ids: np.ndarray) -> None:
         ids = _as_ids(ids)
         shard = self._shard(name)
-        with self._engine(name, "delete"):
+        with self._counts.writing(name), self._engine(name, "delete"):
             for start in range(0, len(ids), _SCROLL_PAGE):
                 shard.update(self._qe.UpdateOperation.delete_points(ids[start : start + _SCROLL_PAGE].tolist()))
 
@@ -561,7 +633,7 @@ class EdgeVectorStore(_Searching):
         qe = self._qe
         flt = self._filter(terms, None)
         shard = self._shard(name)
-        with self._engine(name, "delete"):
+        with self._counts.writing(name), self._engine(name, "delete"):
             matched = int(shard.count(qe.CountRequest(filter=flt, exact=True)))
             if matched:
                 shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
@@ -623,6 +695,11 @@ class EdgeVectorStore(_Searching):
 
     _size = count
 
+    def _count_exact(self, name: str, terms: list[tuple[str, list[PayloadValue]]]) -> int:
+        shard = self._shard(name)
+        with self._engine(name, "count"):
+            return int(shard.count(self._qe.CountRequest(filter=self._filter(terms, None), exact=True)))
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Qdrant server (or qdrant-client's local mode in tests)
@@ -651,6 +728,7 @@ class ClientVectorStore(_Searching):
         self._lock: _DirLock | None = None
         self.local = url is None
         self.exclusive = self.local  # a server may hold other applications' collections
+        self._counts = _Counts(remember=self.local)  # other processes write to a server behind our back
         if url is not None:
             self.where = url
             self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
@@ -711,7 +789,8 @@ class ClientVectorStore(_Searching):
         return sorted(c.name for c in self._client.get_collections().collections)
 
     def drop(self, name: str) -> None:
-        self._client.delete_collection(_check_name(name))
+        with self._counts.writing(name):
+            self._client.delete_collection(_check_name(name))
 
     def close(self) -> None:
         self._client.close()
@@ -728,7 +807,7 @@ class ClientVectorStore(_Searching):
         ids = _as_ids(ids)
         vectors = _as_matrix(vectors, len(ids))
         rows = _check_payloads(payloads, len(ids))
-        with self._engine(name, "upsert"):
+        with self._counts.writing(name), self._engine(name, "upsert"):
             self._index_fields(name, rows)
             for start in range(0, len(ids), self.upsert_batch):
                 stop = start + self.upsert_batch
@@ -758,7 +837,7 @@ class ClientVectorStore(_Searching):
 
     def delete_ids(self, name: str, ids: np.ndarray) -> None:
         ids = _as_ids(ids)
-        with self._engine(name, "delete"):
+        with self._counts.writing(name), self._engine(name, "delete"):
             for start in range(0, len(ids), _SCROLL_PAGE):
                 selector = self._m.PointIdsList(points=ids[start : start + _SCROLL_PAGE].tolist())
                 self._client.delete(name, points_selector=selector, wait=True)
@@ -769,7 +848,7 @@ class ClientVectorStore(_Searching):
         if any(not values for _, values in terms):
             return 0
         flt = self._filter(terms, None)
-        with self._engine(name, "delete"):
+        with self._counts.writing(name), self._engine(name, "delete"):
             matched = int(self._client.count(name, count_filter=flt, exact=True).count)
             if matched:
                 selector = self._m.FilterSelector(filter=flt)
@@ -829,3 +908,7 @@ class ClientVectorStore(_Searching):
     def _size(self, name: str) -> int:
         with self._engine(name, "count"):
             return int(self._client.count(name, exact=False).count)
+
+    def _count_exact(self, name: str, terms: list[tuple[str, list[PayloadValue]]]) -> int:
+        with self._engine(name, "count"):
+            return int(self._client.count(name, count_filter=self._filter(terms, None), exact=True).count)
