@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench_insights": ["--images", "50000"],
     "bench_insights_slices": ["--images", "50000"],
     "bench_duplicates": ["--n", "100000"],
+    "bench_similarity": ["--n", "100000", "--queries", "30"],
 }
 BROWSER = {"bench_app": ["--samples", "100000", "--runs", "2"]}
 TAIL = 30
