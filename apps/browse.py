@@ -1,4 +1,4 @@
-"""VisionLens browser: ``panel serve apps/browse.py --plugins visionlens.ui.routes`` (``make serve`` does this)."""
+"""VisionLens: ``panel serve apps/browse.py`` serves the whole app, its image routes and its HTTP API."""
 
 from visionlens.ui.app import build
 

@@ -29,6 +29,7 @@ __all__ = [
     "VisionLensError",
     "delete_dataset",
     "ingest",
+    "launch_app",
     "list_datasets",
     "load",
 ]
@@ -54,8 +55,24 @@ def ingest(
     """Read a COCO/YOLO/VOC dataset (local path or ``gs://``) and any models' predictions into the store."""
     from .formats.base import no_progress
     from .ingestion import ingest as _ingest
-    from .store.metadata import open_store
 
-    store = store or open_store()
+    if store is None:
+        from .client import Client, connect
+
+        backend = connect()
+        if isinstance(backend, Client):
+            preds = {m: str(p) for m, p in (predictions or {}).items()}
+            backend.ingest(str(path), name, format, images and str(images), preds, replace, progress or no_progress)
+            return load(name)
+        store = backend.store
     _ingest(store, path, name, format, images, predictions, replace=replace, progress=progress or no_progress)
     return load(name, store)
+
+
+def launch_app(dataset: Any = None, port: int = 5006, address: str = "127.0.0.1", **serve_kwargs: Any) -> Any:
+    """Serve the app from this Python process (a notebook, a script) in a background thread: code here and the
+    open page share one store, so what this process ingests or evaluates shows in the page. Returns the server
+    (``.url``, ``.stop()``); other processes reach it through its HTTP API."""
+    from .server.mount import launch_app as _launch
+
+    return _launch(dataset, port=port, address=address, **serve_kwargs)

@@ -64,6 +64,13 @@ def _store():  # noqa: ANN202 - imported lazily so `--help` stays fast
     return open_store()
 
 
+def _backend():  # noqa: ANN202
+    """The running app that owns the database (through its HTTP API), else the database opened here."""
+    from .client import connect
+
+    return connect()
+
+
 def _parse_predictions(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -89,18 +96,16 @@ def ingest(
     replace: Annotated[bool, typer.Option(help="Overwrite a dataset of the same name.")] = False,
 ) -> None:
     """Read a COCO, YOLO or Pascal VOC dataset (and any models' predictions) into the database, all or nothing."""
-    from .ingestion import ingest as run_ingest
-
     with friendly_errors(), progress_bar() as report:
-        result = run_ingest(
-            _store(), path, name, format, images, _parse_predictions(predictions), replace=replace, progress=report
+        result = _backend().ingest(
+            path, name, format, images, _parse_predictions(predictions), replace=replace, progress=report
         )
-    preds = ", ".join(f"{m}: {n:,}" for m, n in result.predictions.items()) or "none"
+    preds = ", ".join(f"{m}: {n:,}" for m, n in result["predictions"].items()) or "none"
     console.print(
-        f"[green]ingested[/] {result.name!r} ({result.format}): {result.samples:,} samples, "
-        f"{result.gt_boxes:,} ground-truth boxes, predictions {preds} in {result.seconds:.1f}s"
+        f"[green]ingested[/] {result['name']!r} ({result['format']}): {result['samples']:,} samples, "
+        f"{result['gt_boxes']:,} ground-truth boxes, predictions {preds} in {result['seconds']:.1f}s"
     )
-    for line in result.summary_lines():
+    for line in result["warnings"]:
         console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
@@ -113,10 +118,8 @@ def add_predictions(
     replace: Annotated[bool, typer.Option(help="Overwrite this model's predictions.")] = False,
 ) -> None:
     """Add one model's predictions to an existing dataset."""
-    from .dataset import load
-
     with friendly_errors(), progress_bar() as report:
-        n = load(name, _store()).add_predictions(model, path, format, replace, progress=report)
+        n = _backend().add_predictions(name, model, path, format, replace, progress=report)["predictions"]
     console.print(f"[green]added[/] {n:,} predictions of {model!r} to {name!r}")
 
 
@@ -124,7 +127,7 @@ def add_predictions(
 def list_cmd() -> None:
     """List the datasets in the database."""
     with friendly_errors():
-        rows = _store().list_datasets()
+        rows = _backend().list_datasets()
     table = Table("name", "format", "samples", "GT boxes", "predictions", "models", "root")
     for d in rows:
         table.add_row(
@@ -142,31 +145,27 @@ def list_cmd() -> None:
 @app.command()
 def info(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """Show a dataset's counts, splits, fields, labels and ingest warnings."""
-    from .dataset import load
-
     out = Console()
     with friendly_errors():
-        ds = load(name, _store())
-        summary = ds.summary()
-        out.print(f"[bold]{ds.name}[/] ({ds.format}) at {ds.root}")
+        info = _backend().dataset_info(name)
+    out.print(f"[bold]{escape(info['name'])}[/] ({info['format']}) at {escape(info['root'])}")
+    out.print(f"{info['samples']:,} samples, {info['gt_boxes']:,} GT boxes, {info['pred_boxes']:,} predictions")
+    out.print("splits: " + escape(", ".join(f"{k}: {v:,}" for k, v in info["splits"].items())))
+    fields = Table("field", "level", "kind", title="fields")
+    for f in info["fields"]:
+        fields.add_row(escape(f["name"]), f["level"], f["kind"])
+    out.print(fields)
+    counts = info["label_counts"]
+    labels = Table("label", *counts, title="boxes per label")
+    for label in info["label_names"]:
+        labels.add_row(escape(label), *[f"{c.get(label, 0):,}" for c in counts.values()])
+    out.print(labels)
+    first = info["first_issue"]
+    if first:
         out.print(
-            f"{summary['samples']:,} samples, {summary['gt_boxes']:,} GT boxes, {summary['pred_boxes']:,} predictions"
+            f"[yellow]{info['issues']} ingest warnings[/], first: "
+            + escape(f"{first['file']} {first['location']}: {first['message']}")
         )
-        out.print("splits: " + ", ".join(f"{k}: {v:,}" for k, v in summary["splits"].items()))
-        fields = Table("field", "level", "kind", title="fields")
-        for f in ds.fields().values():
-            fields.add_row(f.name, f.level, f.kind)
-        out.print(fields)
-        labels = Table("label", *["ground_truth", *ds.models()], title="boxes per label")
-        counts = {src: dict(ds.label_counts(src)) for src in ["ground_truth", *ds.models()]}
-        for label in ds.labels():
-            labels.add_row(label, *[f"{counts[s].get(label, 0):,}" for s in counts])
-        out.print(labels)
-        issues = ds.issues()
-        if issues:
-            out.print(
-                f"[yellow]{len(issues)} ingest warnings[/], first: {issues[0].file} {issues[0].location}: {issues[0].message}"
-            )
 
 
 @app.command()
@@ -175,18 +174,18 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a dataset: its rows, vectors and cached thumbnails (image files are not touched)."""
-    from .cleanup import delete_dataset
-
     with friendly_errors():
-        store = _store()
-        store.get_dataset(name)
+        backend = _backend()
+        backend.dataset_info(name)  # a missing dataset is an error before the question
         if not yes and not typer.confirm(f"Delete dataset {name!r}?"):
             raise typer.Exit(1)
-        report = delete_dataset(name, store)
-    vectors = ", ".join(f"{n:,} from {c!r}" for c, n in report.vectors.items()) or "none"
+        report = backend.delete(name)
+    vectors = ", ".join(f"{n:,} from {c!r}" for c, n in report["vectors"].items()) or "none"
     console.print(
         "[green]deleted[/] "
-        + escape(f"{name!r}: {report.samples:,} samples; vectors: {vectors}; {report.thumbnails:,} cached thumbnails"),
+        + escape(
+            f"{name!r}: {report['samples']:,} samples; vectors: {vectors}; {report['thumbnails']:,} cached thumbnails"
+        ),
         highlight=False,
     )
 
@@ -284,14 +283,14 @@ def evaluate(
     class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="Match boxes ignoring labels.")] = False,
 ) -> None:
     """COCO-exact evaluation: mAP table, per-class AP; per-object TP/FP/FN stored for filtering in the app."""
-    from .dataset import load
+    from .client import _metrics
 
     out = Console()
     results = []
     with friendly_errors(), progress_bar() as report:
-        ds = load(name, _store())
+        backend = _backend()
         for model in models:
-            results.append(ds.evaluate(model, iou, class_agnostic, progress=report))
+            results.append(_metrics(backend.evaluate(name, model, iou, class_agnostic, progress=report)))
     summary = Table(
         "metric", *[m.model for m in results], title=f"{name}: COCO bbox metrics ({results[0].samples:,} images)"
     )
@@ -337,14 +336,10 @@ def insights(
     """Find blind spots, error patterns, label mistakes and near-duplicates; stored for the app's Insights tab."""
     import orjson
 
-    from .dataset import load
     from .insights import KINDS
-    from .insights.runner import findings_json
 
     with friendly_errors(), progress_bar() as report:
-        ds = load(name, _store())
-        found = ds.insights(model=model or None, kinds=kind or list(KINDS), progress=report)
-        doc = findings_json(ds.store, ds.id, found)
+        doc = _backend().insights(name, model or None, kind or list(KINDS), progress=report)
     if as_json:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -373,26 +368,16 @@ def embed(
     workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding images.")] = 2,
 ) -> None:
     """Compute image embeddings into the vector store (resumable), then the 2-D map for the app."""
-    from .embedding_jobs import embed_dataset, project_dataset
-    from .embeddings import load_embedder
-
-    options = {"weights": str(weights)} if weights else {}
     with friendly_errors(), progress_bar() as report:
-        store = _store()
-        ds_id = store.get_dataset(name).id
-        emb = load_embedder(embedder, **options)
-        # Registered like embed_dataset does for a spec: text search needs it, and doctor counts a collection that
-        # is neither registered nor used as an orphan.
-        store.register_collection(emb.name, embedder, options, emb.dim)
-        summary = embed_dataset(store, ds_id, emb, batch_size=batch_size, num_workers=workers, progress=report)
-        methods = {"both": ["pca", "umap"], "none": []}.get(project, [project])
-        for method in methods:
-            project_dataset(store, ds_id, emb.name, method, progress=report)
+        summary = _backend().embed(
+            name, embedder, str(weights) if weights else None, project, batch_size, workers, progress=report
+        )
     console.print(
-        f"[green]embedded[/] {summary.embedded:,} images into {emb.name!r} ({summary.skipped:,} already there, "
-        f"{len(summary.failed):,} unreadable) in {summary.seconds:.1f}s; maps: {', '.join(methods) or 'none'}"
+        f"[green]embedded[/] {summary['embedded']:,} images into {summary['collection']!r} "
+        f"({summary['skipped']:,} already there, {len(summary['failed']):,} unreadable) in {summary['seconds']:.1f}s; "
+        f"maps: {', '.join(summary['maps']) or 'none'}"
     )
-    for failure in summary.failed[:5]:
+    for failure in summary["failed"][:5]:
         console.print(f"[yellow]warning:[/] {failure}", highlight=False)
 
 

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_multimodal: bool = False
+    allowed_roots: str | None = None
+    """Where the server may read datasets from for ingest requests of web users and API clients: folders or
+    ``gs://`` prefixes separated by ``,`` or the OS path separator. Unset: the user's home and the demo folder."""
 
     @property
     def database(self) -> Path:

@@ -12,7 +12,7 @@ import pyarrow as pa
 from . import media
 from .formats.base import Issue, ProgressCallback, no_progress
 from .query import Filters, Sort, as_filters
-from .store.metadata import GROUND_TRUTH, DatasetRow, FieldInfo, MetadataStore, open_store
+from .store.metadata import GROUND_TRUTH, DatasetRow, FieldInfo, MetadataStore
 
 
 @dataclass
@@ -177,13 +177,25 @@ class Dataset:
         }
 
 
-def load(name: str, store: MetadataStore | None = None) -> Dataset:
-    store = store or open_store()
+def load(name: str, store: MetadataStore | None = None) -> Any:
+    """The dataset ``name``: a ``Dataset`` on the store, or, while an app owns the database, a
+    ``client.RemoteDataset`` answered by that app (same methods, same results)."""
+    if store is None:
+        from .client import Client, RemoteDataset, connect
+
+        backend = connect()
+        if isinstance(backend, Client):
+            return RemoteDataset(backend, backend.dataset_info(name))
+        store = backend.store
     return Dataset(store, store.get_dataset(name))
 
 
 def list_datasets(store: MetadataStore | None = None) -> list[dict[str, Any]]:
-    return (store or open_store()).list_datasets()
+    if store is None:
+        from .client import connect
+
+        return connect().list_datasets()
+    return store.list_datasets()
 
 
 def delete_dataset(name: str, store: MetadataStore | None = None, vectors: Any = None, thumbnails: Any = None) -> Any:
@@ -191,4 +203,11 @@ def delete_dataset(name: str, store: MetadataStore | None = None, vectors: Any =
     for the order and why); returns what was removed. Image files are not touched."""
     from .cleanup import delete_dataset as delete_everywhere
 
+    if store is None and vectors is None and thumbnails is None:
+        from .client import Client, connect
+
+        backend = connect()
+        if isinstance(backend, Client):
+            return backend.delete(name)
+        store = backend.store
     return delete_everywhere(name, store, vectors, thumbnails)

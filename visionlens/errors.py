@@ -39,3 +39,11 @@ class FilterError(VisionLensError):
 
 class FieldNameError(VisionLensError):
     """A field name that would share or hide another field (letter case, a built-in, an evaluation's)."""
+
+
+class JobCancelled(VisionLensError):
+    """A user cancelled a running job; raised from its progress report so the work stops where it is."""
+
+
+class NotAllowedError(VisionLensError):
+    """A path outside the roots the server may read, or an action the caller may not take."""

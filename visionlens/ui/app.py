@@ -90,6 +90,9 @@ def _lazy_tabs(state: AppState, factories: dict[str, Any]) -> pn.Column:
 
 def build(dataset: str | None = None, thumbnails: str = "route", template: bool = True) -> Any:
     """The app for one session. ``thumbnails="data"`` inlines images for notebooks, where no route is served."""
+    from ..server.mount import mount_current
+
+    mount_current()  # image routes + HTTP API on this server, before the page asks for an image
     pn.extension("tabulator", raw_css=[CSS], notifications=True)
     state = AppState(resources.store(), dataset=dataset)
     if template:

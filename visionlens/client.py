@@ -1,0 +1,494 @@
+"""The typed client of the HTTP API, and ``connect()``: the one way the CLI and the Python API reach a database.
+
+When an app owns the database (its owner record names a live server), ``connect()`` returns a ``Client`` that
+talks to it; otherwise a ``Local`` backend that opens the file itself. Both offer the same methods with the same
+plain-data results (``server.operations`` computes them on either side), so ``visionlens list`` prints the same
+table beside a running app as without one. Long operations (ingest, predictions, evaluation, embeddings,
+insights, deletion) run as jobs on the server; the client follows them, reports their progress to the same
+``progress(step, done, total)`` callback the local path uses, and cancels the job if it is interrupted.
+
+    from visionlens.client import Client
+    api = Client("http://127.0.0.1:5006", token="...")   # or Client.from_owner() beside the database
+    api.list_datasets()
+    api.samples("coco", filters={"fields": [{"field": "split", "values": ["val"]}]}, limit=10)
+    job = api.evaluate("coco", "yolo", wait=False); api.wait(job["id"])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    JobCancelled,
+    NotAllowedError,
+    StoreLockedError,
+    VisionLensError,
+)
+from .formats.base import ProgressCallback, no_progress
+from .query import Filters, Sort
+
+__all__ = ["Backend", "Client", "Local", "connect", "RemoteDataset"]
+
+Json = dict[str, Any]
+
+
+class Backend(Protocol):
+    """What the CLI and the Python API need, whichever side of the API they are on."""
+
+    def list_datasets(self) -> list[Json]: ...
+    def dataset_info(self, name: str) -> Json: ...
+    def ingest(
+        self,
+        path: str,
+        name: str,
+        format: str = "auto",
+        images: str | None = None,
+        predictions: dict[str, str] | None = None,
+        replace: bool = False,
+        progress: ProgressCallback = no_progress,
+    ) -> Json: ...
+    def add_predictions(
+        self,
+        name: str,
+        model: str,
+        path: str,
+        format: str = "auto",
+        replace: bool = False,
+        progress: ProgressCallback = no_progress,
+    ) -> Json: ...
+    def delete(self, name: str, progress: ProgressCallback = no_progress) -> Json: ...
+    def samples(self, name: str, filters: Any = None, sort: Any = None, offset: int = 0, limit: int = 100) -> Json: ...
+    def annotations(
+        self, name: str, sample_ids: list[int], sources: list[str] | None = None, evaluation: str | None = None
+    ) -> Json: ...
+    def evaluate(
+        self,
+        name: str,
+        model: str,
+        iou: float = 0.5,
+        class_agnostic: bool = False,
+        progress: ProgressCallback = no_progress,
+    ) -> Json: ...
+    def metrics(
+        self, name: str, model: str, filters: Any = None, iou: float = 0.5, class_agnostic: bool = False
+    ) -> Json: ...
+    def evaluations(self, name: str) -> list[Json]: ...
+    def embed(
+        self,
+        name: str,
+        embedder: str = "builtin",
+        weights: str | None = None,
+        project: str = "both",
+        batch_size: int = 64,
+        workers: int = 2,
+        progress: ProgressCallback = no_progress,
+    ) -> Json: ...
+    def similar(
+        self,
+        name: str,
+        sample_id: int | None = None,
+        text: str | None = None,
+        k: int = 50,
+        filters: Any = None,
+        collection: str | None = None,
+    ) -> Json: ...
+    def insights(
+        self,
+        name: str,
+        models: list[str] | None = None,
+        kinds: list[str] | None = None,
+        progress: ProgressCallback = no_progress,
+    ) -> Json: ...
+    def findings(self, name: str) -> Json: ...
+
+
+class Local:
+    """The operations on a store opened in this process (no app owns the database)."""
+
+    remote = False
+
+    def __init__(self, store: Any = None):
+        from .store.metadata import open_store
+
+        self.store = store or open_store()
+
+    def __getattr__(self, name: str) -> Any:
+        from .server import operations
+
+        fn = getattr(operations, name, None)
+        if fn is None or name.startswith("_") or name not in operations.__all__:
+            raise AttributeError(name)
+        return lambda *args, **kwargs: fn(self.store, *args, **kwargs)
+
+
+def _filters_json(filters: Any) -> Any:
+    if filters is None:
+        return {}
+    if isinstance(filters, Filters | Sort):
+        return filters.model_dump(mode="json", exclude_defaults=True)
+    return filters
+
+
+def _abs(path: str | os.PathLike[str] | None) -> str | None:
+    """A path as the server must read it: absolute from the caller's folder (URIs as given)."""
+    if path is None:
+        return None
+    s = str(path)
+    return s if "://" in s else str(Path(s).expanduser().resolve())
+
+
+class Client:
+    """Typed calls of the HTTP API; the same results as ``Local``, errors raised as the same exception types."""
+
+    remote = True
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 120.0, poll_s: float = 1.0):
+        import httpx
+
+        from .server.api import API_PREFIX
+
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url + API_PREFIX, headers=headers, timeout=timeout)
+        self.poll_s = poll_s
+
+    @classmethod
+    def from_owner(cls, database: str | os.PathLike[str] | None = None) -> Client:
+        """The client of the live app that owns ``database`` (default: this home's database)."""
+        from .config import get_settings
+        from .server.owner import live_owner
+
+        found = live_owner(database or get_settings().database)
+        if found is None:
+            raise VisionLensError("no running app owns this database (start one with `make serve`)")
+        return cls(found.url, found.token)
+
+    def __repr__(self) -> str:
+        return f"<visionlens.Client {self.url}>"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        from urllib.parse import quote
+
+        import httpx
+
+        parts = path.split("/")
+        if len(parts) > 2 and parts[1] == "datasets":  # a dataset name is data: quoted whole, "/" included
+            parts[2] = quote(parts[2], safe="")
+        try:
+            r = self._http.request(method, "/".join(parts), **kwargs)
+        except httpx.HTTPError as e:
+            raise VisionLensError(f"the VisionLens app at {self.url} did not answer: {e}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = {"error": r.text[:500]}
+        if r.status_code >= 400:
+            message = body.get("error", r.reason_phrase) if isinstance(body, dict) else r.reason_phrase
+            raise _ERRORS.get(r.status_code, VisionLensError)(message)
+        return body
+
+    def _job(self, path: str, body: Json, wait: bool, progress: ProgressCallback) -> Json:
+        job = self._request("POST", path, json=body)["job"]
+        return self.wait(job["id"], progress) if wait else job
+
+    def wait(self, job_id: str, progress: ProgressCallback = no_progress) -> Any:
+        """Follow a job to its end, reporting progress; its result, or its error raised. Ctrl-C cancels it."""
+        seen: dict[str, tuple[int, int]] = {}
+        try:
+            while True:
+                job = self.job(job_id, wait=self.poll_s)
+                for step, s in job["steps"].items():
+                    if seen.get(step) != (s["done"], s["total"]):
+                        seen[step] = (s["done"], s["total"])
+                        progress(step, s["done"], s["total"])
+                if job["state"] == "done":
+                    return job["result"]
+                if job["state"] == "cancelled":
+                    raise JobCancelled(job["error"] or f"job {job_id} was cancelled")
+                if job["state"] == "failed":
+                    raise VisionLensError(job["error"] or f"job {job_id} failed")
+        except KeyboardInterrupt:
+            self.cancel(job_id)
+            raise
+
+    # --- jobs -----------------------------------------------------------------------------------------------
+
+    def jobs(self) -> list[Json]:
+        return self._request("GET", "/jobs")["jobs"]
+
+    def job(self, job_id: str, wait: float = 0) -> Json:
+        return self._request("GET", f"/jobs/{job_id}", params={"wait": wait} if wait else None)["job"]
+
+    def cancel(self, job_id: str) -> bool:
+        try:
+            return bool(self._request("DELETE", f"/jobs/{job_id}")["cancelled"])
+        except VisionLensError:
+            return False
+
+    # --- the operations -------------------------------------------------------------------------------------
+
+    def health(self) -> Json:
+        return self._request("GET", "/health")
+
+    def list_datasets(self) -> list[Json]:
+        return self._request("GET", "/datasets")
+
+    def dataset_info(self, name: str) -> Json:
+        return self._request("GET", f"/datasets/{name}")
+
+    def ingest(
+        self,
+        path: str,
+        name: str,
+        format: str = "auto",
+        images: str | None = None,
+        predictions: dict[str, str] | None = None,
+        replace: bool = False,
+        progress: ProgressCallback = no_progress,
+        wait: bool = True,
+    ) -> Json:
+        body = {
+            "path": _abs(path),
+            "name": name,
+            "format": format,
+            "images": _abs(images),
+            "predictions": {m: _abs(p) for m, p in (predictions or {}).items()},
+            "replace": replace,
+        }
+        return self._job("/datasets", body, wait, progress)
+
+    def add_predictions(
+        self,
+        name: str,
+        model: str,
+        path: str,
+        format: str = "auto",
+        replace: bool = False,
+        progress: ProgressCallback = no_progress,
+        wait: bool = True,
+    ) -> Json:
+        body = {"model": model, "path": _abs(path), "format": format, "replace": replace}
+        return self._job(f"/datasets/{name}/predictions", body, wait, progress)
+
+    def delete(self, name: str, progress: ProgressCallback = no_progress, wait: bool = True) -> Json:
+        job = self._request("DELETE", f"/datasets/{name}")["job"]
+        return self.wait(job["id"], progress) if wait else job
+
+    def samples(self, name: str, filters: Any = None, sort: Any = None, offset: int = 0, limit: int = 100) -> Json:
+        body = {"filters": _filters_json(filters), "offset": offset, "limit": limit}
+        if sort is not None:
+            body["sort"] = _filters_json(sort)
+        return self._request("POST", f"/datasets/{name}/samples", json=body)
+
+    def annotations(
+        self, name: str, sample_ids: list[int], sources: list[str] | None = None, evaluation: str | None = None
+    ) -> Json:
+        body = {"sample_ids": [int(i) for i in sample_ids], "sources": sources, "evaluation": evaluation}
+        return self._request("POST", f"/datasets/{name}/annotations", json=body)
+
+    def evaluate(
+        self,
+        name: str,
+        model: str,
+        iou: float = 0.5,
+        class_agnostic: bool = False,
+        progress: ProgressCallback = no_progress,
+        wait: bool = True,
+    ) -> Json:
+        body = {"model": model, "iou": iou, "class_agnostic": class_agnostic}
+        return self._job(f"/datasets/{name}/evaluate", body, wait, progress)
+
+    def metrics(
+        self, name: str, model: str, filters: Any = None, iou: float = 0.5, class_agnostic: bool = False
+    ) -> Json:
+        body = {"model": model, "filters": _filters_json(filters), "iou": iou, "class_agnostic": class_agnostic}
+        return self._request("POST", f"/datasets/{name}/metrics", json=body)
+
+    def evaluations(self, name: str) -> list[Json]:
+        return self._request("GET", f"/datasets/{name}/evaluations")
+
+    def embed(
+        self,
+        name: str,
+        embedder: str = "builtin",
+        weights: str | None = None,
+        project: str = "both",
+        batch_size: int = 64,
+        workers: int = 2,
+        progress: ProgressCallback = no_progress,
+        wait: bool = True,
+    ) -> Json:
+        body = {
+            "embedder": embedder,
+            "weights": _abs(weights),
+            "project": project,
+            "batch_size": batch_size,
+            "workers": workers,
+        }
+        return self._job(f"/datasets/{name}/embed", body, wait, progress)
+
+    def similar(
+        self,
+        name: str,
+        sample_id: int | None = None,
+        text: str | None = None,
+        k: int = 50,
+        filters: Any = None,
+        collection: str | None = None,
+    ) -> Json:
+        body = {
+            "sample_id": sample_id,
+            "text": text,
+            "k": k,
+            "filters": _filters_json(filters),
+            "collection": collection,
+        }
+        return self._request("POST", f"/datasets/{name}/similar", json=body)
+
+    def insights(
+        self,
+        name: str,
+        models: list[str] | None = None,
+        kinds: list[str] | None = None,
+        progress: ProgressCallback = no_progress,
+        wait: bool = True,
+    ) -> Json:
+        return self._job(f"/datasets/{name}/insights", {"models": models, "kinds": kinds}, wait, progress)
+
+    def findings(self, name: str) -> Json:
+        return self._request("GET", f"/datasets/{name}/insights")
+
+
+_ERRORS: dict[int, type[VisionLensError]] = {
+    401: NotAllowedError,
+    403: NotAllowedError,
+    404: DatasetNotFoundError,
+    409: DatasetExistsError,
+}
+
+
+def connect(database: str | os.PathLike[str] | None = None) -> Client | Local:
+    """A ``Client`` of the running app that owns the database, else the database opened here."""
+    from .config import get_settings
+    from .server.owner import live_owner
+    from .store.metadata import open_store
+
+    db = database or get_settings().database
+    found = live_owner(db)
+    if found is not None:
+        return Client(found.url, found.token)
+    try:
+        return Local(open_store(db))
+    except StoreLockedError as e:
+        raise StoreLockedError(
+            f"{e} No running VisionLens app answers for it (an app started with `panel serve apps/browse.py` or "
+            "`make serve` records itself beside the database once its first page is open)."
+        ) from None
+
+
+class RemoteDataset:
+    """``vl.load(name)`` while an app owns the database: the usual questions, answered by the app."""
+
+    def __init__(self, client: Client, info: Json):
+        self.client, self.info = client, info
+
+    name = property(lambda self: self.info["name"])
+    id = property(lambda self: self.info["id"])
+    root = property(lambda self: self.info["root"])
+    format = property(lambda self: self.info["format"])
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.name!r} via {self.client.url}: {self.count()} samples, models {self.models()}>"
+
+    def count(self, filters: Any = None) -> int:
+        return int(self.client.samples(self.name, filters, limit=0)["count"])
+
+    def samples(
+        self,
+        filters: Any = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_by: str = "id",
+        descending: bool = False,
+        as_: str = "pandas",
+    ) -> Any:
+        import pyarrow as pa
+
+        rows = self.page_rows(filters, limit, offset, sort_by, descending)[0]
+        table = pa.Table.from_pylist(rows)
+        return table.to_pandas() if as_ == "pandas" else table
+
+    def page(
+        self, filters: Any = None, limit: int = 100, offset: int = 0, sort_by: str = "id", descending: bool = False
+    ) -> tuple[Any, int]:
+        import pandas as pd
+
+        rows, total = self.page_rows(filters, limit, offset, sort_by, descending)
+        return pd.DataFrame(rows), total
+
+    def page_rows(
+        self, filters: Any, limit: int, offset: int, sort_by: str, descending: bool
+    ) -> tuple[list[Json], int]:
+        sort = {"field": sort_by, "descending": descending}
+        out = self.client.samples(self.name, filters, sort, offset, limit)
+        return out["rows"], int(out["count"])
+
+    def annotations(self, sample_ids: Any, sources: list[str] | None = None, evaluation: str | None = None) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        ids = [int(i) for i in np.atleast_1d(np.asarray(sample_ids, np.int64))]
+        return pd.DataFrame(self.client.annotations(self.name, ids, sources, evaluation)["rows"])
+
+    def labels(self) -> list[str]:
+        return list(self.client.dataset_info(self.name)["label_names"])
+
+    def models(self) -> list[str]:
+        return list(self.client.dataset_info(self.name)["models"])
+
+    def summary(self) -> Json:
+        return self.client.dataset_info(self.name)
+
+    def add_predictions(
+        self, model: str, path: str, format: str = "auto", replace: bool = False, progress: Any = no_progress
+    ) -> int:
+        return int(self.client.add_predictions(self.name, model, path, format, replace, progress)["predictions"])
+
+    def evaluate(self, model: str, iou: float = 0.5, class_agnostic: bool = False, progress: Any = no_progress) -> Any:
+        return _metrics(self.client.evaluate(self.name, model, iou, class_agnostic, progress))
+
+    def metrics(self, model: str, filters: Any = None, iou: float = 0.5, class_agnostic: bool = False) -> Any:
+        return _metrics(self.client.metrics(self.name, model, filters, iou, class_agnostic))
+
+    def evaluations(self) -> list[Json]:
+        return self.client.evaluations(self.name)
+
+    def insights(
+        self, model: Any = None, kinds: list[str] | None = None, compute: bool = True, progress: Any = no_progress
+    ) -> list[Json]:
+        """Findings as the API sends them (``{"kind", "title", "score", "filters", "files", ...}``)."""
+        if not compute:
+            found = self.client.findings(self.name)["findings"]
+            return [f for f in found if kinds is None or f["kind"] in kinds]
+        models = [model] if isinstance(model, str) else model
+        return self.client.insights(self.name, models, kinds, progress)["findings"]
+
+
+def _metrics(doc: Json) -> Any:
+    """The API's metrics as the ``Metrics`` object the local path returns."""
+    import numpy as np
+
+    from .metrics import Metrics
+
+    fields = {k: doc[k] for k in ("model", "key", "iou", "class_agnostic", "samples", "stats", "per_class", "seconds")}
+    confusion = np.asarray(doc["confusion"]) if doc.get("confusion") is not None else None
+    return Metrics(**fields, confusion=confusion, confusion_labels=doc.get("confusion_labels", []))
