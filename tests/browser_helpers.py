@@ -114,7 +114,8 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 
 def serve_app(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``panel serve apps/browse.py`` on a VisionLens home, as ``make serve`` runs it; returns (process, base URL).
+    """``panel serve apps/browse.py`` on a VisionLens home, as a user types it (no ``--plugins``: the app mounts
+    its image routes and API itself when its first page opens); returns (process, base URL).
 
     A separate process: DuckDB lets one process hold a database file, so the home must not be open here.
     """
@@ -133,8 +134,6 @@ def serve_app(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
             "127.0.0.1",
             "--allow-websocket-origin",
             f"127.0.0.1:{port}",
-            "--plugins",
-            "visionlens.ui.routes",
             "--num-threads",
             "4",
             *extra,
@@ -146,7 +145,7 @@ def serve_app(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/vl/thumb/0/0")  # answers (404) as soon as the server listens, without building a session
+        wait_http(url + "/favicon.ico")  # answers as soon as the server listens, without building a session
     except AssertionError:
         proc.kill()
         raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None

@@ -141,6 +141,13 @@ def _abs(path: str | os.PathLike[str] | None) -> str | None:
     return s if "://" in s else str(Path(s).expanduser().resolve())
 
 
+def _ds(name: str, tail: str = "") -> str:
+    """A dataset's API path; the name is data, quoted whole ("/" and "?" included)."""
+    from urllib.parse import quote
+
+    return f"/datasets/{quote(name, safe='')}{tail}"
+
+
 class Client:
     """Typed calls of the HTTP API; the same results as ``Local``, errors raised as the same exception types."""
 
@@ -176,15 +183,11 @@ class Client:
     # --- plumbing -------------------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        from urllib.parse import quote
 
         import httpx
 
-        parts = path.split("/")
-        if len(parts) > 2 and parts[1] == "datasets":  # a dataset name is data: quoted whole, "/" included
-            parts[2] = quote(parts[2], safe="")
         try:
-            r = self._http.request(method, "/".join(parts), **kwargs)
+            r = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
             raise VisionLensError(f"the VisionLens app at {self.url} did not answer: {e}") from None
         try:
@@ -243,7 +246,7 @@ class Client:
         return self._request("GET", "/datasets")
 
     def dataset_info(self, name: str) -> Json:
-        return self._request("GET", f"/datasets/{name}")
+        return self._request("GET", _ds(name, ""))
 
     def ingest(
         self,
@@ -277,23 +280,23 @@ class Client:
         wait: bool = True,
     ) -> Json:
         body = {"model": model, "path": _abs(path), "format": format, "replace": replace}
-        return self._job(f"/datasets/{name}/predictions", body, wait, progress)
+        return self._job(_ds(name, "/predictions"), body, wait, progress)
 
     def delete(self, name: str, progress: ProgressCallback = no_progress, wait: bool = True) -> Json:
-        job = self._request("DELETE", f"/datasets/{name}")["job"]
+        job = self._request("DELETE", _ds(name, ""))["job"]
         return self.wait(job["id"], progress) if wait else job
 
     def samples(self, name: str, filters: Any = None, sort: Any = None, offset: int = 0, limit: int = 100) -> Json:
         body = {"filters": _filters_json(filters), "offset": offset, "limit": limit}
         if sort is not None:
             body["sort"] = _filters_json(sort)
-        return self._request("POST", f"/datasets/{name}/samples", json=body)
+        return self._request("POST", _ds(name, "/samples"), json=body)
 
     def annotations(
         self, name: str, sample_ids: list[int], sources: list[str] | None = None, evaluation: str | None = None
     ) -> Json:
         body = {"sample_ids": [int(i) for i in sample_ids], "sources": sources, "evaluation": evaluation}
-        return self._request("POST", f"/datasets/{name}/annotations", json=body)
+        return self._request("POST", _ds(name, "/annotations"), json=body)
 
     def evaluate(
         self,
@@ -305,16 +308,16 @@ class Client:
         wait: bool = True,
     ) -> Json:
         body = {"model": model, "iou": iou, "class_agnostic": class_agnostic}
-        return self._job(f"/datasets/{name}/evaluate", body, wait, progress)
+        return self._job(_ds(name, "/evaluate"), body, wait, progress)
 
     def metrics(
         self, name: str, model: str, filters: Any = None, iou: float = 0.5, class_agnostic: bool = False
     ) -> Json:
         body = {"model": model, "filters": _filters_json(filters), "iou": iou, "class_agnostic": class_agnostic}
-        return self._request("POST", f"/datasets/{name}/metrics", json=body)
+        return self._request("POST", _ds(name, "/metrics"), json=body)
 
     def evaluations(self, name: str) -> list[Json]:
-        return self._request("GET", f"/datasets/{name}/evaluations")
+        return self._request("GET", _ds(name, "/evaluations"))
 
     def embed(
         self,
@@ -334,7 +337,7 @@ class Client:
             "batch_size": batch_size,
             "workers": workers,
         }
-        return self._job(f"/datasets/{name}/embed", body, wait, progress)
+        return self._job(_ds(name, "/embed"), body, wait, progress)
 
     def similar(
         self,
@@ -352,7 +355,7 @@ class Client:
             "filters": _filters_json(filters),
             "collection": collection,
         }
-        return self._request("POST", f"/datasets/{name}/similar", json=body)
+        return self._request("POST", _ds(name, "/similar"), json=body)
 
     def insights(
         self,
@@ -362,10 +365,10 @@ class Client:
         progress: ProgressCallback = no_progress,
         wait: bool = True,
     ) -> Json:
-        return self._job(f"/datasets/{name}/insights", {"models": models, "kinds": kinds}, wait, progress)
+        return self._job(_ds(name, "/insights"), {"models": models, "kinds": kinds}, wait, progress)
 
     def findings(self, name: str) -> Json:
-        return self._request("GET", f"/datasets/{name}/insights")
+        return self._request("GET", _ds(name, "/insights"))
 
 
 _ERRORS: dict[int, type[VisionLensError]] = {

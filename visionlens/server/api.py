@@ -242,6 +242,8 @@ class DatasetsHandler(ApiHandler):
 
     def _ingest(self) -> None:
         b: IngestBody = self.body(IngestBody)
+        if not b.replace and _store().has_dataset(b.name):
+            raise DatasetExistsError(f"a dataset named {b.name!r} exists; send replace: true to overwrite it")
         path = check_allowed(b.path, "dataset path")
         images = check_allowed(b.images, "image folder") if b.images else None
         preds = {m: check_allowed(p, f"predictions of {m!r}") for m, p in b.predictions.items()}
