@@ -113,14 +113,14 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-def serve_app(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def serve_app(home: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """``panel serve apps/browse.py`` on a VisionLens home, as a user types it (no ``--plugins``: the app mounts
     its image routes and API itself when its first page opens); returns (process, base URL).
 
     A separate process: DuckDB lets one process hold a database file, so the home must not be open here.
     """
     port = free_port()
-    env = {**os.environ, "VISIONLENS_HOME": str(home)}
+    env = {**os.environ, "VISIONLENS_HOME": str(home), **(env or {})}
     proc = subprocess.Popen(
         [
             sys.executable,

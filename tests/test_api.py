@@ -36,15 +36,7 @@ def api(tmp_path_factory: pytest.TempPathFactory):
     second = build_demo(allowed / "second", n=12, seed=6)
     build_demo(outside / "secret", n=6, seed=7)
 
-    old = os.environ.get("VISIONLENS_ALLOWED_ROOTS")
-    os.environ["VISIONLENS_ALLOWED_ROOTS"] = str(allowed)
-    try:
-        proc, url = serve_app(home)
-    finally:
-        if old is None:
-            os.environ.pop("VISIONLENS_ALLOWED_ROOTS")
-        else:
-            os.environ["VISIONLENS_ALLOWED_ROOTS"] = old
+    proc, url = serve_app(home, env={"VISIONLENS_ALLOWED_ROOTS": str(allowed)})
     try:
         # Before any page opened the app has not run: no routes, no owner record, the database not open.
         assert not record_path(home / "visionlens.duckdb").exists()

@@ -62,8 +62,9 @@ def expected(demo_home: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def server(demo_home: Path, expected: dict[str, int]) -> Iterator[str]:
-    proc, url = _serve(demo_home)
+def server(demo_home: Path, expected: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # the Datasets page may read the test's temporary folders (a web user's ingest is limited to allowed roots)
+    proc, url = serve_app(demo_home, env={"VISIONLENS_ALLOWED_ROOTS": str(tmp_path_factory.getbasetemp())})
     yield url
     proc.terminate()
     proc.wait(10)

@@ -15,7 +15,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,21 +135,44 @@ class JobRegistry:
     def _run(self, job: Job, work: Callable[[ProgressCallback], Any]) -> None:
         if job.state == "cancelled":
             return
+        try:
+            with self._running(job):
+                job.result = work(job.report)
+        except Exception:  # recorded in the job by _running; nobody else waits on this thread
+            pass
+
+    @contextmanager
+    def _running(self, job: Job) -> Iterator[Job]:
         job.state, job.started = "running", time.time()
         try:
-            job.result = work(job.report)
+            yield job
             job.state = "done"
         except JobCancelled as e:
             job.state, job.error = "cancelled", str(e)
+            raise
         except VisionLensError as e:
             job.state, job.error = "failed", str(e)
+            raise
         except Exception as e:  # a bug: keep the traceback in the log, the message in the job
             log.exception("job %s (%s) failed", job.id, job.title)
             job.state, job.error = "failed", f"{type(e).__name__}: {e}"
+            raise
         finally:
             job.finished = time.time()
             with self._lock:
                 self.changed.notify_all()
+
+    @contextmanager
+    def track(self, kind: str, title: str, dataset: str | None = None, user: str | None = None) -> Iterator[Job]:
+        """Record work that runs elsewhere (the app's own long jobs) so the API and every session see it, with
+        its progress (report through ``job.report``) and a working cancel; exceptions pass through."""
+        job = Job(kind=kind, title=title, dataset=dataset, user=user)
+        with self._lock:
+            job.seq = next(self._seq)
+            self._jobs[job.id] = job
+            self._trim()
+        with self._running(job):
+            yield job
 
     def _trim(self) -> None:
         finished = [j for j in self._jobs.values() if not j.active]

@@ -15,6 +15,7 @@ from .filters_view import FiltersView
 from .grid_view import GridView
 from .insights_view import InsightsView
 from .jobs import Jobs
+from .jobs_view import JobsView
 from .map_view import MapView
 from .state import AppState
 from .toolbar_view import ToolbarView
@@ -107,14 +108,22 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
             "Map": lambda: MapView(state=state, thumbnails=thumbnails),
             "Evaluation": lambda: EvaluationView(state=state),
             "Insights": lambda: InsightsView(state=state, thumbnails=thumbnails),
-            "Datasets": lambda: DatasetsView(state=state),
+            "Datasets": lambda: pn.Column(
+                DatasetsView(state=state), JobsView(state=state), sizing_mode="stretch_width"
+            ),
         },
     )
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
         tmpl = pn.template.FastListTemplate(
-            title=TITLE, sidebar=[sidebar], main=[tabs], sidebar_width=320, accent="#3b6fb6", main_layout=None
+            title=TITLE,
+            sidebar=[sidebar],
+            main=[tabs],
+            sidebar_width=320,
+            accent="#3b6fb6",
+            main_layout=None,
+            design=_ServedFast,
         )
         tmpl.state = state  # type: ignore[attr-defined] - handy for tests and debugging
         return tmpl

@@ -14,7 +14,7 @@ from ..errors import VisionLensError
 from ..ingestion import ingest
 from . import resources
 from .html import md
-from .jobs import Jobs, user_message
+from .jobs import Jobs, session_doc, user_message
 from .state import AppState
 
 
@@ -60,6 +60,7 @@ class DatasetsView(Viewer):
         self._embed = pn.widgets.Button(name="Compute embeddings + map", button_type="default", width=220)
         self._embed.on_click(self._start_embedding)
         self._confirming: str | None = None
+        self._tracked: Any = None  # this page's running job in the server's job registry
         self._jobs = Jobs("datasets", state=self.state)
         self._layout = pn.Column(
             pn.pane.HTML("<h3>Datasets</h3>"),
@@ -76,8 +77,10 @@ class DatasetsView(Viewer):
             css_classes=["vl-datasets"],
         )
         self._refresh_list()
+        self.state.param.watch(lambda *_: self._refresh_list(), "datasets_version")
 
     def _refresh_list(self) -> None:
+        """The table and the target list; the shared state's list of datasets is re-read by ``reload_datasets``."""
         rows = resources.store().list_datasets()
         df = pd.DataFrame(
             [
@@ -97,16 +100,16 @@ class DatasetsView(Viewer):
         names = [d["name"] for d in rows]
         self._target.options = names
         self._target.value = self._target.value if self._target.value in names else (names[0] if names else None)
-        self.state.param.dataset.objects = names
-        if self.state.dataset not in names:
-            self.state.dataset = names[0] if names else None
 
     def _say(self, markdown: str, kind: str = "info") -> None:
         """Show a message; data in ``markdown`` must already be escaped with ``html.md``."""
         self._status.param.update(object=markdown, alert_type=kind, visible=bool(markdown))
 
     def _report(self, step: str, done: int, total: int) -> None:
-        """Progress from the worker, shown on the session's loop at most five times a second."""
+        """Progress from the worker, shown on the session's loop at most five times a second; also recorded in the
+        server's job registry, whose cancel turns the next report into ``JobCancelled``."""
+        if self._tracked is not None:
+            self._tracked.report(step, done, total)
         message = f"{md(step)}: {done:,}/{total:,}" if total else md(step)
         value = int(100 * done / total) if total else -1
 
@@ -117,8 +120,9 @@ class DatasetsView(Viewer):
 
         self._jobs.post(show, every=0.2)
 
-    def _run(self, work: Any, done: Any) -> None:
-        """Run ``work`` on the long-job lane; ``done(result_or_error)`` updates the page on the session's loop."""
+    def _run(self, work: Any, done: Any, kind: str, title: str, dataset: str | None) -> None:
+        """Run ``work`` on the long-job lane; ``done(result_or_error)`` updates the page on the session's loop. The
+        job is recorded in the server's registry, so the jobs panel of every session and the HTTP API see it."""
         if self._jobs.running("job"):
             self._say("another job of this session is still running", "warning")
             return
@@ -133,7 +137,19 @@ class DatasetsView(Viewer):
         def failed(exc: BaseException) -> None:
             finish(exc if isinstance(exc, VisionLensError) else RuntimeError(user_message(exc)))
 
-        self._jobs.submit(work, finish, failed, key="job", lane="long", name="datasets job")
+        user = pn.state.user if session_doc() is not None else None
+
+        def tracked() -> Any:
+            from ..server.jobs import registry
+
+            with registry().track(kind, title, dataset, user=user) as job:
+                self._tracked = job
+                try:
+                    return work()
+                finally:
+                    self._tracked = None
+
+        self._jobs.submit(tracked, finish, failed, key="job", lane="long", name="datasets job")
 
     def wait(self, timeout: float = 600.0) -> None:
         """Block until this page's job ended and was applied (scripts and tests)."""
@@ -153,8 +169,15 @@ class DatasetsView(Viewer):
                 model, p = line.split("=", 1)
                 preds[model.strip()] = p.strip()
         fmt, replace = self._format.value, self._replace.value
+        served = session_doc() is not None
 
         def work() -> Any:
+            if served:  # a web user may only make the server read inside the configured roots
+                from ..server.roots import check_allowed
+
+                check_allowed(path, "dataset path")
+                for model, p in preds.items():
+                    check_allowed(p, f"predictions of {model!r}")
             return ingest(resources.store(), path, name, fmt, predictions=preds, replace=replace, progress=self._report)
 
         def done(result: Any) -> None:
@@ -167,10 +190,10 @@ class DatasetsView(Viewer):
                 f"in {result.seconds:.1f}s{warnings}",
                 "success",
             )
-            self._refresh_list()
+            self.state.reload_datasets()
             self.state.dataset = result.name
 
-        self._run(work, done)
+        self._run(work, done, "ingest", f"ingest {name!r}", name)
 
     def _on_delete(self, *_: Any) -> None:
         name = self._target.value
@@ -199,9 +222,9 @@ class DatasetsView(Viewer):
                 f"{result.thumbnails:,} thumbnails (image files untouched).",
                 "success",
             )
-            self._refresh_list()
+            self.state.reload_datasets()
 
-        self._run(work, done)
+        self._run(work, done, "delete", f"delete {name!r}", name)
 
     def _start_thumbnails(self, *_: Any) -> None:
         name = self._target.value
@@ -225,7 +248,7 @@ class DatasetsView(Viewer):
                     "success",
                 )
 
-        self._run(work, done)
+        self._run(work, done, "thumbnails", f"thumbnails of {name!r}", name)
 
     def _start_embedding(self, *_: Any) -> None:
         """Builtin embedder (no weights needed) + PCA and UMAP maps, resumable, on the worker thread."""
@@ -255,7 +278,7 @@ class DatasetsView(Viewer):
                 if self.state.dataset == name:
                     self.state.collection = self.state.collection or "builtin-colorstats-v1"
 
-        self._run(work, done)
+        self._run(work, done, "embed", f"embed {name!r} with builtin", name)
 
     def __panel__(self) -> pn.Column:
         return self._layout

@@ -62,6 +62,11 @@ class AppState(param.Parameterized):
     version = param.Integer(default=0, precedence=-1, doc="Bumped whenever result_ids changes.")
     busy = param.Boolean(default=False, precedence=-1)
     error = param.String(default="", precedence=-1, doc="Last user-facing error (bad filter, ...).")
+    datasets_version = param.Integer(
+        default=0,
+        precedence=-1,
+        doc="Bumped when the stored datasets changed (an ingest or delete, here or via the API).",
+    )
     query_ms = param.Number(default=0.0, precedence=-1)
 
     _finding_shown: tuple[Filters, str] | None = None
@@ -78,6 +83,14 @@ class AppState(param.Parameterized):
             self._on_dataset()
         else:
             self.refresh()
+
+    def reload_datasets(self) -> None:
+        """Re-read the list of datasets (another session or an API client may have added or removed one)."""
+        names = [d["name"] for d in self.store.list_datasets()]
+        self.param.dataset.objects = names
+        if self.dataset not in names:
+            self.dataset = names[0] if names else None
+        self.datasets_version += 1
 
     # -- derived -------------------------------------------------------------------------------------------------
 
