@@ -6,6 +6,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import panel as pn
+from panel.io.resources import CDN_DIST
+from panel.theme import Fast
 
 from . import resources
 from .datasets_view import DatasetsView
@@ -24,6 +26,22 @@ TITLE = "VisionLens"
 CSS = """
 .vl-detail { overflow: hidden; }
 """
+
+
+class _ServedFast(Fast):
+    """Panel's Fast design less its Google Fonts stylesheet, which every load asked ``fonts.googleapis.com`` for: the
+    page fetches nothing from outside the server. Text falls back to the design's ``sans-serif``, as it did wherever
+    that host is out of reach. Its own scripts are named by their bundled path: Panel resolves a relative one under
+    the design class's name, which is no longer ``fast``."""
+
+    _resources = {
+        **Fast._resources,
+        "font": {},
+        "js_modules": {
+            name: url if "://" in url else f"{CDN_DIST}bundled/fast/{url}"
+            for name, url in Fast._resources["js_modules"].items()
+        },
+    }
 
 
 def _restore_url(state: AppState) -> None:
