@@ -293,3 +293,38 @@ def test_cli_goes_through_the_api_while_the_app_owns_the_database(api):
     )
     assert out.returncode == 0, out.stderr
     assert "demo" in out.stdout and "open in another process" not in out.stderr
+
+
+def test_with_a_login_the_api_takes_the_login_cookie_or_the_token(tmp_path):
+    """``--basic-auth``: a logged-in browser's cookie counts, the owner's token still works, nothing else does."""
+    from visionlens.demo import build_demo
+    from visionlens.ingestion import ingest
+    from visionlens.store.metadata import MetadataStore
+
+    home = tmp_path / "home"
+    demo = build_demo(tmp_path / "demo", n=6, seed=1)
+    store = MetadataStore(home / "visionlens.duckdb")
+    ingest(store, demo.root, "demo")
+    store.close()
+    proc, url = serve_app(home, "--basic-auth", "s3cret-pass", "--cookie-secret", "y" * 32)
+    try:
+        with httpx.Client(base_url=url, timeout=60, follow_redirects=False) as web:
+            assert web.get("/browse").status_code in (302, 401, 403)  # the page itself wants the login
+            login = web.post("/login", data={"username": "ann", "password": "s3cret-pass"})
+            assert login.status_code == 302 and "error" not in login.headers.get("location", "")
+            assert web.get("/browse").status_code == 200  # the first session mounts the API
+            owner = wait_until(lambda: read_owner(home / "visionlens.duckdb"), timeout=30)
+            me = web.get(API_PREFIX + "/health")
+            assert me.status_code == 200 and me.json()["user"] == "ann"
+            assert [d["name"] for d in web.get(API_PREFIX + "/datasets").json()] == ["demo"]
+        anonymous = httpx.get(url + API_PREFIX + "/datasets", timeout=30)
+        assert anonymous.status_code == 401
+        forged = httpx.get(url + API_PREFIX + "/datasets", cookies={"user": "ann"}, timeout=30)
+        assert forged.status_code == 401  # an unsigned cookie is not a login
+        with_token = httpx.get(
+            url + API_PREFIX + "/health", headers={"Authorization": f"Bearer {owner.token}"}, timeout=30
+        )
+        assert with_token.status_code == 200 and with_token.json()["user"] == "token"
+    finally:
+        proc.terminate()
+        proc.wait(30)

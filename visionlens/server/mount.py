@@ -170,6 +170,7 @@ def launch_app(
                 start=False,
                 threaded=False,
                 title="VisionLens",
+                verbose=False,  # stdout belongs to the caller's script; the URL is on the returned object
                 **serve_kwargs,
             )
             holder["server"] = server
