@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # Override on other platforms, e.g. `make serve TORCH="torch torchvision"`.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PORT   ?= 5006
+# Browsers on other hosts may open the page only when named here: `make serve ORIGINS="myhost:5006 localhost:5006"`.
+ORIGINS ?= localhost:$(PORT) 127.0.0.1:$(PORT)
 export VISIONLENS_HOME ?= $(CURDIR)/.visionlens
 
 .PHONY: install serve test browser bench clean
@@ -29,7 +31,7 @@ browser:
 
 serve: install
 	$(BIN)/visionlens demo --if-missing
-	$(BIN)/panel serve apps/browse.py --port $(PORT) --allow-websocket-origin='*' --num-threads 4 --plugins visionlens.ui.routes
+	$(BIN)/panel serve apps/browse.py --port $(PORT) --num-threads 4 $(foreach o,$(ORIGINS),--allow-websocket-origin=$(o))
 
 test: install browser
 	$(BIN)/ruff check .

@@ -328,3 +328,49 @@ def test_with_a_login_the_api_takes_the_login_cookie_or_the_token(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_python_api_in_another_process_goes_through_the_app(api):
+    code = (
+        "import json, visionlens as vl; ds = vl.load('demo'); "
+        "m = ds.metrics(sorted(ds.models())[0], {'fields': [{'field': 'split', 'values': ['val']}]}); "
+        "print(json.dumps({'names': [d['name'] for d in vl.list_datasets()], 'type': type(ds).__name__, "
+        "'count': ds.count(), 'val': ds.count({'fields': [{'field': 'split', 'values': ['val']}]}), "
+        "'page': len(ds.samples(limit=7)), 'metric_samples': m.samples}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "VISIONLENS_HOME": str(api.home)},
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    val = api.client.samples("demo", {"fields": [{"field": "split", "values": ["val"]}]}, limit=0)["count"]
+    assert got["type"] == "RemoteDataset" and "demo" in got["names"]
+    assert got["count"] == 40 and got["val"] == val == got["metric_samples"] and got["page"] == 7
+
+
+def test_plugins_flag_stays_harmless(tmp_path):
+    from visionlens.demo import build_demo
+    from visionlens.ingestion import ingest
+    from visionlens.store.metadata import MetadataStore
+
+    home = tmp_path / "home"
+    demo = build_demo(tmp_path / "demo", n=4, seed=1)
+    store = MetadataStore(home / "visionlens.duckdb")
+    ingest(store, demo.root, "demo")
+    store.close()
+    proc, url = serve_app(home, "--plugins", "visionlens.ui.routes")
+    try:
+        # the plugin's route, before any page: the process opens the database, so it records itself as owner
+        assert httpx.get(url + "/vl/thumb/1/1", timeout=60).status_code == 200
+        owner = wait_until(lambda: read_owner(home / "visionlens.duckdb"), timeout=30)
+        assert httpx.get(url + "/browse", timeout=120).status_code == 200
+        assert httpx.get(url + "/vl/thumb/1/1", timeout=60).status_code == 200
+        health = httpx.get(url + API_PREFIX + "/health", headers={"Authorization": f"Bearer {owner.token}"})
+        assert health.status_code == 200 and health.json()["pid"] == proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)

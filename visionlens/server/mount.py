@@ -22,7 +22,7 @@ from typing import Any
 from ..config import get_settings
 from . import owner as owner_record
 
-__all__ = ["mount_current", "mount", "launch_app", "AppServer", "routes", "token"]
+__all__ = ["mount_current", "mount", "mount_for", "launch_app", "AppServer", "routes", "token"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,17 @@ def mount_current() -> None:
             mount(tornado_app, server.address, server.port)
             return
     log.warning("could not find the server running this app: image routes and the API are not mounted")
+
+
+def mount_for(tornado_app: Any) -> None:
+    """From a request on a route that ``--plugins`` added: the process is about to open the database, so it
+    becomes the owner (routes and record) even before any page was opened."""
+    if tornado_app in _mounted:
+        return
+    for server in _servers():
+        if getattr(server, "_tornado", None) is tornado_app:
+            mount(tornado_app, server.address, server.port)
+            return
 
 
 class AppServer:

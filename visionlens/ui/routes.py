@@ -1,9 +1,9 @@
 """HTTP routes of the app: thumbnails and viewport-size images, by dataset and sample id.
 
-Served with ``panel serve apps/browse.py --plugins visionlens.ui.routes`` (the Makefile does this) or
-``pn.serve(..., extra_patterns=ROUTES)``. A plugin route bypasses ``--basic-auth``/OAuth unless it asks the
-server's auth provider itself, so the handler derives from Bokeh's ``AuthRequestHandler`` and is
-``@authenticated``. Requests name a sample id, never a path, so nothing outside a dataset can be read.
+Mounted by the app itself on the server that runs it (``server.mount``), so ``panel serve apps/browse.py`` needs
+no flag; ``--plugins visionlens.ui.routes`` and ``pn.serve(..., extra_patterns=ROUTES)`` still work. An added
+route bypasses ``--basic-auth``/OAuth unless it asks the server's auth provider itself, so the handler derives
+from Bokeh's ``AuthRequestHandler`` and is ``@authenticated``. Requests name a sample id, never a path, so nothing outside a dataset can be read.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class _ImageHandler(AuthRequestHandler):
         side = self._max_side()  # checked on both routes, though only the full image uses it
         if side is None:
             return
+        from ..server.mount import mount_for
+
+        mount_for(self.application)  # served through --plugins before any page: this process owns the file now
         loop = asyncio.get_running_loop()
         try:  # a store query: off the event loop like the image work, which every session shares
             uri = await loop.run_in_executor(None, sample_uri, int(dataset_id), int(sample_id))
