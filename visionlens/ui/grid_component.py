@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from pathlib import Path
 from typing import Any
 
 import param
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 
 Provider = Callable[[int, int], list[dict[str, Any]]]
 """provider(offset, limit) -> item dicts for rows offset..offset+limit-1 of the current result."""
+
+# The grid's stylesheet as CSS text, not a file name: a template lists every component's ``*.css`` stylesheet in
+# the page head as given, relative to the page, where ``panel serve`` has nothing (``/grid.css`` answered 404 on
+# every load). Text travels with the component's model and is served by nobody.
+_CSS = (Path(__file__).parent / "grid.css").read_text(encoding="utf-8")
 
 
 class ImageGrid(JSComponent):
@@ -57,7 +63,7 @@ class ImageGrid(JSComponent):
     provider = param.Callable(default=None, precedence=-1, doc="provider(offset, limit) -> list of item dicts.")
 
     _esm = "grid.js"
-    _stylesheets = ["grid.css"]
+    _stylesheets = [_CSS]
     _rename = {"provider": None}
 
     def __init__(self, provider: Provider | None = None, executor: Executor | None = None, **params: Any) -> None:
