@@ -187,14 +187,9 @@ def test_thumbnail_route_refuses_without_login_when_auth_is_on(tmp_path):
     assert out.returncode == 0, out.stderr
     proc, url = _serve(home, "--basic-auth", "s3cret-pass", "--cookie-secret", "x" * 32)
     try:
-        opener = urllib.request.build_opener(_NoRedirect())
-        with pytest.raises(urllib.error.HTTPError) as e:
-            opener.open(url + "/vl/thumb/1/1", timeout=10)
-        assert e.value.code in (302, 401, 403)
-        assert "login" in (e.value.headers.get("Location") or "login")
-        # the same route answers once logged in through the server's own login form
         import http.cookiejar
 
+        # log in through the server's own form and open the page: its first session mounts the routes
         jar = http.cookiejar.CookieJar()
         session = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
         data = urllib.parse.urlencode({"username": "user", "password": "s3cret-pass"}).encode()
@@ -202,6 +197,14 @@ def test_thumbnail_route_refuses_without_login_when_auth_is_on(tmp_path):
             session.open(url + "/login", data=data, timeout=10)
         assert login.value.code == 302 and "error" not in (login.value.headers.get("Location") or "")
         assert any(c.name == "user" for c in jar)
+        assert session.open(url + "/browse", timeout=120).status == 200
+        # without the login cookie the mounted route refuses
+        opener = urllib.request.build_opener(_NoRedirect())
+        with pytest.raises(urllib.error.HTTPError) as e:
+            opener.open(url + "/vl/thumb/1/1", timeout=10)
+        assert e.value.code in (302, 401, 403)
+        assert "login" in (e.value.headers.get("Location") or "login")
+        # and answers with it
         resp = session.open(url + "/vl/thumb/1/1", timeout=10)
         assert resp.status == 200 and resp.headers["Content-Type"] == "image/jpeg"
         assert resp.read()[:2] == b"\xff\xd8"

@@ -11,6 +11,7 @@ from panel.viewable import Viewer
 from ..dataset import Dataset
 from ..query import FieldFilter, Filters, LabelFilter, Range
 from ..store.metadata import GROUND_TRUTH
+from . import icons
 from .field_controls import FieldControl, RangeControl, control_for
 from .html import choices, el, md, text
 from .jobs import Jobs
@@ -52,7 +53,7 @@ class FiltersView(Quiet, Viewer):
         self._count = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["vl-result-count"])
         self._spinner = pn.indicators.LoadingSpinner(value=False, size=20, width=20)
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self._reset = pn.widgets.Button(name="Reset filters", button_type="light", icon="filter-off")
+        self._reset = pn.widgets.Button(name="Reset filters", button_type="light", icon=icons.FILTER_OFF)
         self._reset.on_click(lambda _: self.state.reset())
         self._finding = pn.pane.HTML(
             "", sizing_mode="stretch_width", css_classes=["vl-active-finding"], margin=(5, 0, 0, 5)

@@ -31,7 +31,7 @@ from ..insights.agents import InsightReport, explain
 from ..insights.finding import KINDS, Finding
 from ..insights.runner import MISTAKE_FIELD, run_insights
 from ..query import FieldFilter, Filters, Range, Sort
-from . import resources
+from . import icons, resources
 from .html import el, md, text
 from .jobs import Jobs, user_message
 from .overlays import url_prefix
@@ -576,7 +576,7 @@ class InsightsView(Viewer):
         self._find = pn.widgets.Button(
             label="Find insights",
             color="primary",
-            icon="bulb",
+            icon=icons.BULB,
             margin=(24, 10, 0, 10),
             css_classes=["vl-find-insights"],
         )
@@ -620,7 +620,7 @@ class InsightsView(Viewer):
                 self._review = pn.widgets.Button(
                     label="Review all label mistakes",
                     color="default",
-                    icon="list-search",
+                    icon=icons.LIST_SEARCH,
                     margin=(0, 10, 6, 10),
                     css_classes=["vl-review-mistakes"],
                 )
@@ -636,7 +636,7 @@ class InsightsView(Viewer):
             button = pn.widgets.Button(
                 label=f"Write report: {title.lower()}",
                 color="default",
-                icon="writing",
+                icon=icons.WRITING,
                 css_classes=[f"vl-report-{agent}"],
             )
             button.on_click(lambda _, a=agent: self.write_report(a))

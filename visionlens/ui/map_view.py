@@ -37,7 +37,7 @@ from panel.viewable import Viewer
 from .. import media
 from ..errors import VisionLensError
 from ..store.metadata import MetadataStore
-from . import resources
+from . import icons, resources
 from .colors import PALETTE
 from .html import el, md, text
 from .jobs import Jobs, executor
@@ -467,7 +467,7 @@ class MapView(Viewer):
         self._reset = pn.widgets.Button(
             label="Reset selection",
             color="light",
-            icon="x",
+            icon=icons.X,
             disabled=True,
             margin=(22, 10, 0, 10),
             css_classes=["vl-map-reset"],
