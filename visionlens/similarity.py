@@ -5,8 +5,8 @@ Filters the vector store can apply (dataset, split, GT labels) travel as its pay
 restricts to. Either way the vector store returns exactly the top k of the allowed points, never fewer when k exist.
 
 One case is not exact: with no filter beyond the dataset, and the dataset alone in its embedder's collection, the
-HNSW graph answers (recall@50 >= 0.95, see ``benchmarks/bench_similarity.py``), because the exact scan would score
-every point of the collection: hundreds of milliseconds at 1M points against about 2 ms for the graph.
+HNSW graph answers, because the exact scan would score every point of the collection: at 1M 512-d points on 2 cores
+the scan took 220 ms (p50) and the graph 2 ms at recall@50 0.994 (``benchmarks/bench_similarity.py``).
 """
 
 from __future__ import annotations
