@@ -175,7 +175,8 @@ class AppState(param.Parameterized):
         return found[0] if found else None
 
     def find_similar(self, sample_ids: list[int] | None = None, text: str | None = None) -> None:
-        """Exact top-k among the current filters, by one or several samples (their mean vector) or by text."""
+        """Top-k among the current filters, by one or several samples (their mean vector) or by text: exact under
+        any filter, through the HNSW graph (recall@50 0.99 at 1M) when the whole dataset is searched alone."""
         from .. import similarity
         from ..embedding_jobs import text_embedder, vector_store
 
