@@ -249,7 +249,7 @@ def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
     time.sleep(0.5)  # --num-threads handles a session's events on a pool: let the typing land before the click
     page.get_by_role("button", name="Ingest").click()
     page.get_by_text("Ingest failed").wait_for(timeout=30000)
-    message = page.get_by_text("unknown category_id 77")
+    message = page.get_by_text("unknown category_id 77").first  # also in the jobs panel's message column
     message.wait_for(timeout=5000)
     assert str(bad) in message.text_content()
 

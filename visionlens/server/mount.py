@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _mounted: weakref.WeakSet[Any] = weakref.WeakSet()  # Tornado applications that have our routes
 _seen_contexts: weakref.WeakSet[Any] = weakref.WeakSet()  # Bokeh application contexts already looked up
+_searched: weakref.WeakSet[Any] = weakref.WeakSet()  # Tornado applications already looked for among the servers
 _token: list[str] = []
 
 
@@ -89,7 +90,13 @@ def record(url: str) -> owner_record.Owner:
 def _servers() -> list[Any]:
     from bokeh.server.server import BaseServer
 
-    return [o for o in gc.get_objects() if isinstance(o, BaseServer)]
+    def is_server(o: Any) -> bool:
+        try:
+            return isinstance(o, BaseServer)
+        except ReferenceError:  # a weak proxy whose object is gone
+            return False
+
+    return [o for o in gc.get_objects() if is_server(o)]
 
 
 def mount_current() -> None:
@@ -120,8 +127,10 @@ def mount_current() -> None:
 def mount_for(tornado_app: Any) -> None:
     """From a request on a route that ``--plugins`` added: the process is about to open the database, so it
     becomes the owner (routes and record) even before any page was opened."""
-    if tornado_app in _mounted:
-        return
+    with _lock:
+        if tornado_app in _mounted or tornado_app in _searched:
+            return
+        _searched.add(tornado_app)  # one scan per application, found or not: this runs on every image request
     for server in _servers():
         if getattr(server, "_tornado", None) is tornado_app:
             mount(tornado_app, server.address, server.port)
