@@ -38,7 +38,7 @@ test: install browser
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: install
+bench: install browser
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
