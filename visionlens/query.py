@@ -6,6 +6,7 @@ registry, and passes every value as a parameter.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,6 +42,7 @@ class LabelFilter(BaseModel):
     ``exclude`` turns it into "samples with no such annotation" (e.g. images where model X found no person).
     ``status`` keeps boxes with that outcome in ``evaluation`` (default: the evaluation named after ``source``),
     e.g. false positives of model X, or ground truth that model X missed (source ground_truth, status fn).
+    ``tags`` keeps boxes carrying any of these object tags (``Dataset.tag_objects``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -52,6 +54,7 @@ class LabelFilter(BaseModel):
     exclude: bool = False
     status: tuple[Literal["tp", "fp", "fn", "ignored"], ...] | None = None
     evaluation: str | None = None
+    tags: tuple[str, ...] | None = None
 
 
 class Filters(BaseModel):
@@ -131,3 +134,35 @@ def as_filters(value: Filters | dict[str, Any] | None) -> Filters:
         else:
             fields.append(FieldFilter(field=key, values=(v,)))
     return Filters(fields=tuple(fields), annotations=tuple(annotations), sample_ids=sample_ids, finding=finding)
+
+
+class SavedView(BaseModel):
+    """A named view of one dataset (filters, lasso selection, sort, visible sources), kept so anyone can open it
+    again or link to it (``?view=<name>``). The name is data: any text, compared exactly.
+
+    ``selected`` is how many ids the selection holds; a listing leaves the ids themselves out (a lasso can hold a
+    million) and says only that.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    filters: Filters = Field(default_factory=Filters)
+    selection: tuple[int, ...] | None = None
+    sort: Sort = Field(default_factory=Sort)
+    sources: tuple[str, ...] | None = None
+    """Ground truth and the models drawn on the tiles; None leaves what is drawn as it is."""
+    selected: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    user: str | None = None
+
+    @field_validator("selection", mode="before")
+    @classmethod
+    def _selection_to_tuple(cls, v: Any) -> Any:
+        return None if v is None else tuple(int(i) for i in v)
+
+    def effective_filters(self) -> Filters:
+        """The filters with the selection applied: what the view shows (``ds.count(view.effective_filters())``)."""
+        if self.selection is None:
+            return self.filters
+        return self.filters.model_copy(update={"sample_ids": self.selection})

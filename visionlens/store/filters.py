@@ -44,6 +44,14 @@ class FilterCompiler(Registry):
         return info.kind.clause(f"s.{ident(info.column)}", flt)
 
     def _label_clause(self, dataset_id: int, flt: LabelFilter) -> Sql:
+        sub = "SELECT a.sample_id FROM annotations a WHERE " + self._object_where(dataset_id, flt)
+        if flt.min_count > 1:
+            sub += Sql.of(" GROUP BY a.sample_id HAVING count(*) >= $n", n=flt.min_count)
+        return sub.wrap(f"s.id {'NOT IN' if flt.exclude else 'IN'} ({{}})")
+
+    def _object_where(self, dataset_id: int, flt: LabelFilter) -> Sql:
+        """The per-object conditions of ``flt`` over ``annotations a``: which boxes count (object tagging writes
+        to exactly these boxes, the sample filter keeps the images that have them)."""
         sources = self.source_ids(dataset_id)
         if flt.source not in sources:
             raise FilterError(f"unknown source {flt.source!r}; this dataset has: {', '.join(sources)}")
@@ -70,10 +78,9 @@ class FilterCompiler(Registry):
                 + codes
                 + ")"
             )
-        sub = "SELECT a.sample_id FROM annotations a WHERE " + Sql.join(where, " AND ")
-        if flt.min_count > 1:
-            sub += Sql.of(" GROUP BY a.sample_id HAVING count(*) >= $n", n=flt.min_count)
-        return sub.wrap(f"s.id {'NOT IN' if flt.exclude else 'IN'} ({{}})")
+        if flt.tags is not None:
+            where.append(Sql.of("list_has_any(a.tags, $tags::VARCHAR[])", tags=[str(t) for t in flt.tags]))
+        return Sql.join(where, " AND ")
 
     def _order(self, dataset_id: int, sort: Sort | None) -> str:
         sort = sort or Sort()

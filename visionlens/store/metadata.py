@@ -9,6 +9,7 @@ DuckDB is the source of truth for samples, labels and boxes. The parts, by respo
 * ``filters``: compiling the typed filter model; ``queries``: the reads;
 * ``evaluations`` and ``projections``: stored evaluation results, 2-D maps and vector collections;
 * ``findings``: stored insights and their members, image hashes;
+* ``tags``: sample and object tags, saved views;
 * ``sql``: the builder that keeps a statement's text and parameters together.
 
 Values always travel as parameters; identifiers are only ever our own names, so no user string is pasted into SQL.
@@ -32,6 +33,7 @@ from .schema import (
     GROUND_TRUTH,
     SCHEMA_VERSION,
 )
+from .tags import Tagging
 from .writes import Writes
 
 __all__ = [
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 
-class MetadataStore(Writes, Queries, Evaluations, Projections, Findings):
+class MetadataStore(Writes, Queries, Evaluations, Projections, Findings, Tagging):
     """All reads and writes of the metadata database."""
 
 

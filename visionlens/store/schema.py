@@ -3,6 +3,9 @@
 Schema 2 (this one) stores boxes and scores as DOUBLE, because evaluation must see the numbers of the files
 exactly (32-bit floats moved COCO AP by 1e-5), and names every custom column of ``samples`` by a registry id
 (``f_<id>``) rather than by a slug of user text, so two fields can never share a column.
+
+Schema 3 adds tags on objects (``annotations.tags``, like ``samples.tags``) and the ``saved_views`` table; a schema 2
+file gets the column in place (every box untagged) and keeps everything else.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import duckdb
 from ..errors import VisionLensError
 from .sql import Sql, first, ident
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 GROUND_TRUTH = "ground_truth"
 
 TABLES = [
@@ -32,7 +35,8 @@ TABLES = [
     """CREATE TABLE IF NOT EXISTS annotations (
         id BIGINT NOT NULL, dataset_id INTEGER NOT NULL, sample_id BIGINT NOT NULL, source_id SMALLINT NOT NULL,
         label_id INTEGER NOT NULL, x DOUBLE, y DOUBLE, w DOUBLE, h DOUBLE, confidence DOUBLE,
-        iscrowd BOOLEAN NOT NULL DEFAULT false, area DOUBLE, polygon FLOAT[][], ext_id BIGINT)""",
+        iscrowd BOOLEAN NOT NULL DEFAULT false, area DOUBLE, polygon FLOAT[][], ext_id BIGINT,
+        tags VARCHAR[] NOT NULL DEFAULT [])""",
     # ``owner`` is the evaluation key for the fields an evaluation adds (NULL for the dataset's own fields), so
     # replacing an evaluation drops exactly its columns and nothing of the user's.
     """CREATE TABLE IF NOT EXISTS fields (
@@ -62,6 +66,11 @@ TABLES = [
         dataset_id INTEGER NOT NULL, run VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     """CREATE TABLE IF NOT EXISTS image_hashes (
         dataset_id INTEGER NOT NULL, sample_id BIGINT NOT NULL, method VARCHAR NOT NULL, hash UBIGINT NOT NULL)""",
+    # Saved views (``tags.py``): a dataset's named views; filters and sort as the filter model's JSON.
+    """CREATE TABLE IF NOT EXISTS saved_views (
+        dataset_id INTEGER NOT NULL, name VARCHAR NOT NULL, filters JSON NOT NULL, selection BIGINT[], sort JSON,
+        sources VARCHAR[], created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp, username VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS ingest_issues (
         dataset_id INTEGER NOT NULL, source VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR,
         location VARCHAR, message VARCHAR)""",
@@ -114,6 +123,8 @@ def create(cur: duckdb.DuckDBPyConnection) -> None:
     try:
         if version_row is not None and int(version_row[0]) < 2:
             _upgrade_1_to_2(cur)
+        if version_row is not None and int(version_row[0]) < 3:
+            _upgrade_2_to_3(cur)
         for stmt in TABLES:
             cur.execute(stmt)
         if version_row is None:
@@ -163,6 +174,13 @@ def _upgrade_1_to_2(cur: duckdb.DuckDBPyConnection) -> None:
         old_columns.add(column)
     for column in sorted(old_columns):
         cur.execute(f"ALTER TABLE samples DROP COLUMN IF EXISTS {ident(column)}")
+
+
+def _upgrade_2_to_3(cur: duckdb.DuckDBPyConnection) -> None:
+    """Give every box an empty tag list (the saved-views table is new and made like any other)."""
+    cur.execute("ALTER TABLE annotations ADD COLUMN IF NOT EXISTS tags VARCHAR[] DEFAULT []")
+    cur.execute("UPDATE annotations SET tags = [] WHERE tags IS NULL")
+    cur.execute("ALTER TABLE annotations ALTER COLUMN tags SET NOT NULL")
 
 
 def allocate(cur: duckdb.DuckDBPyConnection, table: str, n: int) -> int:

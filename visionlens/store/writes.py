@@ -18,6 +18,7 @@ from .sql import Sql, first, ident
 
 # Tables holding a dataset's rows, children first so a partial view of a delete never shows a child without parent.
 _DATASET_TABLES = (
+    "saved_views",
     "finding_members",
     "findings",
     "insight_runs",
