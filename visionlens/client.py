@@ -104,6 +104,22 @@ class Backend(Protocol):
         progress: ProgressCallback = no_progress,
     ) -> Json: ...
     def findings(self, name: str) -> Json: ...
+    def tag(
+        self,
+        name: str,
+        tags: list[str] | str,
+        filters: Any = None,
+        sample_ids: list[int] | None = None,
+        remove: bool = False,
+        objects: Any = False,
+        ann_ids: list[int] | None = None,
+    ) -> Json: ...
+    def tag_counts(self, name: str, filters: Any = None) -> Json: ...
+    def views(self, name: str) -> list[Json]: ...
+    def view(self, name: str, view: str) -> Json: ...
+    def save_view(self, name: str, view: Any, replace: bool = False, user: str | None = None) -> Json: ...
+    def rename_view(self, name: str, view: str, new_name: str) -> Json: ...
+    def delete_view(self, name: str, view: str) -> Json: ...
 
 
 class Local:
@@ -146,6 +162,13 @@ def _ds(name: str, tail: str = "") -> str:
     from urllib.parse import quote
 
     return f"/datasets/{quote(name, safe='')}{tail}"
+
+
+def _view(name: str, view: str) -> str:
+    """A saved view's API path; its name is data too, quoted whole."""
+    from urllib.parse import quote
+
+    return _ds(name, f"/views/{quote(view, safe='')}")
 
 
 class Client:
@@ -370,6 +393,53 @@ class Client:
     def findings(self, name: str) -> Json:
         return self._request("GET", _ds(name, "/insights"))
 
+    def tag(
+        self,
+        name: str,
+        tags: list[str] | str,
+        filters: Any = None,
+        sample_ids: list[int] | None = None,
+        remove: bool = False,
+        objects: Any = False,
+        ann_ids: list[int] | None = None,
+    ) -> Json:
+        """Tags on samples (``filters`` and/or ``sample_ids``), or on boxes (``objects``: true or a LabelFilter;
+        ``ann_ids``); ``{"target", "tags", "changed"}``."""
+        body = {
+            "action": "remove" if remove else "add",
+            "tags": [tags] if isinstance(tags, str) else list(tags),
+            "filters": None if filters is None else _filters_json(filters),
+            "sample_ids": None if sample_ids is None else [int(i) for i in sample_ids],
+            "objects": _objects_json(objects),
+            "ann_ids": None if ann_ids is None else [int(i) for i in ann_ids],
+        }
+        return self._request("POST", _ds(name, "/tags"), json=body)
+
+    def tag_counts(self, name: str, filters: Any = None) -> Json:
+        import orjson
+
+        params = None if filters is None else {"filters": orjson.dumps(_filters_json(filters)).decode()}
+        return self._request("GET", _ds(name, "/tags"), params=params)
+
+    def views(self, name: str) -> list[Json]:
+        return self._request("GET", _ds(name, "/views"))
+
+    def view(self, name: str, view: str) -> Json:
+        return self._request("GET", _view(name, view))
+
+    def save_view(self, name: str, view: Any, replace: bool = False, user: str | None = None) -> Json:
+        """``view``: a ``SavedView`` or its dict; the server records the caller's login (or "token") as user."""
+        doc = view.model_dump(mode="json") if hasattr(view, "model_dump") else dict(view)
+        keep = ("name", "filters", "selection", "sort", "sources")
+        body = {k: doc[k] for k in keep if doc.get(k) is not None}
+        return self._request("POST", _ds(name, "/views"), json={**body, "replace": replace})
+
+    def rename_view(self, name: str, view: str, new_name: str) -> Json:
+        return self._request("PATCH", _view(name, view), json={"name": new_name})
+
+    def delete_view(self, name: str, view: str) -> Json:
+        return self._request("DELETE", _view(name, view))
+
 
 _ERRORS: dict[int, type[VisionLensError]] = {
     401: NotAllowedError,
@@ -484,6 +554,89 @@ class RemoteDataset:
             return [f for f in found if kinds is None or f["kind"] in kinds]
         models = [model] if isinstance(model, str) else model
         return self.client.insights(self.name, models, kinds, progress)["findings"]
+
+    # -- tags and saved views: the same methods and results as ``Dataset`` ----------------------------------------
+
+    def tag(self, tags: Any, filters: Any = None, sample_ids: Any = None) -> int:
+        return int(self.client.tag(self.name, tags, _opt_filters(filters), _ids(sample_ids))["changed"])
+
+    def untag(self, tags: Any, filters: Any = None, sample_ids: Any = None) -> int:
+        return int(self.client.tag(self.name, tags, _opt_filters(filters), _ids(sample_ids), remove=True)["changed"])
+
+    def tag_objects(self, tags: Any, ann_ids: Any = None, filters: Any = None, objects: Any = None) -> int:
+        out = self.client.tag(self.name, tags, _opt_filters(filters), None, False, _objects(objects), _ids(ann_ids))
+        return int(out["changed"])
+
+    def untag_objects(self, tags: Any, ann_ids: Any = None, filters: Any = None, objects: Any = None) -> int:
+        out = self.client.tag(self.name, tags, _opt_filters(filters), None, True, _objects(objects), _ids(ann_ids))
+        return int(out["changed"])
+
+    def tag_counts(self, filters: Any = None) -> dict[str, dict[str, int]]:
+        return self.client.tag_counts(self.name, _opt_filters(filters))
+
+    def save_view(
+        self,
+        name: str,
+        filters: Any = None,
+        selection: Any = None,
+        sort: Any = None,
+        sources: list[str] | None = None,
+        replace: bool = False,
+    ) -> Any:
+        from .dataset import as_sort
+        from .query import SavedView, as_filters
+
+        view = SavedView(
+            name=name,
+            filters=as_filters(filters),
+            selection=_ids(selection),
+            sort=as_sort(sort),
+            sources=None if sources is None else tuple(sources),
+        )
+        return SavedView.model_validate(self.client.save_view(self.name, view, replace))
+
+    def views(self) -> list[Any]:
+        from .query import SavedView
+
+        return [SavedView.model_validate(v) for v in self.client.views(self.name)]
+
+    def view(self, name: str) -> Any:
+        from .query import SavedView
+
+        return SavedView.model_validate(self.client.view(self.name, name))
+
+    def rename_view(self, name: str, new_name: str) -> Any:
+        from .query import SavedView
+
+        return SavedView.model_validate(self.client.rename_view(self.name, name, new_name))
+
+    def delete_view(self, name: str) -> None:
+        self.client.delete_view(self.name, name)
+
+
+def _ids(values: Any) -> list[int] | None:
+    import numpy as np
+
+    return None if values is None else [int(i) for i in np.asarray(values, np.int64).ravel()]
+
+
+def _opt_filters(value: Any) -> Any:
+    """None stays None (a tag call must name its samples); short forms are read as ``Dataset`` reads them."""
+    from .query import as_filters
+
+    return None if value is None else as_filters(value)
+
+
+def _objects(value: Any) -> Any:
+    """``Dataset.tag_objects``'s ``objects`` (None: every box of the samples named) as ``Client.tag`` takes it."""
+    return True if value is None else value
+
+
+def _objects_json(value: Any) -> Any:
+    """``objects`` as the API's field: false (tag samples), true (every box) or a LabelFilter's JSON."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    return value.model_dump(mode="json", exclude_defaults=True) if hasattr(value, "model_dump") else value
 
 
 def _metrics(doc: Json) -> Any:

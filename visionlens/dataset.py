@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from . import media
 from .formats.base import Issue, ProgressCallback, no_progress
-from .query import Filters, Sort, as_filters
+from .query import Filters, LabelFilter, SavedView, Sort, as_filters
 from .store.metadata import GROUND_TRUTH, DatasetRow, FieldInfo, MetadataStore
 
 
@@ -167,6 +167,81 @@ class Dataset:
         models = [model] if isinstance(model, str) else model
         return run_insights(self.store, self.id, models=models, kinds=wanted, progress=progress)
 
+    # -- tags: one UPDATE over the samples (or boxes) named, however many ---------------------------------------
+
+    def tag(
+        self, tags: str | list[str], filters: Filters | dict[str, Any] | None = None, sample_ids: Any = None
+    ) -> int:
+        """Add tags to the samples matching ``filters`` and/or in ``sample_ids``; how many samples changed.
+        ``ds.tag("review", {"split": "val"})``; ``Filters()`` tags every sample (naming none is refused)."""
+        return self.store.tag_samples(self.id, tags, _maybe_filters(filters), sample_ids)
+
+    def untag(
+        self, tags: str | list[str], filters: Filters | dict[str, Any] | None = None, sample_ids: Any = None
+    ) -> int:
+        return self.store.untag_samples(self.id, tags, _maybe_filters(filters), sample_ids)
+
+    def tag_objects(
+        self,
+        tags: str | list[str],
+        ann_ids: Any = None,
+        filters: Filters | dict[str, Any] | None = None,
+        objects: LabelFilter | dict[str, Any] | None = None,
+    ) -> int:
+        """Add tags to boxes: by annotation id, and/or those matching ``objects`` (source, labels, confidence,
+        status, ...) on the samples matching ``filters``; how many boxes changed. Filter on them with
+        ``{"annotations": [{"source": ..., "tags": ["bad box"]}]}``."""
+        return self.store.tag_objects(self.id, tags, ann_ids, _maybe_filters(filters), _maybe_objects(objects))
+
+    def untag_objects(
+        self,
+        tags: str | list[str],
+        ann_ids: Any = None,
+        filters: Filters | dict[str, Any] | None = None,
+        objects: LabelFilter | dict[str, Any] | None = None,
+    ) -> int:
+        return self.store.untag_objects(self.id, tags, ann_ids, _maybe_filters(filters), _maybe_objects(objects))
+
+    def tag_counts(self, filters: Filters | dict[str, Any] | None = None) -> dict[str, dict[str, int]]:
+        """``{"samples": {tag: samples}, "objects": {tag: boxes}}`` over ``filters`` (default: all)."""
+        return self.store.tag_counts(self.id, _maybe_filters(filters))
+
+    # -- saved views -------------------------------------------------------------------------------------------
+
+    def save_view(
+        self,
+        name: str,
+        filters: Filters | dict[str, Any] | None = None,
+        selection: Any = None,
+        sort: Sort | dict[str, Any] | str | None = None,
+        sources: list[str] | None = None,
+        replace: bool = False,
+    ) -> SavedView:
+        """Keep a view under ``name`` (the app opens it, a link names it: ``?view=<name>``). ``sort`` may be
+        ``"-width"`` for descending. An existing name is replaced only with ``replace=True``."""
+        view = SavedView(
+            name=name,
+            filters=as_filters(filters),
+            selection=None if selection is None else np.asarray(selection, np.int64).ravel().tolist(),
+            sort=as_sort(sort),
+            sources=None if sources is None else tuple(sources),
+        )
+        return self.store.save_view(self.id, view, replace=replace)
+
+    def views(self) -> list[SavedView]:
+        """Saved views by name; their selections' ids are left out (``selected`` counts them)."""
+        return self.store.list_views(self.id)
+
+    def view(self, name: str) -> SavedView:
+        """A saved view: ``ds.count(ds.view("night").effective_filters())`` counts what it shows."""
+        return self.store.get_view(self.id, name)
+
+    def rename_view(self, name: str, new_name: str) -> SavedView:
+        return self.store.rename_view(self.id, name, new_name)
+
+    def delete_view(self, name: str) -> None:
+        self.store.delete_view(self.id, name)
+
     def summary(self) -> dict[str, Any]:
         info = next(d for d in self.store.list_datasets() if d["id"] == self.id)
         return {
@@ -175,6 +250,28 @@ class Dataset:
             "splits": dict(self.value_counts("split")),
             "issues": len(self.issues()),
         }
+
+
+def _maybe_filters(value: Filters | dict[str, Any] | None) -> Filters | None:
+    """None stays None (a tag call must name its samples); anything else as ``as_filters`` reads it."""
+    return None if value is None else as_filters(value)
+
+
+def _maybe_objects(value: LabelFilter | dict[str, Any] | None) -> LabelFilter | None:
+    if value is None or isinstance(value, LabelFilter):
+        return value
+    return LabelFilter.model_validate(value)
+
+
+def as_sort(value: Sort | dict[str, Any] | str | None) -> Sort:
+    """A ``Sort`` from its short forms: ``"width"``, ``"-width"`` (descending), a dict, or None (by id)."""
+    if value is None:
+        return Sort()
+    if isinstance(value, Sort):
+        return value
+    if isinstance(value, str):
+        return Sort(field=value.lstrip("-"), descending=value.startswith("-"))
+    return Sort.model_validate(value)
 
 
 def load(name: str, store: MetadataStore | None = None) -> Any:

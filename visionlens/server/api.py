@@ -17,6 +17,9 @@ sample ids, never files to read, except the ingest requests, whose paths must li
     POST   /vl/api/v1/datasets/<name>/embed          (job)
     POST   /vl/api/v1/datasets/<name>/similar
     GET    /vl/api/v1/datasets/<name>/insights       POST (job)
+    GET    /vl/api/v1/datasets/<name>/tags           POST (add or remove tags on samples or boxes)
+    GET    /vl/api/v1/datasets/<name>/views          POST (save a view)
+    GET    /vl/api/v1/datasets/<name>/views/<view>   PATCH (rename), DELETE
     GET    /vl/api/v1/jobs                           GET/DELETE /vl/api/v1/jobs/<id>
 """
 
@@ -27,14 +30,14 @@ import hmac
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from bokeh.server.views.auth_request_handler import AuthRequestHandler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import DatasetExistsError, DatasetNotFoundError, NotAllowedError, VisionLensError
-from ..query import Filters, Sort
+from ..query import Filters, LabelFilter, Sort
 from . import operations as ops
 from .jobs import Job, registry
 from .roots import check_allowed
@@ -126,6 +129,31 @@ class SimilarBody(_Body):
 class InsightsBody(_Body):
     models: list[str] | None = None
     kinds: list[str] | None = None
+
+
+class TagsBody(_Body):
+    """Tags on the samples named by ``filters`` and/or ``sample_ids``; on boxes when ``objects`` (true: every box
+    of those samples; a filter: the boxes it matches) or ``ann_ids`` is given."""
+
+    action: Literal["add", "remove"] = "add"
+    tags: list[str] = Field(min_length=1, max_length=100)
+    filters: Filters | None = None
+    sample_ids: list[int] | None = None
+    objects: LabelFilter | bool = False
+    ann_ids: list[int] | None = None
+
+
+class SaveViewBody(_Body):
+    name: str = Field(min_length=1)
+    filters: Filters = Field(default_factory=Filters)
+    selection: list[int] | None = None
+    sort: Sort = Field(default_factory=Sort)
+    sources: list[str] | None = None
+    replace: bool = False
+
+
+class RenameViewBody(_Body):
+    name: str = Field(min_length=1)
 
 
 # --- the handlers ------------------------------------------------------------------------------------------
@@ -386,6 +414,58 @@ class InsightsHandler(ApiHandler):
         )
 
 
+class TagsHandler(ApiHandler):
+    async def get(self, name: str) -> None:
+        await self._run(self._get, name)
+
+    async def _get(self, name: str) -> None:
+        raw = self.get_argument("filters", None)
+        try:
+            flt = Filters.model_validate_json(raw) if raw else None
+        except ValidationError as e:
+            raise ApiError(400, f"bad filters: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        await self.call(ops.tag_counts, name, flt)
+
+    async def post(self, name: str) -> None:
+        await self._run(self._post, name)
+
+    async def _post(self, name: str) -> None:
+        _store().get_dataset(name)  # an unknown dataset is a 404 whatever the body says
+        b: TagsBody = self.body(TagsBody)
+        remove = b.action == "remove"
+        await self.call(ops.tag, name, b.tags, b.filters, b.sample_ids, remove, b.objects, b.ann_ids)
+
+
+class ViewsHandler(ApiHandler):
+    async def get(self, name: str) -> None:
+        await self.call(ops.views, name)
+
+    async def post(self, name: str) -> None:
+        await self._run(self._post, name)
+
+    async def _post(self, name: str) -> None:
+        _store().get_dataset(name)
+        b: SaveViewBody = self.body(SaveViewBody)
+        view = b.model_dump(exclude={"replace"})
+        await self.call(ops.save_view, name, view, b.replace, self.user, status=201)
+
+
+class ViewHandler(ApiHandler):
+    async def get(self, name: str, view: str) -> None:
+        await self.call(ops.view, name, view)
+
+    async def patch(self, name: str, view: str) -> None:
+        await self._run(self._patch, name, view)
+
+    async def _patch(self, name: str, view: str) -> None:
+        _store().get_dataset(name)
+        b: RenameViewBody = self.body(RenameViewBody)
+        await self.call(ops.rename_view, name, view, b.name)
+
+    async def delete(self, name: str, view: str) -> None:
+        await self.call(ops.delete_view, name, view)
+
+
 class JobsHandler(ApiHandler):
     async def get(self) -> None:
         self._send(200, {"jobs": [j.to_json(with_result=False) for j in registry().list()]})
@@ -435,6 +515,9 @@ ROUTES = [
     (rf"{API_PREFIX}/datasets/{_NAME}/embed", EmbedHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/similar", SimilarHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/insights", InsightsHandler, {}),
+    (rf"{API_PREFIX}/datasets/{_NAME}/tags", TagsHandler, {}),
+    (rf"{API_PREFIX}/datasets/{_NAME}/views", ViewsHandler, {}),
+    (rf"{API_PREFIX}/datasets/{_NAME}/views/{_NAME}", ViewHandler, {}),
     (rf"{API_PREFIX}/jobs", JobsHandler, {}),
     (rf"{API_PREFIX}/jobs/([0-9a-f]+)", JobHandler, {}),
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from ..formats.base import ProgressCallback, no_progress
-from ..query import Filters, Sort, as_filters
+from ..query import Filters, LabelFilter, SavedView, Sort, as_filters
 from ..store.metadata import GROUND_TRUTH, MetadataStore
 
 __all__ = [
@@ -32,6 +32,13 @@ __all__ = [
     "similar",
     "insights",
     "findings",
+    "tag",
+    "tag_counts",
+    "views",
+    "view",
+    "save_view",
+    "rename_view",
+    "delete_view",
 ]
 
 _JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
@@ -303,3 +310,76 @@ def findings(store: MetadataStore, name: str, kinds: list[str] | None = None) ->
 
     ds = load(name, store)
     return plain(findings_json(store, ds.id, ds.insights(kinds=kinds or None, compute=False)))
+
+
+# --- tags and saved views ----------------------------------------------------------------------------------------
+
+
+def tag(
+    store: MetadataStore,
+    name: str,
+    tags: list[str] | str,
+    filters: Filters | dict[str, Any] | None = None,
+    sample_ids: list[int] | None = None,
+    remove: bool = False,
+    objects: LabelFilter | dict[str, Any] | bool = False,
+    ann_ids: list[int] | None = None,
+) -> dict[str, Any]:
+    """Add (``remove``: take off) tags on samples, or on boxes when ``objects`` (true: every box of the samples
+    named; a ``LabelFilter``: the boxes it matches) or ``ann_ids`` is given: ``{"target", "tags", "changed"}``.
+    Every box of the dataset is ``objects=True, filters={}``: naming no rows at all is refused."""
+    from ..store.tags import clean_tags
+
+    ds_id = store.get_dataset(name).id
+    cleaned = clean_tags(tags)
+    flt = None if filters is None else as_filters(filters)
+    if objects is False and ann_ids is None:
+        write = store.untag_samples if remove else store.tag_samples
+        changed = write(ds_id, cleaned, flt, sample_ids)
+        return {"target": "samples", "tags": cleaned, "changed": int(changed)}
+    if sample_ids is not None:  # boxes of these samples
+        flt = (flt or Filters()).model_copy(update={"sample_ids": tuple(int(i) for i in sample_ids)})
+    per_box = None if isinstance(objects, bool) else LabelFilter.model_validate(objects)
+    write = store.untag_objects if remove else store.tag_objects
+    changed = write(ds_id, cleaned, ann_ids, flt, per_box)
+    return {"target": "objects", "tags": cleaned, "changed": int(changed)}
+
+
+def tag_counts(
+    store: MetadataStore, name: str, filters: Filters | dict[str, Any] | None = None
+) -> dict[str, dict[str, int]]:
+    """``{"samples": {tag: samples}, "objects": {tag: boxes}}``, most used first."""
+    return plain(store.tag_counts(store.get_dataset(name).id, None if filters is None else as_filters(filters)))
+
+
+def _view_json(view: SavedView) -> dict[str, Any]:
+    return plain(view.model_dump(mode="json"))
+
+
+def views(store: MetadataStore, name: str) -> list[dict[str, Any]]:
+    """The dataset's saved views by name, without their selections' ids (``selected`` counts them)."""
+    return [_view_json(v) for v in store.list_views(store.get_dataset(name).id)]
+
+
+def view(store: MetadataStore, name: str, view: str) -> dict[str, Any]:
+    return _view_json(store.get_view(store.get_dataset(name).id, view))
+
+
+def save_view(
+    store: MetadataStore,
+    name: str,
+    view: SavedView | dict[str, Any],
+    replace: bool = False,
+    user: str | None = None,
+) -> dict[str, Any]:
+    saved = view if isinstance(view, SavedView) else SavedView.model_validate(view)
+    return _view_json(store.save_view(store.get_dataset(name).id, saved, replace=replace, user=user))
+
+
+def rename_view(store: MetadataStore, name: str, view: str, new_name: str) -> dict[str, Any]:
+    return _view_json(store.rename_view(store.get_dataset(name).id, view, new_name))
+
+
+def delete_view(store: MetadataStore, name: str, view: str) -> dict[str, Any]:
+    store.delete_view(store.get_dataset(name).id, view)
+    return {"deleted": view}

@@ -68,9 +68,16 @@ class AppState(param.Parameterized):
         doc="Bumped when the stored datasets changed (an ingest or delete, here or via the API).",
     )
     query_ms = param.Number(default=0.0, precedence=-1)
+    data_version = param.Integer(
+        default=0,
+        precedence=-1,
+        doc="Bumped when stored values of the dataset changed in place (tags written): views showing them re-read.",
+    )
 
     _finding_shown: tuple[Filters, str] | None = None
     """The filters an insight was shown with and its title: the sidebar names it while they stay applied."""
+    _view_shown: tuple[str, Filters, Sort, np.ndarray | None] | None = None
+    """The saved view last opened (name, filters, sort, selection): links name it while the state still shows it."""
 
     def __init__(self, store: MetadataStore, **params: Any):
         self.store = store
@@ -119,6 +126,7 @@ class AppState(param.Parameterized):
     def _on_dataset(self) -> None:
         self._ds = None
         self._finding_shown = None  # an insight of the previous dataset names nothing here
+        self._view_shown = None
         ds = self.ds
         with param.parameterized.discard_events(self):
             self.filters = Filters()
@@ -282,6 +290,41 @@ class AppState(param.Parameterized):
         elif shown is not None and shown[0] == self.filters:
             self.filters = Filters()
 
+    def data_changed(self) -> None:
+        """Stored values changed in place (tags written): a tag filter may match other samples now, so the result is
+        recomputed, and views that show those values (sidebar counts, tag suggestions) re-read them."""
+        self.data_version += 1
+        self.refresh()
+
+    def open_view(self, name: str) -> None:
+        """Apply a saved view: its filters, lasso selection and sort, and the sources it draws. A similarity search
+        would reorder it and is dropped. Raises the store's error for a view this dataset does not have."""
+        ds = self.ds
+        if ds is None:
+            return
+        view = ds.view(name)
+        selection = None if view.selection is None else np.asarray(view.selection, np.int64)
+        self._view_shown = (view.name, view.filters, view.sort, selection)
+        self.param.update(
+            filters=view.filters, selection=selection, sort=view.sort, similar=None, similar_label="", open_sample=None
+        )
+        if view.sources is not None:  # one at a time: the grid's overlay watcher takes one event per call
+            self.show_gt = GROUND_TRUTH in view.sources
+            models = [m for m in view.sources if m in ds.models()]
+            if models != list(self.models):
+                self.models = models
+
+    def shown_view(self) -> str | None:
+        """The name of the saved view on screen, while its filters, sort and selection are still as it set them."""
+        if self._view_shown is None:
+            return None
+        name, flt, sort, sel = self._view_shown
+        if sel is None or self.selection is None:
+            same_selection = sel is None and self.selection is None
+        else:
+            same_selection = np.array_equal(sel, self.selection)
+        return name if flt == self.filters and sort == self.sort and same_selection else None
+
     def step(self, delta: int) -> None:
         """Move the detail view to the previous/next sample of the current result."""
         if self.open_sample is None or not len(self.result_ids):
@@ -300,10 +343,13 @@ class AppState(param.Parameterized):
     # -- URL -----------------------------------------------------------------------------------------------------
 
     def to_query(self) -> dict[str, str]:
-        """The part of the view a shared link carries: dataset, filters, sort and the open sample."""
+        """The part of the view a shared link carries: dataset, saved view, filters, sort and the open sample."""
         q: dict[str, str] = {}
         if self.dataset:
             q["dataset"] = self.dataset
+        view = self.shown_view()
+        if view is not None:
+            q["view"] = view  # carries the lasso selection, which the filters below leave out
         if not self.filters.is_empty:
             q["filters"] = self.filters.to_url()
         if self.sort != Sort():
@@ -328,6 +374,11 @@ class AppState(param.Parameterized):
         elif name:
             problems.append(f"there is no dataset named {name!r}")
         ds = self.ds
+        if q.get("view") and ds is not None:
+            try:
+                self.open_view(q["view"])  # first: filters or a sort also in the link apply over it
+            except (ValueError, VisionLensError) as e:
+                problems.append(f"its saved view was left out ({_reason(e)})")
         update: dict[str, Any] = {}
         if q.get("filters") and ds is not None:
             try:
