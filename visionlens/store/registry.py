@@ -164,6 +164,76 @@ class Registry(Connection):
             ).fetchall()
         return [Issue(*r) for r in rows]
 
+    def set_sample_fields(
+        self, dataset_id: int, columns: dict[str, tuple[str, Sequence[int] | np.ndarray, Sequence[Any]]]
+    ) -> None:
+        """Write computed sample fields: ``{name: (kind, sample_ids, values)}``, all in one transaction.
+
+        A new name becomes one of the dataset's own fields (no owner), so it gets a sidebar control and is a slice
+        candidate for insights like a field read from the annotations. A name that exists is rewritten for
+        ``sample_ids`` when it is a dataset field of the same kind (a plugin computing it again); built-in,
+        evaluation and insight fields are refused, as are names differing only in letter case. Non-finite numbers
+        are stored as missing.
+        """
+        with self.transaction() as cur:
+            have = {
+                r[0].casefold(): r
+                for r in Sql.of(
+                    "SELECT name, column_name, kind, builtin, owner FROM fields "
+                    "WHERE dataset_id = $d AND level = 'sample'",
+                    d=dataset_id,
+                )
+                .run(cur)
+                .fetchall()
+            }
+            for name, (kind_name, sample_ids, values) in columns.items():
+                kind = kind_named(str(kind_name))
+                column = self._computed_column(cur, dataset_id, name, kind, have.get(name.casefold()), list(have))
+                have.setdefault(name.casefold(), (name, column, str(kind), False, None))
+                self._write_column(cur, dataset_id, column, kind, sample_ids, values)
+
+    def _computed_column(
+        self, cur: duckdb.DuckDBPyConnection, ds_id: int, name: str, kind: FieldKind, row: Any, existing: list[str]
+    ) -> str:
+        if row is None:
+            check_field_names([name], existing, self._model_names(cur, ds_id), "computed field")
+            return self._add_sample_field(cur, ds_id, name, kind)
+        other, column, other_kind, builtin, owner = row
+        if other != name:
+            check_field_names([name], [other], [], "computed field")  # raises: differ only in letter case
+        if builtin or owner is not None:
+            what = "built-in field" if builtin else f"field of {owner!r}"
+            raise FieldNameError(f"computed field {name!r} would replace the {what} {other!r}; rename it")
+        if other_kind != str(kind):
+            raise FieldNameError(f"computed field {name!r} is {kind} but the dataset's field {other!r} is {other_kind}")
+        return column
+
+    @staticmethod
+    def _write_column(
+        cur: duckdb.DuckDBPyConnection,
+        ds_id: int,
+        column: str,
+        kind: FieldKind,
+        sample_ids: Sequence[int] | np.ndarray,
+        values: Sequence[Any],
+    ) -> None:
+        import math
+
+        import pyarrow as pa
+
+        values = list(values)
+        if str(kind) == "numeric":
+            values = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+        cur.register(
+            "_vl_computed", pa.table({"id": pa.array(np.asarray(sample_ids, np.int64)), "v": kind.to_arrow(values)})
+        )
+        cur.execute(
+            f"UPDATE samples SET {ident(column)} = c.v FROM _vl_computed c "
+            "WHERE samples.id = c.id AND samples.dataset_id = ?",
+            [ds_id],
+        )
+        cur.unregister("_vl_computed")
+
     # -- writes (inside a transaction) -----------------------------------------------------------------------
 
     @staticmethod
