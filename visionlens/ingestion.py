@@ -97,13 +97,17 @@ def ingest(
     store.insert_dataset(name, parsed, preds, replace=replace)
     purge_replaced()
     progress("write database", 1, 1)
+    from .plugins import after_ingest
+
+    # committed: a failing post-ingest plugin is a warning of the ingest (and disabled), never its failure
+    plugin_issues = after_ingest(store, store.get_dataset(name).id, name, progress)
     return IngestReport(
         name=name,
         format=reader.name,
         samples=len(parsed.samples),
         gt_boxes=len(parsed.annotations),
         predictions={m: len(p.annotations) for m, p in preds.items()},
-        issues=parsed.issues + [i for p in preds.values() for i in p.issues],
+        issues=parsed.issues + [i for p in preds.values() for i in p.issues] + plugin_issues,
         seconds=time.perf_counter() - start,
     )
 
