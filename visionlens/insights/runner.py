@@ -90,6 +90,9 @@ def run_insights(
             "near_duplicates",
             find_near_duplicates(store, dataset_id, vectors=vs, collection=coll, progress=progress),
         )
+    from ..plugins import run_insight_finders
+
+    run_insight_finders(store, dataset_id, models, kinds, progress)  # a failing plugin is logged and left out
     return [f for f in load_findings(store, dataset_id) if f.kind in kinds]
 
 
