@@ -45,12 +45,14 @@ def token() -> str:
 
 
 def routes(prefix: str = "") -> list[tuple[str, Any, dict]]:
-    """The image routes and the API, under the server's ``--prefix``."""
+    """The image routes, the API and the plugins' routes (``routes`` hook), under the server's ``--prefix``."""
+    from ..plugins import plugin_routes
     from ..ui.routes import ROUTES as IMAGE_ROUTES
     from .api import ROUTES as API_ROUTES
 
     prefix = prefix.rstrip("/")
-    return [(prefix + pattern, handler, kwargs) for pattern, handler, kwargs in [*IMAGE_ROUTES, *API_ROUTES]]
+    every = [*IMAGE_ROUTES, *API_ROUTES, *plugin_routes()]
+    return [(prefix + pattern, handler, kwargs) for pattern, handler, kwargs in every]
 
 
 def _local_url(address: str | None, port: int, prefix: str) -> str:
