@@ -463,6 +463,17 @@ def _doctor_home(fix: bool) -> None:
     out.print("no orphans left")
 
 
+def _register_plugin_commands() -> None:
+    """``visionlens plugins`` and every plugin's commands, through the ``cli_commands`` hook; a plugin that fails
+    here is listed as failed by ``visionlens plugins`` and the other commands still work."""
+    from .plugins import register_cli
+
+    register_cli(app)
+
+
+_register_plugin_commands()
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
