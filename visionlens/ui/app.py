@@ -9,18 +9,22 @@ import panel as pn
 from panel.io.resources import CDN_DIST
 from panel.theme import Fast
 
+from ..hookspecs import ViewContext
+from ..plugins import view_factories
 from . import resources
-from .datasets_view import DatasetsView
-from .detail_view import DetailView
-from .evaluation_view import EvaluationView
+
+# The built-in tabs' views, looked up here by the built-in plugin's ``views`` hook (so tests can replace one).
+from .datasets_view import DatasetsView  # noqa: F401
+from .detail_view import DetailView  # noqa: F401
+from .evaluation_view import EvaluationView  # noqa: F401
 from .filters_view import FiltersView
-from .grid_view import GridView
-from .insights_view import InsightsView
+from .grid_view import GridView  # noqa: F401
+from .insights_view import InsightsView  # noqa: F401
 from .jobs import Jobs
-from .jobs_view import JobsView
-from .map_view import MapView
+from .jobs_view import JobsView  # noqa: F401
+from .map_view import MapView  # noqa: F401
 from .state import AppState
-from .toolbar_view import ToolbarView
+from .toolbar_view import ToolbarView  # noqa: F401
 
 TITLE = "VisionLens"
 CSS = """
@@ -116,21 +120,8 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     state = AppState(resources.store(), dataset=dataset)
     if template:
         _restore_url(state)
-    grid = GridView(state=state, thumbnails=thumbnails)
-    detail = DetailView(state=state, thumbnails=thumbnails, top_offset=70 if template else 10)
-    browse = pn.Column(ToolbarView(state=state), grid, detail, sizing_mode="stretch_both")
-    tabs = _lazy_tabs(
-        state,
-        {
-            "Browse": lambda: browse,
-            "Map": lambda: MapView(state=state, thumbnails=thumbnails),
-            "Evaluation": lambda: EvaluationView(state=state),
-            "Insights": lambda: InsightsView(state=state, thumbnails=thumbnails),
-            "Datasets": lambda: pn.Column(
-                DatasetsView(state=state), JobsView(state=state), sizing_mode="stretch_width"
-            ),
-        },
-    )
+    # the tabs (built-in ones too) come from the plugins' ``views`` hook: Browse, Map, Evaluation, Insights, ...
+    tabs = _lazy_tabs(state, view_factories(ViewContext(state, thumbnails, template)))
     sidebar = FiltersView(state=state)
     if template:
         _sync_url(state)
