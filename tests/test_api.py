@@ -99,6 +99,7 @@ ROUTES = [
     ("GET", "/datasets/demo/views/demo"),
     ("PATCH", "/datasets/demo/views/demo"),
     ("DELETE", "/datasets/demo/views/demo"),
+    ("POST", "/datasets/demo/export"),
     ("GET", "/jobs"),
     ("GET", "/jobs/0123456789ab"),
     ("DELETE", "/jobs/0123456789ab"),
@@ -265,6 +266,21 @@ def test_ingest_predictions_delete_from_an_allowed_root(api):
     assert "again" in c.dataset_info("second")["models"]
     deleted = c.delete("second")
     assert deleted["samples"] == 12 and "second" not in {d["name"] for d in c.list_datasets()}
+
+
+def test_export_into_an_allowed_root(api):
+    c = api.client
+    val = {"fields": [{"field": "split", "values": ["val"]}]}
+    out = api.allowed / "exports" / "val"
+    report = c.export("demo", str(out), "yolo", val, images="link")
+    assert report["samples"] == c.samples("demo", val, limit=0)["count"] and (out / "data.yaml").is_file()
+    assert set(report["predictions"]) == set(api.demo.predictions) and report["ingest"]["format"] == "yolo"
+    assert [j["kind"] for j in c.jobs()].count("export") == 1
+    with pytest.raises(NotAllowedError, match="VISIONLENS_ALLOWED_ROOTS"):
+        c.export("demo", str(api.outside / "taken"), "coco")
+    with pytest.raises(VisionLensError, match="unknown export format"):
+        c.export("demo", str(out), "tfrecord")
+    assert not (api.outside / "taken").exists() and (out / "data.yaml").is_file()
 
 
 # --- allowed roots -----------------------------------------------------------------------------------------------

@@ -382,6 +382,63 @@ def embed(
 
 
 @app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    out: Annotated[str, typer.Argument(help="Folder to write: new, empty, or an earlier export's (replaced).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="coco, yolo, voc, parquet or csv.")] = "coco",
+    filters: Annotated[
+        Optional[str], typer.Option(help='Filters as JSON, e.g. \'{"split": "val"}\' or the full Filters form.')
+    ] = None,
+    tag: Annotated[Optional[str], typer.Option(help="Only samples carrying this tag.")] = None,
+    models: Annotated[
+        Optional[str], typer.Option(help="Predictions to include, comma-separated (default: every model).")
+    ] = None,
+    no_predictions: Annotated[bool, typer.Option("--no-predictions", help="Ground truth only.")] = False,
+    images: Annotated[
+        str, typer.Option(help="copy, link (symbolic links) or in-place (COCO/VOC name the original files).")
+    ] = "copy",
+) -> None:
+    """Write a view of a dataset as COCO, YOLO or VOC (ground truth and predictions), or its fields as Parquet/CSV.
+
+    Nothing is overwritten: OUT must be new, empty, or made by an earlier export; a failed export leaves nothing."""
+    import shlex
+
+    import orjson
+
+    from .export import tag_filters
+
+    if models is not None and no_predictions:
+        raise typer.BadParameter("give --models or --no-predictions, not both", param_hint="--models")
+    try:
+        raw = orjson.loads(filters) if filters else None
+    except orjson.JSONDecodeError as e:
+        raise typer.BadParameter(f"not JSON: {e}", param_hint="--filters") from None
+    chosen = [] if no_predictions else ([m.strip() for m in models.split(",") if m.strip()] if models else None)
+    with friendly_errors():
+        flt = tag_filters(raw, tag)
+        with progress_bar() as report:
+            result = _backend().export(name, str(Path(out).expanduser().absolute()), format, flt, chosen, images,
+                                       progress=report)  # fmt: skip
+    preds = "".join(f", {n:,} predictions of {m!r}" for m, n in result["predictions"].items())
+    boxes = f", {result['gt_boxes']:,} ground-truth boxes" if result["ingest"] else ""
+    console.print(
+        escape(f"exported {result['samples']:,} samples{boxes}{preds} as {result['format']} to {result['out']}")
+        + f" in {result['seconds']:.1f}s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    hint = result["ingest"]
+    if hint:
+        args = ["visionlens", "ingest", hint["path"], "--name", f"{name}-export", "--format", hint["format"]]
+        args += ["--images", hint["images"]] if hint["images"] else []
+        for model, path in hint["predictions"].items():
+            args += ["-p", f"{model}={path}"]
+        console.print("read it back with: " + escape(shlex.join(args)), highlight=False, soft_wrap=True)
+
+
+@app.command()
 def doctor(
     name: Annotated[Optional[str], typer.Argument(help="Dataset name; without one, check the whole home.")] = None,
     fix: Annotated[bool, typer.Option("--fix", help="Remove the orphans found (whole-home check only).")] = False,

@@ -120,6 +120,16 @@ class Backend(Protocol):
     def save_view(self, name: str, view: Any, replace: bool = False, user: str | None = None) -> Json: ...
     def rename_view(self, name: str, view: str, new_name: str) -> Json: ...
     def delete_view(self, name: str, view: str) -> Json: ...
+    def export(
+        self,
+        name: str,
+        out: str,
+        format: str = "coco",
+        filters: Any = None,
+        models: list[str] | None = None,
+        images: str = "copy",
+        progress: ProgressCallback = no_progress,
+    ) -> Json: ...
 
 
 class Local:
@@ -439,6 +449,27 @@ class Client:
 
     def delete_view(self, name: str, view: str) -> Json:
         return self._request("DELETE", _view(name, view))
+
+    def export(
+        self,
+        name: str,
+        out: str,
+        format: str = "coco",
+        filters: Any = None,
+        models: list[str] | None = None,
+        images: str = "copy",
+        progress: ProgressCallback = no_progress,
+        wait: bool = True,
+    ) -> Json:
+        """The view ``filters`` selects written to the folder ``out`` on the server (inside its allowed roots)."""
+        body = {
+            "out": _abs(out),
+            "format": format,
+            "filters": _filters_json(filters),
+            "models": models,
+            "images": images,
+        }
+        return self._job(_ds(name, "/export"), body, wait, progress)
 
 
 _ERRORS: dict[int, type[VisionLensError]] = {

@@ -20,6 +20,7 @@ sample ids, never files to read, except the ingest requests, whose paths must li
     GET    /vl/api/v1/datasets/<name>/tags           POST (add or remove tags on samples or boxes)
     GET    /vl/api/v1/datasets/<name>/views          POST (save a view)
     GET    /vl/api/v1/datasets/<name>/views/<view>   PATCH (rename), DELETE
+    POST   /vl/api/v1/datasets/<name>/export         (job; the folder must lie in the allowed roots)
     GET    /vl/api/v1/jobs                           GET/DELETE /vl/api/v1/jobs/<id>
 """
 
@@ -154,6 +155,14 @@ class SaveViewBody(_Body):
 
 class RenameViewBody(_Body):
     name: str = Field(min_length=1)
+
+
+class ExportBody(_Body):
+    out: str = Field(min_length=1)
+    format: str = "coco"
+    filters: Filters = Field(default_factory=Filters)
+    models: list[str] | None = None
+    images: str = "copy"
 
 
 # --- the handlers ------------------------------------------------------------------------------------------
@@ -466,6 +475,28 @@ class ViewHandler(ApiHandler):
         await self.call(ops.delete_view, name, view)
 
 
+class ExportHandler(ApiHandler):
+    """The export folder is a path the server writes (and may replace, when an earlier export made it): it must lie
+    inside the allowed roots, like every path a request can make the server read."""
+
+    async def post(self, name: str) -> None:
+        await self._run(self._post, name)
+
+    def _post(self, name: str) -> None:
+        _store().get_dataset(name)  # an unknown dataset is a 404 whatever the body says
+        from ..export import image_mode
+        from ..formats.writers import get_writer
+
+        b: ExportBody = self.body(ExportBody)
+        get_writer(b.format)  # a bad choice is a 400 now, not a failed job later
+        image_mode(b.images)
+        out = check_allowed(b.out, "export folder")
+        self.start_job(
+            "export", f"export {name!r} as {b.format}", name, ops.export,
+            name=name, out=out, format=b.format, filters=b.filters, models=b.models, images=b.images,
+        )  # fmt: skip
+
+
 class JobsHandler(ApiHandler):
     async def get(self) -> None:
         self._send(200, {"jobs": [j.to_json(with_result=False) for j in registry().list()]})
@@ -518,6 +549,7 @@ ROUTES = [
     (rf"{API_PREFIX}/datasets/{_NAME}/tags", TagsHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/views", ViewsHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/views/{_NAME}", ViewHandler, {}),
+    (rf"{API_PREFIX}/datasets/{_NAME}/export", ExportHandler, {}),
     (rf"{API_PREFIX}/jobs", JobsHandler, {}),
     (rf"{API_PREFIX}/jobs/([0-9a-f]+)", JobHandler, {}),
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "save_view",
     "rename_view",
     "delete_view",
+    "export",
 ]
 
 _JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
@@ -383,3 +384,19 @@ def rename_view(store: MetadataStore, name: str, view: str, new_name: str) -> di
 def delete_view(store: MetadataStore, name: str, view: str) -> dict[str, Any]:
     store.delete_view(store.get_dataset(name).id, view)
     return {"deleted": view}
+
+
+def export(
+    store: MetadataStore,
+    name: str,
+    out: str,
+    format: str = "coco",
+    filters: Filters | dict[str, Any] | None = None,
+    models: list[str] | None = None,
+    images: str = "copy",
+    progress: ProgressCallback = no_progress,
+) -> dict[str, Any]:
+    """A view of the dataset written to ``out`` (see ``visionlens.export``): counts, files, notes, how to ingest it."""
+    from ..export import export_view
+
+    return plain(export_view(store, name, out, format, as_filters(filters), models, images, progress).to_json())

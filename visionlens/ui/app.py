@@ -17,6 +17,7 @@ from . import resources
 from .datasets_view import DatasetsView  # noqa: F401
 from .detail_view import DetailView  # noqa: F401
 from .evaluation_view import EvaluationView  # noqa: F401
+from .export_view import ExportView
 from .filters_view import FiltersView
 from .grid_view import GridView  # noqa: F401
 from .insights_view import InsightsView  # noqa: F401
@@ -122,7 +123,7 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
         _restore_url(state)
     # the tabs (built-in ones too) come from the plugins' ``views`` hook: Browse, Map, Evaluation, Insights, ...
     tabs = _lazy_tabs(state, view_factories(ViewContext(state, thumbnails, template)))
-    sidebar = FiltersView(state=state)
+    sidebar = pn.Column(FiltersView(state=state), ExportView(state=state), sizing_mode="stretch_width")
     if template:
         _sync_url(state)
         tmpl = pn.template.FastListTemplate(
