@@ -25,7 +25,9 @@ from .jobs import Jobs
 from .jobs_view import JobsView  # noqa: F401
 from .map_view import MapView  # noqa: F401
 from .state import AppState
+from .tags_view import TagsView  # noqa: F401
 from .toolbar_view import ToolbarView  # noqa: F401
+from .views_view import SavedViewsView
 
 TITLE = "VisionLens"
 CSS = """
@@ -79,7 +81,7 @@ def _sync_url(state: AppState) -> None:
         # Changes arrive on worker threads (--num-threads); the location is written on the session's event loop.
         jobs.post(write)
 
-    state.param.watch(push, ["dataset", "filters", "sort", "open_sample"])
+    state.param.watch(push, ["dataset", "filters", "sort", "selection", "open_sample"])  # selection: ?view= may go
     pn.state.onload(push)  # after the browser has reported its own location
 
 
@@ -123,7 +125,9 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
         _restore_url(state)
     # the tabs (built-in ones too) come from the plugins' ``views`` hook: Browse, Map, Evaluation, Insights, ...
     tabs = _lazy_tabs(state, view_factories(ViewContext(state, thumbnails, template)))
-    sidebar = pn.Column(FiltersView(state=state), ExportView(state=state), sizing_mode="stretch_width")
+    sidebar = pn.Column(
+        FiltersView(state=state), SavedViewsView(state=state), ExportView(state=state), sizing_mode="stretch_width"
+    )
     if template:
         _sync_url(state)
         tmpl = pn.template.FastListTemplate(
