@@ -84,7 +84,10 @@ class GridView(Viewer):
         ids = np.asarray(state.result_ids[offset : offset + limit], np.int64)
         if ds is None or not len(ids):
             return []
+        generation = ds.store.generation  # read first: rows read while a write commits are not filed as current
         rows = ds.store.samples_by_id(ds.id, ids).to_pylist()
+        # the browser asks the thumbnail route for these next: it finds their files in memory, not in the store
+        resources.remember_sample_files(ds.store, generation, ds.id, ds.root, ((r["id"], r["filepath"]) for r in rows))
         sources = state.visible_sources()
         anns = (
             ds.store.annotations(ds.id, ids, sources=sources, evaluation=state.evaluation).to_pylist()

@@ -13,7 +13,10 @@ import asyncio
 from bokeh.server.views.auth_request_handler import AuthRequestHandler
 from tornado.web import HTTPError, authenticated
 
+from .. import media
 from ..errors import DatasetNotFoundError
+from ..store.metadata import MetadataStore
+from ..thumbnails import ThumbResult, full_image
 from . import resources
 
 THUMB_PREFIX = "/vl/thumb"
@@ -28,16 +31,43 @@ def image_url(dataset_id: int, sample_id: int, max_side: int = 1600, prefix: str
     return f"{prefix}{IMAGE_PREFIX}/{dataset_id}/{sample_id}?max={max_side}"
 
 
-def sample_uri(dataset_id: int, sample_id: int) -> str:
-    """The image file of a sample, resolved through the store so that only dataset files are ever read."""
-    store = resources.store()
-    row = store.dataset_by_id(dataset_id)
-    rows = store.samples_by_id(dataset_id, [sample_id]).to_pylist()
-    if not rows:
-        raise KeyError(sample_id)
-    from .. import media
+NEIGHBOURS = 128
+"""Ids read along with a sample the memory does not know: its neighbours in the default order, which a page asks for
+next, cost the same range read."""
+_ID_MAX = 2**63 - 1
 
-    return media.join(row.root, rows[0]["filepath"])
+
+def sample_uri(dataset_id: int, sample_id: int) -> str:
+    """The image file of a sample, resolved through the store so that only dataset files are ever read.
+
+    From memory when a grid window or an earlier request read it since the store's last write (a query per tile
+    made every request wait on the store); otherwise one range read of it and its id neighbours, remembered.
+    """
+    if not (0 <= dataset_id <= _ID_MAX and 0 <= sample_id <= _ID_MAX):
+        raise KeyError(sample_id)  # no store id is this large: a 404, not a database error
+    store = resources.store()
+    uri = resources.cached_sample_uri(store, dataset_id, sample_id)
+    return uri if uri is not None else _look_up(store, dataset_id, sample_id)
+
+
+def _look_up(store: MetadataStore, dataset_id: int, sample_id: int) -> str:
+    """Read the sample's file and its neighbours' (one indexed range of this dataset's rows) and remember them."""
+    generation = store.generation  # before the read: rows read while a write commits must not be filed as current
+    first = max(0, sample_id - NEIGHBOURS // 2)
+    rows = store.sample_files(dataset_id, first, first + NEIGHBOURS - 1)
+    uris = {sid: media.join(root, path) for sid, root, path in rows}
+    resources.sample_uris(store).put(generation, ((dataset_id, sid, uri) for sid, uri in uris.items()))
+    return uris[sample_id]  # KeyError: no such sample in this dataset
+
+
+def _thumbnail(dataset_id: int, sample_id: int, side: int) -> ThumbResult:
+    """The grid's thumbnail; the lookup and the disk read in one trip to a worker thread."""
+    return resources.thumbnails().get(sample_uri(dataset_id, sample_id), sample_id)
+
+
+def _full_image(dataset_id: int, sample_id: int, side: int) -> ThumbResult:
+    """The detail view's image at ``side`` pixels, rendered from the source file every time."""
+    return full_image(sample_uri(dataset_id, sample_id), side)
 
 
 MAX_SIDE = (64, 4096)
@@ -68,20 +98,13 @@ class _ImageHandler(AuthRequestHandler):
         from ..server.mount import mount_for
 
         mount_for(self.application)  # served through --plugins before any page: this process owns the file now
-        loop = asyncio.get_running_loop()
-        try:  # a store query: off the event loop like the image work, which every session shares
-            uri = await loop.run_in_executor(None, sample_uri, int(dataset_id), int(sample_id))
+        render, cache = (_full_image, "private, max-age=300") if self.full else (_thumbnail, "private, max-age=86400")
+        try:  # store and disk work: off the event loop, which every session shares
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, render, int(dataset_id), int(sample_id), side
+            )
         except (KeyError, ValueError, DatasetNotFoundError):
             raise HTTPError(404) from None
-        if self.full:
-            from ..thumbnails import full_image
-
-            result = await loop.run_in_executor(None, full_image, uri, side)
-            cache = "private, max-age=300"
-        else:
-            cache_obj = resources.thumbnails()
-            result = await loop.run_in_executor(None, cache_obj.get, uri, int(sample_id))
-            cache = "private, max-age=86400"
         self.set_header("Content-Type", "image/jpeg")
         self.set_header("Cache-Control", "no-store" if result.placeholder else cache)
         if result.placeholder:
