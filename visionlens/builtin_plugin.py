@@ -31,7 +31,9 @@ def format_readers() -> list[FormatReader]:
 
 @hookimpl
 def annotation_writers() -> list[AnnotationWriter]:
-    return []
+    from .formats.writers import WRITERS
+
+    return list(WRITERS.values())  # COCO, YOLO, VOC, Parquet, CSV
 
 
 # -- tabs ------------------------------------------------------------------------------------------------------------

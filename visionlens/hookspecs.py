@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import typer
 
     from .formats.base import FormatReader, ProgressCallback
+    from .formats.writers import ExportInput, WriteOptions, WriteResult
     from .insights.finding import Finding
     from .store.metadata import MetadataStore
 
@@ -54,23 +57,20 @@ Route = tuple[str, Any, dict]
 
 
 class AnnotationWriter(Protocol):
-    """Writes a dataset (or a subset) out in one annotation format, the counterpart of a ``FormatReader``.
+    """Writes a view of a dataset out in one format, the counterpart of a ``FormatReader`` (the shape of
+    ``visionlens.formats.writers.Writer``): it gets plain data, never the store.
 
-    ``write`` returns the files it wrote. ``sample_ids`` None means every sample; ``sources`` the boxes to write
-    (``"ground_truth"`` and/or model names; None: ground truth only).
+    ``write(data, out_dir, options, progress)`` fills the empty folder ``out_dir`` from ``data.batches()`` and
+    returns what it wrote (``WriteResult``); raise to fail (the caller removes the folder). ``image_modes``: which
+    of ``copy``/``link``/``in_place`` it supports (empty: it writes no images).
     """
 
     name: ClassVar[str]
+    image_modes: ClassVar[tuple[str, ...]]
 
     def write(
-        self,
-        store: MetadataStore,
-        dataset_id: int,
-        out: str,
-        sample_ids: Sequence[int] | None = None,
-        sources: Sequence[str] | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> list[str]: ...
+        self, data: ExportInput, out_dir: Path, options: WriteOptions, progress: ProgressCallback
+    ) -> WriteResult: ...
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ __all__ = [
     "get_reader",
     "get_writer",
     "readers",
-    "writers",
+    "registered_writers",
 ]
 
 
@@ -90,8 +90,9 @@ def readers() -> dict[str, FormatReader]:
     }
 
 
-def writers() -> dict[str, object]:
-    """Every annotation writer (``hookspecs.AnnotationWriter``) by name."""
+def registered_writers() -> dict[str, object]:
+    """Every annotation writer (``hookspecs.AnnotationWriter``) by name (not ``writers``: that is the module of the
+    built-in writers)."""
     return {name: writer for name, (_, writer) in _registered("annotation_writers").items()}
 
 
@@ -106,7 +107,7 @@ class _Registry(Mapping[str, object]):
         self._hook = hook
 
     def __getitem__(self, name: str) -> object:
-        return (readers() if self._hook == "format_readers" else writers())[name]
+        return (readers() if self._hook == "format_readers" else registered_writers())[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(_registered(self._hook))
@@ -127,7 +128,7 @@ def get_reader(name: str) -> FormatReader:
 
 
 def get_writer(name: str) -> object:
-    found = writers()
+    found = registered_writers()
     if name not in found:
         raise IngestError(f"unknown export format {name!r}; known: {', '.join(found) or 'none'}")
     return found[name]
