@@ -51,6 +51,7 @@ def _browse(ctx: ViewContext) -> Any:
     st = ctx.state
     return pn.Column(
         app.ToolbarView(state=st),
+        app.TagsView(state=st),
         ActionsView(state=st),
         app.GridView(state=st, thumbnails=ctx.thumbnails),
         app.DetailView(state=st, thumbnails=ctx.thumbnails, top_offset=70 if ctx.template else 10),
