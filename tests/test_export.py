@@ -500,3 +500,38 @@ def test_export_view_refuses_folders_outside_the_allowed_roots_when_served(sourc
 
 def test_errors_are_ours():
     assert issubclass(ExportError, VisionLensError)
+
+
+def test_suggested_folder_is_one_the_server_accepts(home, tmp_path, monkeypatch):
+    from visionlens.ui import export_view as module
+
+    monkeypatch.setenv("VISIONLENS_ALLOWED_ROOTS", str(tmp_path / "allowed"))
+    assert module.default_folder("my ds/1", "voc") == str(home / "exports" / "my_ds_1-voc")
+    monkeypatch.setattr(module, "served", lambda: True)
+    want = (tmp_path / "allowed").resolve() / "visionlens-exports" / "my_ds_1-voc"
+    assert module.default_folder("my ds/1", "voc") == str(want)
+
+
+# --- images on gs:// ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_gs_images_are_copied_through_media(store, tmp_path):
+    from tests.gcs_emulator import gcs_emulator
+
+    local = tmp_path / "src"
+    preds = build_source(local)
+    with gcs_emulator(tmp_path / "emulator") as emu:
+        uri = emu.upload(local, "src")
+        pred_uris = {m: f"{uri}/{p.name}" for m, p in preds.items()}
+        source = vl.ingest(uri, "gs-src", predictions=pred_uris, store=store)
+        assert source.root.startswith("gs://")
+        report = export_view(store, "gs-src", tmp_path / "out", "voc")
+        assert report.images["copied"] == len(IMAGES)
+        with pytest.raises(ExportError, match="cannot be linked"):
+            export_view(store, "gs-src", tmp_path / "linked", "coco", images="link")
+        assert not (tmp_path / "linked").exists()
+        back = ingest_export(report, "gs-back", store)
+        assert_same(snapshot(back), snapshot(source))
+    for name in ("a.jpg", "b.png", "d.jpg"):
+        assert (tmp_path / "out" / "JPEGImages" / name).read_bytes() == next(local.rglob(name)).read_bytes()

@@ -38,10 +38,21 @@ def served() -> bool:
 
 
 def default_folder(dataset: str | None, fmt: str) -> str:
+    """``<VISIONLENS_HOME>/exports/<dataset>-<format>``; in a served session, when that is outside the allowed
+    roots, ``<first allowed root>/visionlens-exports/...`` instead, so the suggestion is one the server accepts."""
     from ..config import get_settings
+    from ..errors import NotAllowedError
+    from ..server.roots import allowed_roots, check_allowed
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in (dataset or "dataset"))
-    return str(get_settings().home / "exports" / f"{safe}-{fmt}")
+    preferred = get_settings().home / "exports" / f"{safe}-{fmt}"
+    if not served():
+        return str(preferred)
+    try:
+        return check_allowed(preferred, "export folder")
+    except NotAllowedError:
+        local = [r for r in allowed_roots() if "://" not in r]
+        return str(Path(local[0]) / "visionlens-exports" / f"{safe}-{fmt}") if local else str(preferred)
 
 
 def view_filters(state: AppState) -> Filters:
