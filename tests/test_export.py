@@ -535,3 +535,18 @@ def test_gs_images_are_copied_through_media(store, tmp_path):
         assert_same(snapshot(back), snapshot(source))
     for name in ("a.jpg", "b.png", "d.jpg"):
         assert (tmp_path / "out" / "JPEGImages" / name).read_bytes() == next(local.rglob(name)).read_bytes()
+
+
+def test_yolo_source_to_coco(store, tmp_path):
+    from tests.factories import write_yolo
+
+    root = write_yolo(
+        tmp_path / "src",
+        {"train/x": "0 0.5 0.5 0.25 0.125\n1 0.125 0.25 0.0625 0.1\n", "val/y": "1 0.33 0.66 0.2 0.3\n"},
+        sizes={"train/x": (100, 50), "val/y": (64, 48)},
+    )
+    src = vl.ingest(root, "yolo-src", store=store)
+    report = export_view(store, "yolo-src", tmp_path / "out", "coco")
+    cats = _doc(tmp_path / "out", "train")["categories"]
+    assert cats == [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}]  # not YOLO's 0-based classes
+    assert_same(snapshot(ingest_export(report, "yolo-back", store)), snapshot(src))

@@ -150,12 +150,17 @@ def _models(store: MetadataStore, dataset_id: int, models: Sequence[str] | None)
 
 
 def _labels(store: MetadataStore, dataset_id: int) -> list[ExportLabel]:
-    """Every label in the dataset's order; COCO ids as the source file had them when they are unique integers
-    (so an old results file still matches), else 1..n. Labels only predictions use get ids after the largest."""
+    """Every label in the dataset's order; COCO ids as the source file had them when they are unique positive
+    integers (so an old results file still matches), else 1..n (a YOLO class 0 would become category 0, which
+    many COCO tools take for the background). Labels only predictions use get ids after the largest."""
     rows = reads.label_rows(store, dataset_id)
-    given = [int(r.ext_id) if r.ext_id is not None and r.ext_id.lstrip("-").isdigit() else None for r in rows]
+    given = [int(r.ext_id) if r.ext_id is not None and r.ext_id.isdigit() else None for r in rows]
     present = [g for g in given if g is not None]
-    keep = len(present) == len(set(present)) and all(g is not None or r.ext_id is None for g, r in zip(given, rows))
+    keep = (
+        len(present) == len(set(present))
+        and all(g > 0 for g in present)
+        and all(g is not None or r.ext_id is None for g, r in zip(given, rows))
+    )
     if not keep:
         return [ExportLabel(r.name, k + 1) for k, r in enumerate(rows)]
     nxt = max([*present, 0]) + 1
