@@ -71,6 +71,13 @@ def _backend():  # noqa: ANN202
     return connect()
 
 
+def _formats_help() -> str:
+    """``auto, coco, yolo, voc`` and any plugin's formats: the same registry auto-detection uses."""
+    from .formats import format_names
+
+    return "auto, " + ", ".join(format_names()) + "."
+
+
 def _parse_predictions(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -85,7 +92,7 @@ def _parse_predictions(items: list[str]) -> dict[str, str]:
 def ingest(
     path: Annotated[str, typer.Argument(help="Dataset folder or annotation file; local path or gs:// URI.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Name to store the dataset under.")],
-    format: Annotated[str, typer.Option(help="auto, coco, yolo or voc.")] = "auto",
+    format: Annotated[str, typer.Option(help=_formats_help())] = "auto",
     images: Annotated[Optional[str], typer.Option(help="Image folder, when it is not next to the annotations.")] = None,
     predictions: Annotated[
         list[str],
@@ -114,7 +121,7 @@ def add_predictions(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     model: Annotated[str, typer.Argument(help="Model name to store the predictions under.")],
     path: Annotated[str, typer.Argument(help="COCO results JSON, YOLO txt folder or VOC XML folder.")],
-    format: Annotated[str, typer.Option(help="auto, coco, yolo or voc.")] = "auto",
+    format: Annotated[str, typer.Option(help=_formats_help())] = "auto",
     replace: Annotated[bool, typer.Option(help="Overwrite this model's predictions.")] = False,
 ) -> None:
     """Add one model's predictions to an existing dataset."""
