@@ -682,6 +682,7 @@ def test_failing_cli_hook_and_command_leave_the_cli_working(use_plugins: Callabl
 def test_visionlens_command_with_a_broken_plugin_installed(tmp_path: Path) -> None:
     """The real command in a fresh process: other commands work and ``visionlens plugins`` shows the failure."""
     write_plugin(tmp_path / "plugins", "broken", FAILING_HOOKS)
+    write_plugin(tmp_path / "plugins", "good", GOOD)
     env = {
         **os.environ,
         "VISIONLENS_HOME": str(tmp_path / "home"),
@@ -694,7 +695,11 @@ def test_visionlens_command_with_a_broken_plugin_installed(tmp_path: Path) -> No
     shown = subprocess.run([*exe, "plugins"], env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     line = next(x for x in shown.stdout.splitlines() if "broken" in x)
-    assert "failed: cli_commands(): RuntimeError: declarations boom" in line
+    assert "failed: cli_commands(): RuntimeError: declarations boom" in line  # the first hook asked
+    helped = subprocess.run([*exe, "ingest", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert "auto, coco, yolo, voc, boxcsv." in helped.stdout  # the CLI's list is the registry's
+    hello = subprocess.run([*exe, "hello", "--name", "x"], env=env, capture_output=True, text=True, timeout=120)
+    assert hello.stdout.strip() == "hello x"
     assert any("image_quality" in x and "enabled" in x for x in shown.stdout.splitlines())
     ingest = subprocess.run(
         [*exe, "ingest", str(simple_coco(tmp_path / "coco")), "--name", "c"], env=env, capture_output=True, text=True
