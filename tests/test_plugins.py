@@ -361,6 +361,16 @@ def test_writer_hook(use_plugins: Callable[..., Plugins]) -> None:
     assert "txt" in registered_writers() and "txt" in WRITERS and get_writer("txt").name == "txt"
 
 
+def test_failing_writer_fails_the_export_call_with_its_name(use_plugins: Callable[..., Plugins]) -> None:
+    from visionlens.formats import get_writer
+    from visionlens.plugins import PluginError
+
+    plugins = use_plugins(good=GOOD.replace("        return None\n", "        raise OSError('disk full')\n", 1))
+    with pytest.raises(PluginError, match="plugin 'good' failed and was disabled: txt.write: OSError: disk full"):
+        get_writer("txt").write(None, None, None, None)
+    assert states(plugins)["good"].startswith("failed: txt.write")
+
+
 def test_post_ingest_hook_runs_after_the_commit(
     use_plugins: Callable[..., Plugins], store: Any, tmp_path: Path
 ) -> None:

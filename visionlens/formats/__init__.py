@@ -90,10 +90,30 @@ def readers() -> dict[str, FormatReader]:
     }
 
 
+class _PluginWriter:
+    """A plugin's writer whose ``write`` raising fails the export with an error naming the plugin (disabled)."""
+
+    def __init__(self, plugin: str, writer: object):
+        self.plugin, self.writer, self.name = plugin, writer, writer.name  # type: ignore[attr-defined]
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self.writer, attr)
+
+    def write(self, *args: object) -> object:
+        from ..plugins import get_plugins
+
+        return get_plugins().run(self.plugin, f"{self.name}.write", self.writer.write, *args)  # type: ignore[attr-defined]
+
+
 def registered_writers() -> dict[str, object]:
     """Every annotation writer (``hookspecs.AnnotationWriter``) by name (not ``writers``: that is the module of the
     built-in writers)."""
-    return {name: writer for name, (_, writer) in _registered("annotation_writers").items()}
+    from ..plugins import BUILTIN
+
+    return {
+        name: writer if plugin == BUILTIN else _PluginWriter(plugin, writer)
+        for name, (plugin, writer) in _registered("annotation_writers").items()
+    }
 
 
 def format_names() -> list[str]:
