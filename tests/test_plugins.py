@@ -268,6 +268,25 @@ def use_plugins(tmp_path: Path) -> Iterator[Callable[..., Plugins]]:
     set_plugins(saved[0] if saved else None)
 
 
+@pytest.fixture
+def app_jobs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every view's background jobs (``ui.jobs.Jobs``) of a test that builds the app, waited for before the store
+    closes (ask for this fixture after ``store``/``demo_ds``: it is torn down first)."""
+    from visionlens.ui import jobs
+
+    made: list[Any] = []
+    original = jobs.Jobs.__init__
+
+    def record(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(jobs.Jobs, "__init__", record)
+    yield made
+    for j in made:
+        j.wait(60)
+
+
 def states(plugins: Plugins) -> dict[str, str]:
     return {i.name: i.state for i in plugins.infos()}
 
@@ -432,7 +451,9 @@ def _tab_names(layout: Any) -> list[str]:
     return list(layout[1][0]._names)
 
 
-def test_views_hook_adds_a_tab_after_the_builtin_ones(use_plugins: Callable[..., Plugins], demo_ds: Any) -> None:
+def test_views_hook_adds_a_tab_after_the_builtin_ones(
+    use_plugins: Callable[..., Plugins], demo_ds: Any, app_jobs: list[Any]
+) -> None:
     from visionlens.ui import app
 
     use_plugins(good=GOOD)
@@ -598,7 +619,7 @@ def test_failing_insight_finder_leaves_the_builtin_findings(
 
 
 def test_failing_tab_shows_its_error_in_place_and_the_app_builds(
-    use_plugins: Callable[..., Plugins], demo_ds: Any
+    use_plugins: Callable[..., Plugins], demo_ds: Any, app_jobs: list[Any]
 ) -> None:
     from visionlens.ui import app
 
@@ -616,7 +637,7 @@ def test_failing_tab_shows_its_error_in_place_and_the_app_builds(
 
 
 def test_failing_declaration_hooks_leave_the_builtin_tabs_routes_formats_and_commands(
-    use_plugins: Callable[..., Plugins], demo_ds: Any
+    use_plugins: Callable[..., Plugins], demo_ds: Any, app_jobs: list[Any]
 ) -> None:
     from visionlens.formats import format_names
     from visionlens.ui import app
