@@ -201,7 +201,8 @@ class TagsView(Viewer):
     def _say(self, message: str, error: bool = False, markup: bool = False) -> None:
         """One line of feedback; plain text is escaped here, markup was built with ``html.el``."""
         body = message if markup else text(message)
-        self._status.object = f'<span style="color:#b3261e">{body}</span>' if error else f"<small>{body}</small>"
+        style = "color:#b3261e" if error else "font-size:0.85em"
+        self._status.object = f'<span class="vl-tag-said" style="{style}">{body}</span>'
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until this view's background work ended (scripts and tests)."""

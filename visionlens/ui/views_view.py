@@ -204,7 +204,8 @@ class SavedViewsView(Viewer):
 
     def _say(self, message: str, error: bool = False, markup: bool = False) -> None:
         body = message if markup else text(message)
-        self._status.object = f'<span style="color:#b3261e">{body}</span>' if error else f"<small>{body}</small>"
+        style = "color:#b3261e" if error else "font-size:0.85em"
+        self._status.object = f'<span class="vl-view-said" style="{style}">{body}</span>'
 
     def wait(self, timeout: float = 30.0) -> None:
         """Block until this view's background work ended (scripts and tests)."""
