@@ -11,6 +11,7 @@ from panel.viewable import Viewer
 
 from .. import media
 from ..errors import VisionLensError
+from ..formats import format_names
 from ..ingestion import ingest
 from . import resources
 from .html import md
@@ -38,7 +39,7 @@ class DatasetsView(Viewer):
             name="Path or gs:// URI", placeholder="/data/coco or gs://bucket/dataset", sizing_mode="stretch_width"
         )
         self._name = pn.widgets.TextInput(name="Name", placeholder="my-dataset", width=200)
-        self._format = pn.widgets.Select(name="Format", options=["auto", "coco", "yolo", "voc"], width=120)
+        self._format = pn.widgets.Select(name="Format", options=["auto", *format_names()], width=120)
         self._preds = pn.widgets.TextAreaInput(
             name="Predictions (one MODEL=PATH per line)",
             height=80,
