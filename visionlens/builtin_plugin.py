@@ -135,6 +135,8 @@ def routes() -> list[Route]:
             self._send(200, {"plugins": [i.to_json() for i in get_plugins().infos()]})
 
     class FieldsHandler(ApiHandler):
+        needs = {"POST": "plugins"}
+
         async def post(self, name: str) -> None:
             await self._run(self._post, name)
 

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_multimodal: bool = False
+    roles_file: Path | None = None
+    """Viewer/editor/admin per user for a team server (``server/roles.py``); unset: everyone is an admin."""
     allowed_roots: str | None = None
     """Where the server may read datasets from for ingest requests of web users and API clients: folders or
     ``gs://`` prefixes separated by ``,`` or the OS path separator. Unset: the user's home and the demo folder."""

@@ -41,6 +41,7 @@ from ..errors import DatasetExistsError, DatasetNotFoundError, NotAllowedError, 
 from ..query import Filters, LabelFilter, Sort
 from . import operations as ops
 from .jobs import Job, registry
+from .roles import TOKEN_USER, require
 from .roots import check_allowed
 
 __all__ = ["API_PREFIX", "ROUTES", "set_token"]
@@ -194,6 +195,8 @@ class ApiHandler(AuthRequestHandler):
     """JSON in and out, credentials checked before any method runs, our errors as ``{"error": ...}``."""
 
     user: str | None = None
+    needs: dict[str, str] = {}
+    """The action (``roles.ACTIONS``) each HTTP method takes; GET reads, anything unnamed needs an admin."""
 
     def check_xsrf_cookie(self) -> None:  # a token or a same-site login cookie, no form posts to protect
         return None
@@ -202,14 +205,18 @@ class ApiHandler(AuthRequestHandler):
         await super().prepare()
         header = self.request.headers.get("Authorization", "")
         if header.startswith("Bearer ") and _token and hmac.compare_digest(header[7:].strip(), _token[0]):
-            self.user = "token"
-            return
-        if has_login(self.application):
+            self.user = TOKEN_USER
+        elif has_login(self.application) and self.current_user:
             user = self.current_user
-            if user:
-                self.user = user if isinstance(user, str) else str(user)
-                return
-        self._send(401, {"error": "this API needs the owner's token (Authorization: Bearer ...) or a login"})
+            self.user = user if isinstance(user, str) else str(user)
+        else:
+            self._send(401, {"error": "this API needs the owner's token (Authorization: Bearer ...) or a login"})
+            return
+        action = self.needs.get(self.request.method, "read" if self.request.method == "GET" else "admin")
+        try:
+            require(self.user, action)
+        except NotAllowedError as e:
+            self._send(403, {"error": str(e)})
 
     def _send(self, status: int, payload: Any) -> None:
         self.set_status(status)
@@ -271,6 +278,8 @@ class HealthHandler(ApiHandler):
 
 
 class DatasetsHandler(ApiHandler):
+    needs = {"POST": "ingest"}
+
     async def get(self) -> None:
         await self.call(ops.list_datasets)
 
@@ -292,6 +301,8 @@ class DatasetsHandler(ApiHandler):
 
 
 class DatasetHandler(ApiHandler):
+    needs = {"DELETE": "delete"}
+
     async def get(self, name: str) -> None:
         await self.call(ops.dataset_info, name)
 
@@ -304,6 +315,8 @@ class DatasetHandler(ApiHandler):
 
 
 class PredictionsHandler(ApiHandler):
+    needs = {"POST": "ingest"}
+
     async def post(self, name: str) -> None:
         await self._run(self._add, name)
 
@@ -318,6 +331,8 @@ class PredictionsHandler(ApiHandler):
 
 
 class SamplesHandler(ApiHandler):
+    needs = {"POST": "read"}
+
     async def get(self, name: str) -> None:
         await self._run(self._get, name)
 
@@ -349,6 +364,8 @@ class SamplesHandler(ApiHandler):
 
 
 class AnnotationsHandler(ApiHandler):
+    needs = {"POST": "read"}
+
     async def post(self, name: str) -> None:
         await self._run(self._post, name)
 
@@ -358,6 +375,8 @@ class AnnotationsHandler(ApiHandler):
 
 
 class EvaluateHandler(ApiHandler):
+    needs = {"POST": "evaluate"}
+
     async def post(self, name: str) -> None:
         await self._run(self._post, name)
 
@@ -371,6 +390,8 @@ class EvaluateHandler(ApiHandler):
 
 
 class MetricsHandler(ApiHandler):
+    needs = {"POST": "read"}
+
     async def post(self, name: str) -> None:
         await self._run(self._post, name)
 
@@ -385,6 +406,8 @@ class EvaluationsHandler(ApiHandler):
 
 
 class EmbedHandler(ApiHandler):
+    needs = {"POST": "embed"}
+
     async def post(self, name: str) -> None:
         await self._run(self._post, name)
 
@@ -400,6 +423,8 @@ class EmbedHandler(ApiHandler):
 
 
 class SimilarHandler(ApiHandler):
+    needs = {"POST": "read"}
+
     async def post(self, name: str) -> None:
         await self._run(self._post, name)
 
@@ -409,6 +434,8 @@ class SimilarHandler(ApiHandler):
 
 
 class InsightsHandler(ApiHandler):
+    needs = {"POST": "insights"}
+
     async def get(self, name: str) -> None:
         await self.call(ops.findings, name)
 
@@ -424,6 +451,8 @@ class InsightsHandler(ApiHandler):
 
 
 class TagsHandler(ApiHandler):
+    needs = {"POST": "tag"}
+
     async def get(self, name: str) -> None:
         await self._run(self._get, name)
 
@@ -446,6 +475,8 @@ class TagsHandler(ApiHandler):
 
 
 class ViewsHandler(ApiHandler):
+    needs = {"POST": "views"}
+
     async def get(self, name: str) -> None:
         await self.call(ops.views, name)
 
@@ -460,6 +491,8 @@ class ViewsHandler(ApiHandler):
 
 
 class ViewHandler(ApiHandler):
+    needs = {"PATCH": "views", "DELETE": "views"}
+
     async def get(self, name: str, view: str) -> None:
         await self.call(ops.view, name, view)
 
@@ -476,6 +509,8 @@ class ViewHandler(ApiHandler):
 
 
 class ExportHandler(ApiHandler):
+    needs = {"POST": "export"}
+
     """The export folder is a path the server writes (and may replace, when an earlier export made it): it must lie
     inside the allowed roots, like every path a request can make the server read."""
 
@@ -503,6 +538,8 @@ class JobsHandler(ApiHandler):
 
 
 class JobHandler(ApiHandler):
+    needs = {"DELETE": "cancel"}
+
     def _job(self, job_id: str) -> Job:
         job = registry().get(job_id)
         if job is None:

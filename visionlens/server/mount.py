@@ -74,6 +74,9 @@ def mount(tornado_app: Any, address: str | None, port: int | None) -> bool:
         _mounted.add(tornado_app)
     prefix = getattr(tornado_app, "prefix", "") or ""
     tornado_app.add_handlers(r".*", routes(prefix))
+    from .roles import install_authorize_callback
+
+    install_authorize_callback()  # later pages are refused before any session is built (the app refuses too)
     if port:
         record(_local_url(address, port, prefix))
     return True

@@ -21,6 +21,7 @@ from ..hookspecs import GridAction, Scope
 from ..plugins import grid_actions, run_action
 from .html import text
 from .jobs import Jobs, session_doc, user_message
+from .permissions import guarded, hide_unless
 from .state import AppState
 
 SCOPE_WORDS: dict[str, str] = {"picked": "picked", "selection": "in the lasso selection", "view": "in view"}
@@ -41,7 +42,8 @@ class ActionsView(Viewer):
 
     def _button(self, plugin: str, action: GridAction) -> pn.widgets.Button:
         button = pn.widgets.Button(name=action.label, button_type="default", css_classes=["vl-action"])
-        button.on_click(lambda _: self.start(plugin, action))
+        button.on_click(guarded(self.state, "plugins", lambda _: self.start(plugin, action)))
+        hide_unless(self.state, "plugins", button)
         return button
 
     def ids_for(self, scope: Scope) -> list[int]:

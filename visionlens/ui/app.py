@@ -51,6 +51,29 @@ class _ServedFast(Fast):
     }
 
 
+def _session_user() -> str | None:
+    """The logged-in user of a served page (None without a login); a notebook kernel is the owner itself."""
+    from ..server.roles import TOKEN_USER
+    from .jobs import session_doc
+
+    return pn.state.user if session_doc() is not None else TOKEN_USER
+
+
+def _denied(user: str | None) -> Any:
+    """A page saying no, for a user the roles file gives no role (or when the roles file itself is wrong)."""
+    from ..errors import VisionLensError
+    from ..server.roles import role_of
+    from .html import md
+
+    try:
+        if role_of(user) is not None:
+            return None
+        reason = f"{md(user or 'this session')} has no role on this server; ask an admin to add you to the roles file."
+    except VisionLensError as e:
+        reason = md(e)
+    return pn.pane.Markdown(f"## Access denied\n\n{reason}", css_classes=["vl-denied"])
+
+
 def _restore_url(state: AppState) -> None:
     """A shared link's dataset, filters, sort and sample, applied before any view exists so each view starts
     from them instead of racing to catch up."""
@@ -120,7 +143,11 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
 
     mount_current()  # image routes + HTTP API on this server, before the page asks for an image
     pn.extension("tabulator", raw_css=[CSS], notifications=True)
-    state = AppState(resources.store(), dataset=dataset)
+    user = _session_user()
+    denied = _denied(user)
+    if denied is not None:
+        return denied
+    state = AppState(resources.store(), dataset=dataset, user=user)
     if template:
         _restore_url(state)
     # the tabs (built-in ones too) come from the plugins' ``views`` hook: Browse, Map, Evaluation, Insights, ...

@@ -16,6 +16,7 @@ from ..ingestion import ingest
 from . import resources
 from .html import md
 from .jobs import Jobs, session_doc, user_message
+from .permissions import guarded, hide_unless
 from .state import AppState
 
 
@@ -48,28 +49,36 @@ class DatasetsView(Viewer):
         )
         self._replace = pn.widgets.Checkbox(name="replace a dataset of the same name")
         self._ingest = pn.widgets.Button(name="Ingest", button_type="primary", width=120)
-        self._ingest.on_click(self._start_ingest)
+        self._ingest.on_click(guarded(self.state, "ingest", self._start_ingest))
         self._progress = pn.indicators.Progress(
             value=-1, max=100, visible=False, sizing_mode="stretch_width", height=18
         )
         self._status = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         self._target = pn.widgets.Select(name="Dataset", options=[], width=220, css_classes=["vl-target"])
         self._delete = pn.widgets.Button(name="Delete…", button_type="danger", width=140)
-        self._delete.on_click(self._on_delete)
+        self._delete.on_click(guarded(self.state, "delete", self._on_delete))
         self._thumbs = pn.widgets.Button(name="Pre-generate thumbnails", button_type="default", width=200)
-        self._thumbs.on_click(self._start_thumbnails)
+        self._thumbs.on_click(guarded(self.state, "thumbnails", self._start_thumbnails))
         self._embed = pn.widgets.Button(name="Compute embeddings + map", button_type="default", width=220)
-        self._embed.on_click(self._start_embedding)
+        self._embed.on_click(guarded(self.state, "embed", self._start_embedding))
         self._confirming: str | None = None
         self._tracked: Any = None  # this page's running job in the server's job registry
         self._jobs = Jobs("datasets", state=self.state)
+        admin = self.state.can("ingest")
+        hide_unless(self.state, "delete", self._delete)
+        hide_unless(self.state, "thumbnails", self._thumbs)
+        hide_unless(self.state, "embed", self._embed)
         self._layout = pn.Column(
             pn.pane.HTML("<h3>Datasets</h3>"),
             self._table,
-            pn.pane.HTML("<h4>Add a dataset</h4>"),
-            pn.Row(self._path, self._name, self._format, sizing_mode="stretch_width"),
-            self._preds,
-            pn.Row(self._replace, self._ingest),
+            pn.Column(
+                pn.pane.HTML("<h4>Add a dataset</h4>"),
+                pn.Row(self._path, self._name, self._format, sizing_mode="stretch_width"),
+                self._preds,
+                pn.Row(self._replace, self._ingest),
+                visible=admin,
+                sizing_mode="stretch_width",
+            ),
             pn.pane.HTML("<h4>Manage</h4>"),
             pn.Row(self._target, self._delete, self._thumbs, self._embed),
             self._progress,

@@ -26,6 +26,7 @@ from ..store.metadata import GROUND_TRUTH
 from .colors import label_color
 from .html import choices, md, text
 from .jobs import Jobs, current_job, user_message
+from .permissions import guarded, hide_unless
 from .quiet import Quiet
 from .state import AppState
 
@@ -248,7 +249,8 @@ class EvaluationView(Quiet, Viewer):
         self._confusion = pn.pane.HoloViews(None, backend="bokeh", css_classes=["vl-eval-confusion"])
         self._tap: hv.streams.Tap | None = None
 
-        self._evaluate.on_click(lambda _: self.evaluate_selected())
+        self._evaluate.on_click(guarded(self.state, "evaluate", lambda _: self.evaluate_selected()))
+        hide_unless(self.state, "evaluate", self._evaluate)
         self._classes.on_click(self._on_class_click)
         self._models.param.watch(self._on_models, "value")
         for w in (self._iou, self._agnostic):

@@ -20,6 +20,7 @@ from ..query import Filters
 from . import resources
 from .html import choices, md
 from .jobs import Jobs, session_doc, user_message
+from .permissions import guarded
 from .state import AppState
 
 FORMATS = {
@@ -75,7 +76,7 @@ class ExportView(Viewer):
         self._models = pn.widgets.MultiChoice(name="Predictions of", options={}, sizing_mode="stretch_width")
         self._folder = pn.widgets.TextInput(name="Destination folder", sizing_mode="stretch_width")
         self._button = pn.widgets.Button(name="Export", button_type="primary", width=120, css_classes=["vl-export"])
-        self._button.on_click(lambda *_: self.start())
+        self._button.on_click(guarded(self.state, "export", lambda *_: self.start()))
         self._summary = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["vl-export-summary"])
         self._progress = pn.indicators.Progress(
             value=-1, max=100, visible=False, sizing_mode="stretch_width", height=18
@@ -234,5 +235,5 @@ class ExportView(Viewer):
         """Block until this page's export ended and its message is shown (scripts and tests)."""
         self._jobs.wait(timeout)
 
-    def __panel__(self) -> pn.Card:
-        return self._layout
+    def __panel__(self) -> pn.Card | pn.Column:
+        return self._layout if self.state.can("export") else pn.Column(visible=False)

@@ -35,6 +35,7 @@ from . import icons, resources
 from .html import el, md, text
 from .jobs import Jobs, user_message
 from .overlays import url_prefix
+from .permissions import guarded, hide_unless
 from .routes import thumb_url
 from .state import AppState
 
@@ -593,7 +594,8 @@ class InsightsView(Viewer):
         self._message = pn.pane.Alert(
             "", alert_type="info", visible=False, sizing_mode="stretch_width", css_classes=["vl-insights-message"]
         )
-        self._find.on_click(lambda _: self.find())
+        self._find.on_click(guarded(self.state, "insights", lambda _: self.find()))
+        hide_unless(self.state, "insights", self._find)
         self._model.param.watch(lambda _: self._load(), "value")
 
         self._heads: dict[str, pn.pane.HTML] = {}
@@ -639,7 +641,8 @@ class InsightsView(Viewer):
                 icon=icons.WRITING,
                 css_classes=[f"vl-report-{agent}"],
             )
-            button.on_click(lambda _, a=agent: self.write_report(a))
+            button.on_click(guarded(self.state, "insights", lambda _, a=agent: self.write_report(a)))
+            hide_unless(self.state, "insights", button)
             self._report_buttons[agent] = button
             self._report_text[agent] = pn.pane.HTML(
                 "", sizing_mode="stretch_width", css_classes=["vl-report-text", f"vl-report-text-{agent}"]

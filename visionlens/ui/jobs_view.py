@@ -18,6 +18,7 @@ from panel.viewable import Viewer
 
 from ..server.jobs import Job, registry
 from .html import md
+from .permissions import guarded, hide_unless
 from .state import AppState
 
 REFRESH_MS = 1000
@@ -72,7 +73,8 @@ class JobsView(Viewer):
             css_classes=["vl-jobs"],
         )
         self._cancel = pn.widgets.Button(name="Cancel selected job", button_type="warning", width=180)
-        self._cancel.on_click(self._on_cancel)
+        self._cancel.on_click(guarded(self.state, "cancel", self._on_cancel))
+        hide_unless(self.state, "cancel", self._cancel)
         self._note = pn.pane.HTML("", css_classes=["vl-jobs-note"])
         self._seen = {j.id: j.state for j in registry().list()}  # what finished before this page is old news
         self._layout = pn.Column(

@@ -62,6 +62,9 @@ class AppState(param.Parameterized):
     version = param.Integer(default=0, precedence=-1, doc="Bumped whenever result_ids changes.")
     busy = param.Boolean(default=False, precedence=-1)
     error = param.String(default="", precedence=-1, doc="Last user-facing error (bad filter, ...).")
+    user = param.String(
+        default="token", allow_None=True, precedence=-1, doc="Who this session is (roles); a notebook is the owner."
+    )
     datasets_version = param.Integer(
         default=0,
         precedence=-1,
@@ -90,6 +93,24 @@ class AppState(param.Parameterized):
             self._on_dataset()
         else:
             self.refresh()
+
+    def can(self, action: str) -> bool:
+        """Whether this session's user may take ``action`` (``server.roles.ACTIONS``); views hide what it may not."""
+        from ..server.roles import can
+
+        return can(self.user, action)
+
+    def allow(self, action: str) -> bool:
+        """``can``, and when not, say so where the session shows errors: a view's second check after hiding."""
+        if self.can(action):
+            return True
+        from ..server.roles import require
+
+        try:
+            require(self.user, action)
+        except VisionLensError as e:
+            self.error = str(e)
+        return False
 
     def reload_datasets(self) -> None:
         """Re-read the list of datasets (another session or an API client may have added or removed one)."""

@@ -22,6 +22,7 @@ from ..query import Filters
 from ..store.tags import clean_tags
 from .html import el, text
 from .jobs import Jobs
+from .permissions import guarded, hide_unless
 from .state import AppState
 
 Target = str
@@ -70,11 +71,12 @@ class TagsView(Viewer):
         self._pending: tuple[Target, bool] | None = None
         self._jobs = Jobs("tags", state=st)
 
-        self._picked.on_click(lambda _: self._ask("picked", remove=False))
-        self._lasso.on_click(lambda _: self._ask("lasso", remove=False))
-        self._view.on_click(lambda _: self._ask("view", remove=False))
-        self._remove.on_click(lambda e: self._ask(e.new, remove=True))
-        self._yes.on_click(lambda _: self._confirmed())
+        self._picked.on_click(guarded(st, "tag", lambda _: self._ask("picked", remove=False)))
+        self._lasso.on_click(guarded(st, "tag", lambda _: self._ask("lasso", remove=False)))
+        self._view.on_click(guarded(st, "tag", lambda _: self._ask("view", remove=False)))
+        self._remove.on_click(guarded(st, "tag", lambda e: self._ask(e.new, remove=True)))
+        self._yes.on_click(guarded(st, "tag", lambda _: self._confirmed()))
+        self._may_tag = hide_unless(st, "tag", self._picked, self._lasso, self._view, self._remove)
         self._no.on_click(lambda _: self._cancel())
         st.param.watch(self._show_counts, ["picked", "selection", "count"])
         st.param.watch(lambda *_: self._load_suggestions(), ["dataset", "data_version"])
@@ -209,6 +211,8 @@ class TagsView(Viewer):
         self._jobs.wait(timeout, raise_errors=True)
 
     def __panel__(self) -> pn.Column:
+        if not self._may_tag:  # a viewer: nothing here they may use
+            return pn.Column(visible=False)
         return pn.Column(
             pn.Row(
                 self._tag,

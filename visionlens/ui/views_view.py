@@ -21,6 +21,7 @@ from ..query import SavedView
 from ..store.tags import MAX_VIEW_NAME_CHARS, clean_name
 from .html import el, text
 from .jobs import Jobs
+from .permissions import guarded
 from .state import AppState
 
 
@@ -53,10 +54,10 @@ class SavedViewsView(Viewer):
         self._jobs = Jobs("saved views", state=st)
 
         self._open.on_click(lambda _: self._open_chosen())
-        self._save.on_click(lambda _: self._save_current())
-        self._rename.on_click(lambda _: self._rename_chosen())
-        self._delete.on_click(lambda _: self._delete_chosen())
-        self._yes.on_click(lambda _: self._confirmed())
+        self._save.on_click(guarded(st, "views", lambda _: self._save_current()))
+        self._rename.on_click(guarded(st, "views", lambda _: self._rename_chosen()))
+        self._delete.on_click(guarded(st, "views", lambda _: self._delete_chosen()))
+        self._yes.on_click(guarded(st, "views", lambda _: self._confirmed()))
         self._no.on_click(lambda _: self._ask(None))
         self._views.param.watch(lambda *_: self._show_buttons(), "value")
         st.param.watch(lambda *_: self._load(), ["dataset", "datasets_version"])
@@ -214,8 +215,8 @@ class SavedViewsView(Viewer):
     def __panel__(self) -> pn.Card:
         return pn.Card(
             self._views,
-            pn.Row(self._open, self._rename, self._delete),
-            pn.Row(self._name, self._save, sizing_mode="stretch_width"),
+            pn.Row(self._open, self._rename, self._delete) if self.state.can("views") else self._open,
+            pn.Row(self._name, self._save, sizing_mode="stretch_width", visible=self.state.can("views")),
             self._confirm,
             self._status,
             title="Saved views",
