@@ -97,7 +97,9 @@ class _ImageHandler(AuthRequestHandler):
             return
         from ..server.mount import mount_for
 
-        mount_for(self.application)  # served through --plugins before any page: this process owns the file now
+        mount_for(
+            self.application, self.request
+        )  # served through --plugins before any page: this process owns the file now
         render, cache = (_full_image, "private, max-age=300") if self.full else (_thumbnail, "private, max-age=86400")
         try:  # store and disk work: off the event loop, which every session shares
             result = await asyncio.get_running_loop().run_in_executor(
