@@ -29,6 +29,8 @@ from .tags_view import TagsView  # noqa: F401
 from .toolbar_view import ToolbarView  # noqa: F401
 from .views_view import SavedViewsView
 
+resources.serve_without_mathjax()
+
 TITLE = "VisionLens"
 CSS = """
 .vl-detail { overflow: hidden; }

@@ -13,6 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
+from typing import Any
 
 from .. import media
 from ..config import Settings, get_settings
@@ -130,3 +131,28 @@ def remember_sample_files(
     """Hand ``(sample id, file path)`` pairs that were read anyway (a grid window) to the image routes, so the
     thumbnails the browser asks for next need no store query. ``generation``: ``db.generation`` before the read."""
     sample_uris(db).put(generation, ((dataset_id, sid, media.join(root, path)) for sid, path in files))
+
+
+def serve_without_mathjax() -> None:
+    """Pages leave out Bokeh's MathJax bundle unless ``pn.extension("mathjax")`` asked for it.
+
+    Panel adds it (1.8 MB of the page's 6.3 MB of JavaScript) to any page with an HTML pane, which every page of
+    the app has, though nothing in it is TeX: each browser downloaded and compiled it before the first thumbnail,
+    20 sessions opened at once 20 times over. A pane that does show TeX still gets it: Bokeh then fetches MathJax
+    from its CDN. Idempotent; called when the app module is imported.
+    """
+    import panel.io.server as served
+
+    bundle = served.bundle_resources
+    if getattr(bundle, "_vl_no_mathjax", False):
+        return
+
+    def without_mathjax(*args: Any, enable_mathjax: Any = "auto", **kwargs: Any) -> Any:
+        if enable_mathjax == "auto":
+            from panel.config import panel_extension
+
+            enable_mathjax = "mathjax" in panel_extension._loaded_extensions
+        return bundle(*args, enable_mathjax=enable_mathjax, **kwargs)
+
+    without_mathjax._vl_no_mathjax = True  # type: ignore[attr-defined]
+    served.bundle_resources = without_mathjax
