@@ -42,6 +42,8 @@ class Connection:
             raise
         self._write_lock = threading.RLock()
         self._cursor_lock = threading.Lock()
+        self._active = 0  # cursors in use: closing the connection under one of them is refused by DuckDB
+        self._idle = threading.Condition(self._cursor_lock)
         self._cache_lock = threading.Lock()
         self._names = itertools.count()
         self.generation = 0  # bumped by every committed write, so caches of derived data know when to drop
@@ -56,10 +58,14 @@ class Connection:
         # cursor is such a call: serialise only that, queries then run on their own cursors in parallel.
         with self._cursor_lock:
             cur = self._con.cursor()
+            self._active += 1
         try:
             yield cur
         finally:
-            cur.close()
+            with self._cursor_lock:  # closing a cursor is a call on the shared connection too
+                cur.close()
+                self._active -= 1
+                self._idle.notify_all()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -76,8 +82,11 @@ class Connection:
                 self.generation += 1
                 self._memo.clear()
 
-    def close(self) -> None:
-        with self._cursor_lock:  # not while another thread is making a cursor: DuckDB 2 would refuse
+    def close(self, wait_s: float = 30.0) -> None:
+        """Close once the cursors in use are done (a background query of a closing app or test finishes first;
+        DuckDB refuses to close a connection that one of them is using)."""
+        with self._cursor_lock:
+            self._idle.wait_for(lambda: self._active == 0, timeout=wait_s)
             if not self.closed:
                 self._con.close()
                 self.closed = True
