@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +14,8 @@ from .filters import FilterCompiler
 from .registry import DatasetRow
 from .schema import GROUND_TRUTH
 from .sql import Sql, first, ident
+
+T = TypeVar("T")
 
 
 class Queries(FilterCompiler):
@@ -265,9 +267,27 @@ class Queries(FilterCompiler):
     def value_counts(
         self, dataset_id: int, field: str, filters: Filters | None = None, limit: int = 200
     ) -> list[tuple[Any, int]]:
-        """Counts per value of a categorical/bool/tags field, under the other active filters (for the sidebar)."""
-        info = self.sample_field(dataset_id, field)
+        """Counts per value of a categorical/bool/tags field, under the other active filters (for the sidebar).
+
+        Shared by every session until the next write (``_memoised``): sessions opened at once ask for the same
+        counts, and so do users flipping the same filter."""
         filters = (filters or Filters()).without_field(field)
+        counts = self._shared_stats(
+            ("value_counts", dataset_id, field, filters, int(limit)),
+            filters,
+            lambda: self._value_counts(dataset_id, field, filters, limit),
+        )
+        return list(counts)  # the caller's own list
+
+    def _shared_stats(self, key: Any, filters: Filters, compute: Callable[[], T]) -> T:
+        """``compute()`` memoised under the store's generation, unless the filters carry a selection of sample
+        ids (a map lasso, a similarity search): one of those is rarely asked twice and would make a large key."""
+        if filters.sample_ids is not None:
+            return compute()
+        return self._memoised(key, compute)
+
+    def _value_counts(self, dataset_id: int, field: str, filters: Filters, limit: int) -> list[tuple[Any, int]]:
+        info = self.sample_field(dataset_id, field)
         col = f"s.{ident(info.column)}"
         value = f"unnest({col})" if info.kind == "tags" else col
         with self.cursor() as cur:
@@ -282,7 +302,17 @@ class Queries(FilterCompiler):
     def numeric_stats(
         self, dataset_id: int, field: str, filters: Filters | None = None, bins: int = 20
     ) -> dict[str, Any]:
-        """Min, max and a histogram of a numeric field under the other active filters."""
+        """Min, max and a histogram of a numeric field under the other active filters (shared by every session
+        until the next write, as ``value_counts``)."""
+        filters = (filters or Filters()).without_field(field)
+        stats = self._shared_stats(
+            ("numeric_stats", dataset_id, field, filters, int(bins)),
+            filters,
+            lambda: self._numeric_stats(dataset_id, field, filters, bins),
+        )
+        return {**stats, "counts": list(stats["counts"]), "edges": list(stats["edges"])}  # callers' own lists
+
+    def _numeric_stats(self, dataset_id: int, field: str, filters: Filters, bins: int) -> dict[str, Any]:
         info = self.sample_field(dataset_id, field)
         if info.kind != "numeric":
             raise FilterError(f"field {field!r} is {info.kind}, not numeric")
@@ -300,7 +330,7 @@ class Queries(FilterCompiler):
                     width=width,
                     last=bins - 1,
                 )
-                + self._where(cur, dataset_id, (filters or Filters()).without_field(field))
+                + self._where(cur, dataset_id, filters)
                 + f" AND {col} IS NOT NULL AND isfinite({col}) GROUP BY b"
             )
             rows = sql.run(cur).fetchall()
