@@ -49,14 +49,36 @@ def _browse(ctx: ViewContext) -> Any:
     from .ui.actions_view import ActionsView
 
     st = ctx.state
-    return pn.Column(
+    column = pn.Column(
         app.ToolbarView(state=st),
         app.TagsView(state=st),
         ActionsView(state=st),
         app.GridView(state=st, thumbnails=ctx.thumbnails),
-        app.DetailView(state=st, thumbnails=ctx.thumbnails, top_offset=70 if ctx.template else 10),
         sizing_mode="stretch_both",
     )
+    _detail_when_opened(ctx, column)
+    return column
+
+
+def _detail_when_opened(ctx: ViewContext, column: Any) -> None:
+    """The detail view, appended to Browse when a sample is first opened (at once when a link opens one).
+
+    Hidden until then, it was a tenth of a new session's document (two tables, an annotated image, buttons) built
+    and sent before the first thumbnail; the first click builds it instead, in about a tenth of a second."""
+    from .ui import app
+
+    st = ctx.state
+    built: list[Any] = []
+
+    def build(*_: Any) -> None:
+        if st.open_sample is None or built:
+            return
+        st.param.unwatch(watcher)
+        built.append(app.DetailView(state=st, thumbnails=ctx.thumbnails, top_offset=70 if ctx.template else 10))
+        column.append(built[0])
+
+    watcher = st.param.watch(build, "open_sample")
+    build()
 
 
 def _map(ctx: ViewContext) -> Any:
