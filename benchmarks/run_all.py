@@ -37,8 +37,10 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench_similarity": ["--n", "100000", "--queries", "30"],
     # the served app in chromium at the size its targets are for: about 2 minutes, the 1M build (~25 s) included
     "bench_app": ["--samples", "1000000", "--runs", "5", "--cold-runs", "3"],
+    # 20 chromium sessions opened at once on 100K samples while an embed job runs, then 30 s of actions: ~3 minutes
+    "bench_load": ["--samples", "100000", "--sessions", "20", "--seconds", "30"],
 }
-BROWSER = {"bench_app"}  # these need chromium
+BROWSER = {"bench_app", "bench_load"}  # these need chromium
 TAIL = 30
 
 
