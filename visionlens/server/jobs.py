@@ -9,7 +9,6 @@ stops where it reports and a transactional write (ingest) rolls back.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -53,12 +52,7 @@ class Job:
     steps: dict[str, Step] = field(default_factory=dict)
     result: Any = None
     error: str | None = None
-    seq: int = 0
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def finished_ok(self) -> bool:
-        return self.state == "done"
 
     @property
     def active(self) -> bool:
@@ -111,7 +105,6 @@ class JobRegistry:
     def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
-        self._seq = itertools.count(1)
         self.changed = threading.Condition(self._lock)
 
     def submit(
@@ -124,11 +117,7 @@ class JobRegistry:
     ) -> Job:
         from ..ui.jobs import executor
 
-        job = Job(kind=kind, title=title, dataset=dataset, user=user)
-        with self._lock:
-            job.seq = next(self._seq)
-            self._jobs[job.id] = job
-            self._trim()
+        job = self._add(Job(kind=kind, title=title, dataset=dataset, user=user))
         executor("long").submit(self._run, job, work)
         return job
 
@@ -166,13 +155,15 @@ class JobRegistry:
     def track(self, kind: str, title: str, dataset: str | None = None, user: str | None = None) -> Iterator[Job]:
         """Record work that runs elsewhere (the app's own long jobs) so the API and every session see it, with
         its progress (report through ``job.report``) and a working cancel; exceptions pass through."""
-        job = Job(kind=kind, title=title, dataset=dataset, user=user)
-        with self._lock:
-            job.seq = next(self._seq)
-            self._jobs[job.id] = job
-            self._trim()
+        job = self._add(Job(kind=kind, title=title, dataset=dataset, user=user))
         with self._running(job):
             yield job
+
+    def _add(self, job: Job) -> Job:
+        with self._lock:
+            self._jobs[job.id] = job
+            self._trim()
+        return job
 
     def _trim(self) -> None:
         finished = [j for j in self._jobs.values() if not j.active]
