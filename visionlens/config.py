@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,21 @@ class Settings(BaseSettings):
     db_path: Path | None = None
     qdrant_path: Path | None = None
     qdrant_url: str | None = None
+    """A Qdrant server or cluster (``http://qdrant:6333``) instead of the embedded store; the ``qdrant_*`` settings
+    below apply to it only. Collections already on the server keep the layout they were created with."""
+    qdrant_api_key: str | None = None
+    qdrant_prefer_grpc: bool = False
+    """Talk gRPC (``qdrant_grpc_port``) rather than REST: smaller messages for vectors and long id lists."""
+    qdrant_grpc_port: int = 6334
+    qdrant_shards: int | None = None
+    """``shard_number`` of new collections; unset: the server's default (one shard per node in a cluster)."""
+    qdrant_replicas: int | None = None
+    """``replication_factor`` of new collections; unset: the server's default (1)."""
+    qdrant_write_consistency: int | None = None
+    """``write_consistency_factor``: replicas that confirm a write before it returns. Equal to ``qdrant_replicas``,
+    a search right after an upsert sees it on whichever replica answers."""
+    qdrant_on_disk: bool = False
+    """Keep new collections' vectors on disk (memory-mapped) instead of in RAM."""
     thumbnail_dir: Path | None = None
     thumbnail_size: int = 256
     llm: str | None = None
@@ -38,6 +53,31 @@ class Settings(BaseSettings):
     allowed_roots: str | None = None
     """Where the server may read datasets from for ingest requests of web users and API clients: folders or
     ``gs://`` prefixes separated by ``,`` or the OS path separator. Unset: the user's home and the demo folder."""
+
+    @field_validator("qdrant_shards", "qdrant_replicas", "qdrant_write_consistency")
+    @classmethod
+    def _at_least_one(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"VISIONLENS_{info.field_name.upper()} must be at least 1, got {value}")
+        return value
+
+    @field_validator("qdrant_grpc_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"VISIONLENS_QDRANT_GRPC_PORT must be a TCP port (1-65535), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistency_within_replicas(self) -> Settings:
+        """Caught when the settings are read rather than when the first collection is created on the server."""
+        w, r = self.qdrant_write_consistency, self.qdrant_replicas
+        if w is not None and r is not None and w > r:
+            raise ValueError(
+                f"VISIONLENS_QDRANT_WRITE_CONSISTENCY ({w}) cannot exceed VISIONLENS_QDRANT_REPLICAS ({r}): "
+                "a write cannot wait for more replicas than there are"
+            )
+        return self
 
     @property
     def database(self) -> Path:
