@@ -31,7 +31,15 @@ from . import Embedder, EmbedderError
 Progress = Callable[[int, int], None]
 PayloadFn = Callable[[np.ndarray], Sequence[Mapping[str, Any]]]
 
-__all__ = ["EmbedSummary", "ImportSummary", "embed_images", "import_npy", "import_parquet", "load_image"]
+__all__ = [
+    "EmbedSummary",
+    "ImportSummary",
+    "embed_images",
+    "import_npy",
+    "import_parquet",
+    "load_image",
+    "pending_items",
+]
 
 
 @dataclass
@@ -148,6 +156,20 @@ class _Writer:
         self.ids, self.vectors, self.pending = [], [], 0
 
 
+def pending_items(
+    items: Iterable[tuple[int, str]], vector_store: VectorStore, collection: str, dim: int
+) -> tuple[list[tuple[int, str]], int]:
+    """(the items whose id is not yet in ``collection``, how many were skipped); creates the collection if needed.
+
+    Shared by the single-process runner and the Dask job, so both resume the same way and do the same work.
+    """
+    vector_store.ensure_collection(collection, dim)
+    items = list(items)
+    present = set(vector_store.all_ids(collection).tolist())
+    todo = [(int(sid), str(uri)) for sid, uri in items if int(sid) not in present]
+    return todo, len(items) - len(todo)
+
+
 def embed_images(
     items: Iterable[tuple[int, str]],
     embedder: Embedder,
@@ -168,11 +190,8 @@ def embed_images(
     """
     started = time.perf_counter()
     collection = collection or embedder.name
-    vector_store.ensure_collection(collection, embedder.dim)
-    items = list(items)
-    present = set(vector_store.all_ids(collection).tolist())
-    todo = [(int(sid), str(uri)) for sid, uri in items if int(sid) not in present]
-    summary = EmbedSummary(skipped=len(items) - len(todo))
+    todo, skipped = pending_items(items, vector_store, collection, embedder.dim)
+    summary = EmbedSummary(skipped=skipped)
     if todo:
         loader = _batches(todo, embedder.transform, embedder.image_size, batch_size, num_workers)
         writer = _Writer(vector_store, collection, payload_fn, write_every)
