@@ -18,7 +18,7 @@ from .embeddings import Embedder, load_embedder
 from .formats.base import ProgressCallback, no_progress
 from .projection import project
 from .store.metadata import MetadataStore
-from .store.vectors import VectorStore, open_vector_store
+from .store.vectors import VectorStore, open_vector_store_from
 
 _lock = threading.Lock()
 _vector_stores: dict[str, VectorStore] = {}
@@ -31,9 +31,7 @@ def vector_store() -> VectorStore:
     with _lock:
         vs = _vector_stores.get(key)
         if vs is None:
-            vs = _vector_stores[key] = open_vector_store(
-                path=None if settings.qdrant_url else settings.vectors, url=settings.qdrant_url
-            )
+            vs = _vector_stores[key] = open_vector_store_from(settings)
         return vs
 
 

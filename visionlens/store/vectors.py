@@ -28,15 +28,19 @@ import re
 import shutil
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from visionlens.errors import StoreLockedError, VisionLensError
+
+if TYPE_CHECKING:
+    from visionlens.config import Settings
 
 __all__ = [
     "CollectionNotFoundError",
@@ -45,9 +49,11 @@ __all__ = [
     "ClientVectorStore",
     "IndexParams",
     "PayloadFilter",
+    "ServerLayout",
     "VectorStore",
     "VectorStoreError",
     "open_vector_store",
+    "open_vector_store_from",
 ]
 
 Distance = Literal["cosine", "dot", "euclid"]
@@ -62,6 +68,9 @@ _SCROLL_PAGE = 50_000
 # _Searching); the over-fetch expects 4x the k allowed points it needs.
 _OVERFETCH_FRACTION = 0.2
 _OVERFETCH_FACTOR = 4
+# The payload fields VisionLens filters on (similarity._payload_filter, cleanup's delete_matching) and writes on
+# every point (queries.payloads). A server collection gets their indexes when it is created, before any point.
+FILTER_FIELDS: dict[str, str] = {"dataset": "integer", "split": "keyword", "labels": "keyword"}
 
 
 class VectorStoreError(VisionLensError):
@@ -144,13 +153,66 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_vector_store(path: str | os.PathLike[str] | None = None, url: str | None = None) -> VectorStore:
-    """A server when ``url`` is set (settings.qdrant_url), else the embedded store at ``path`` (settings.vectors)."""
+@dataclass(frozen=True)
+class ServerLayout:
+    """How new collections are laid out on a Qdrant server or cluster; None leaves the server's default.
+
+    Applied only when a collection is created: Qdrant cannot re-shard a collection in place, so an existing one
+    keeps its layout (``qdrant_*`` settings in ``config.py``).
+    """
+
+    shards: int | None = None  # shard_number
+    replicas: int | None = None  # replication_factor
+    write_consistency: int | None = None  # write_consistency_factor
+    on_disk: bool = False  # vectors memory-mapped from disk rather than held in RAM
+
+    def __post_init__(self) -> None:
+        for field in ("shards", "replicas", "write_consistency"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise VectorStoreError(f"qdrant {field} must be an integer of at least 1, got {value!r}")
+        if self.write_consistency and self.replicas and self.write_consistency > self.replicas:
+            raise VectorStoreError(
+                f"qdrant write_consistency ({self.write_consistency}) cannot exceed replicas ({self.replicas})"
+            )
+
+
+def open_vector_store(
+    path: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    *,
+    api_key: str | None = None,
+    prefer_grpc: bool = False,
+    grpc_port: int = 6334,
+    layout: ServerLayout = ServerLayout(),
+) -> VectorStore:
+    """A server when ``url`` is set (settings.qdrant_url), else the embedded store at ``path`` (settings.vectors).
+
+    The keyword options concern a server only; the embedded store has one shard, in its folder.
+    """
     if url:
-        return ClientVectorStore(url=url)
+        return ClientVectorStore(url=url, api_key=api_key, prefer_grpc=prefer_grpc, grpc_port=grpc_port, layout=layout)
     if path is None:
         raise VectorStoreError("open_vector_store needs a path for the embedded store or a url for a Qdrant server")
     return EdgeVectorStore(path)
+
+
+def open_vector_store_from(settings: Settings) -> VectorStore:
+    """The vector store the settings name: every ``VISIONLENS_QDRANT_*`` variable reaches the store through here."""
+    layout = ServerLayout(
+        shards=settings.qdrant_shards,
+        replicas=settings.qdrant_replicas,
+        write_consistency=settings.qdrant_write_consistency,
+        on_disk=settings.qdrant_on_disk,
+    )
+    return open_vector_store(
+        path=settings.vectors,
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key,
+        prefer_grpc=settings.qdrant_prefer_grpc,
+        grpc_port=settings.qdrant_grpc_port,
+        layout=layout,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -245,6 +307,8 @@ def _index_kind(value: Any) -> str | None:
         return "bool"
     if isinstance(value, int):
         return "integer"
+    if isinstance(value, float):
+        return "float"
     if isinstance(value, str):
         return "keyword"
     return None
@@ -602,6 +666,7 @@ class EdgeVectorStore(_Searching):
             "keyword": self._qe.PayloadSchemaType.Keyword,
             "integer": self._qe.PayloadSchemaType.Integer,
             "bool": self._qe.PayloadSchemaType.Bool,
+            "float": self._qe.PayloadSchemaType.Float,
         }
         for key, kind in _new_fields(rows, self._fields[name]).items():
             shard.update(self._qe.UpdateOperation.create_field_index(key, schema[kind]))
@@ -706,7 +771,14 @@ class EdgeVectorStore(_Searching):
 
 
 class ClientVectorStore(_Searching):
-    """qdrant-client against a Qdrant server (``url=``), or its local mode (``path=`` / ``":memory:"``) in tests."""
+    """qdrant-client against a Qdrant server or cluster (``url=``), or its local mode (``path=`` / ``":memory:"``),
+    which stands in for a server in tests: same requests, brute-force answers.
+
+    The search contract is the embedded store's (``_Searching``): payload filters and id sets are answered by an
+    exact scan, which a cluster runs on every shard and merges, so the top-k stays exact and full. ``layout`` is
+    applied to collections this store creates; the payload fields VisionLens filters on are indexed at creation
+    and any new field when an upsert first brings it.
+    """
 
     def __init__(
         self,
@@ -714,6 +786,9 @@ class ClientVectorStore(_Searching):
         url: str | None = None,
         path: str | os.PathLike[str] | None = None,
         api_key: str | None = None,
+        prefer_grpc: bool = False,
+        grpc_port: int = 6334,
+        layout: ServerLayout = ServerLayout(),
         index: IndexParams = IndexParams(),
         upsert_batch: int = 1024,
         timeout: int = 60,
@@ -722,23 +797,29 @@ class ClientVectorStore(_Searching):
 
         if (url is None) == (path is None):
             raise VectorStoreError("ClientVectorStore needs exactly one of url= (a Qdrant server) or path=")
+        if not isinstance(grpc_port, int) or not 1 <= grpc_port <= 65535:
+            raise VectorStoreError(f"qdrant grpc_port must be a TCP port (1-65535), got {grpc_port!r}")
         self._m = models
         self.index = index
+        self.layout = layout
         self.upsert_batch = upsert_batch
         self._lock: _DirLock | None = None
         self.local = url is None
         self.exclusive = self.local  # a server may hold other applications' collections
         self._counts = _Counts(remember=self.local)  # other processes write to a server behind our back
+        self._fields: dict[str, set[str]] = {}  # per collection: payload fields known to have an index
+        self._fields_mutex = threading.Lock()
+        transport: dict[str, Any] = {"prefer_grpc": prefer_grpc, "grpc_port": grpc_port}  # local mode ignores them
         if url is not None:
             self.where = url
-            self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+            self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout, **transport)
         elif str(path) == ":memory:":
             self.where = ":memory:"
-            self._client = QdrantClient(location=":memory:")
+            self._client = QdrantClient(location=":memory:", **transport)
         else:
             self.where = str(path)
             self._lock = _DirLock(Path(path))
-            self._client = QdrantClient(path=str(path))
+            self._client = QdrantClient(path=str(path), **transport)
 
     def __enter__(self) -> ClientVectorStore:
         return self
@@ -766,23 +847,41 @@ class ClientVectorStore(_Searching):
         if metric is None:
             raise VectorStoreError(f"unknown distance {distance!r}; use 'cosine', 'dot' or 'euclid'")
         _check_name(name)
-        if self._client.collection_exists(name):
-            params = self._client.get_collection(name).config.params.vectors
-            if params.size != dim or params.distance != metric:
-                raise VectorStoreError(
-                    f"collection {name!r} in {self.where} holds {params.size}-d {params.distance.value} vectors, "
-                    f"not {dim}-d {distance}"
-                )
-            return
+        if not isinstance(dim, (int, np.integer)) or dim <= 0:
+            raise VectorStoreError(f"dimension must be a positive integer, got {dim!r}")
+        if not self._client.collection_exists(name):
+            try:
+                self._create(name, int(dim), metric)
+            except Exception as exc:  # noqa: BLE001 - another process may have created it first; checked below
+                if not self._client.collection_exists(name):
+                    raise VectorStoreError(f"cannot create collection {name!r} in {self.where}: {exc}") from exc
+        info = self._client.get_collection(name)
+        params = info.config.params.vectors
+        if params.size != dim or params.distance != metric:
+            raise VectorStoreError(
+                f"collection {name!r} in {self.where} holds {params.size}-d {params.distance.value} vectors, "
+                f"not {dim}-d {distance}"
+            )
+        with self._fields_mutex:
+            self._fields[name] = set(info.payload_schema)
+        # also a collection an older VisionLens created without indexes, or another process created just now
+        with self._engine(name, "index"):
+            self._index(name, {k: v for k, v in FILTER_FIELDS.items() if k not in self._fields[name]})
+
+    def _create(self, name: str, dim: int, metric: Any) -> None:
+        m, layout = self._m, self.layout
         self._client.create_collection(
             name,
-            vectors_config=m.VectorParams(size=int(dim), distance=metric),
+            vectors_config=m.VectorParams(size=dim, distance=metric, on_disk=layout.on_disk or None),
             hnsw_config=m.HnswConfigDiff(
                 m=self.index.m,
                 ef_construct=self.index.ef_construct,
                 full_scan_threshold=self.index.full_scan_threshold_kb,
                 payload_m=self.index.payload_m,
             ),
+            shard_number=layout.shards,
+            replication_factor=layout.replicas,
+            write_consistency_factor=layout.write_consistency,
         )
 
     def collections(self) -> list[str]:
@@ -791,6 +890,8 @@ class ClientVectorStore(_Searching):
     def drop(self, name: str) -> None:
         with self._counts.writing(name):
             self._client.delete_collection(_check_name(name))
+        with self._fields_mutex:
+            self._fields.pop(name, None)
 
     def close(self) -> None:
         self._client.close()
@@ -819,17 +920,32 @@ class ClientVectorStore(_Searching):
                 self._client.upsert(name, points=batch, wait=True)
 
     def _index_fields(self, name: str, rows: list[dict[str, Any]] | None) -> None:
-        """A server needs payload indexes for fast filtered search; local mode has none and warns, so skip it."""
-        if self.local:
-            return
-        known = set(self._client.get_collection(name).payload_schema)
+        """Fields an upsert brings for the first time get their index before the points land, like the embedded
+        store's: a filtered exact search then reads the index instead of every point's payload."""
+        with self._fields_mutex:
+            known = self._fields.get(name)
+        if known is None:  # a collection this store did not ensure: ask the server what it has indexed
+            known = set(self._client.get_collection(name).payload_schema)
+            with self._fields_mutex:
+                self._fields[name] = known
+        self._index(name, _new_fields(rows, known))
+
+    def _index(self, name: str, fields: Mapping[str, str]) -> None:
+        """Create payload indexes (kind from ``_index_kind``); a server answers an existing one with success."""
+        m = self._m
         schema = {
-            "keyword": self._m.PayloadSchemaType.KEYWORD,
-            "integer": self._m.PayloadSchemaType.INTEGER,
-            "bool": self._m.PayloadSchemaType.BOOL,
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "integer": m.PayloadSchemaType.INTEGER,
+            "float": m.PayloadSchemaType.FLOAT,
+            "bool": m.PayloadSchemaType.BOOL,
         }
-        for key, kind in _new_fields(rows, known).items():
-            self._client.create_payload_index(name, key, field_schema=schema[kind], wait=True)
+        for key, kind in fields.items():
+            with warnings.catch_warnings():
+                # local mode keeps no payload index and warns so; the request is still the one a server gets
+                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+                self._client.create_payload_index(name, key, field_schema=schema[kind], wait=True)
+            with self._fields_mutex:
+                self._fields.setdefault(name, set()).add(key)
 
     def optimize(self, name: str) -> None:
         """A server indexes in the background and local mode has no index: nothing to do."""
