@@ -163,13 +163,20 @@ def test_click_opens_detail_and_keys_page_through(server, page):
     page.wait_for_selector(".vl-tile[data-id] img", timeout=30000)
     first = page.locator(".vl-tile[data-id]").nth(2)
     title = first.locator(".vl-caption").inner_text()
+    following = page.locator(".vl-tile[data-id]").nth(3).locator(".vl-caption").inner_text()
     first.click()
     page.wait_for_selector(".vl-detail-title", state="visible", timeout=15000)
     assert page.locator(".vl-detail-title").inner_text() == title
     _poll(page, ".vl-detail-img", "els => els.length && els[0].complete && els[0].naturalWidth > 0")
     _wait_url(page, lambda url: "sample=" in url)
-    page.keyboard.press("ArrowRight")
-    _poll(page, ".vl-detail-title", f"els => els.length && els[0].textContent !== {json.dumps(title)}")
+    # a click on a box picks it (highlighted, and the tag button counts it); a second click un-picks it
+    page.locator(".vl-box-hit").first.click(force=True)
+    page.wait_for_selector(".vl-box-picked", timeout=10000)
+    _poll(page, ".vl-box-tag-add button", "els => els.length && els[0].textContent.includes('Tag 1 box')")
+    page.locator(".vl-box-hit").first.click(force=True)
+    page.wait_for_selector(".vl-box-picked", state="detached", timeout=10000)
+    page.keyboard.press("ArrowRight")  # one press, one step: the next tile's sample, not the one after it
+    _poll(page, ".vl-detail-title", f"els => els.length && els[0].textContent === {json.dumps(following)}")
     page.keyboard.press("Escape")
     page.wait_for_selector(".vl-detail-title", state="hidden", timeout=10000)
     _wait_url(page, lambda url: "sample=" not in url)

@@ -224,7 +224,7 @@ class Queries(FilterCompiler):
                            END AS status,
                            CASE e.error WHEN 1 THEN 'localization' WHEN 2 THEN 'confusion' WHEN 3 THEN 'duplicate'
                                 WHEN 4 THEN 'background' END AS error,
-                           e.iou AS match_iou
+                           e.iou AS match_iou, a.tags
                     FROM annotations a
                     JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
                     JOIN sources c ON c.dataset_id = a.dataset_id AND c.id = a.source_id

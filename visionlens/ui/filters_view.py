@@ -99,6 +99,7 @@ class FiltersView(Quiet, Viewer):
         self.state.param.watch(self._rebuild, "dataset")
         self.state.param.watch(self._on_fields_changed, "evaluation")
         self.state.param.watch(self._refresh_counts, "version")
+        self.state.param.watch(self._load_box_tags, "data_version")
         self.state.param.watch(self._on_filters, "filters")
         self.state.param.watch(lambda e: setattr(self._spinner, "value", e.new), "busy")
         self.state.param.watch(self._show_error, "error")
@@ -161,15 +162,44 @@ class FiltersView(Quiet, Viewer):
             options=["has", "has none"], value="has", button_type="light", sizing_mode="stretch_width"
         )
         self._obj_min = pn.widgets.IntInput(name="At least", value=1, start=1, end=1000, sizing_mode="stretch_width")
-        for w in (self._obj_source, self._obj_labels, self._obj_mode, self._obj_min):
+        # shown once the dataset has tagged boxes (the detail view or "Tag boxes" writes them)
+        self._obj_tags = pn.widgets.MultiChoice(
+            name="Box tags",
+            options=[],
+            placeholder="any tag",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["vl-box-tags"],
+        )
+        for w in (self._obj_source, self._obj_labels, self._obj_mode, self._obj_min, self._obj_tags):
             w.param.watch(self._on_objects, "value")
         self._obj_conf.param.watch(self._on_objects, "value_throttled")
         self._objects.objects = [
             self._obj_source,
             self._obj_labels,
             self._obj_conf,
+            self._obj_tags,
             pn.Row(self._obj_mode, self._obj_min, sizing_mode="stretch_width"),
         ]
+        self._load_box_tags()
+
+    def _load_box_tags(self, *_: Any) -> None:
+        """The dataset's box tags as options, read off the loop; the widget stays hidden while there are none."""
+        ds = self.state.ds
+        if ds is None or not hasattr(self, "_obj_tags"):
+            return
+        self._jobs.submit(
+            lambda: list(ds.tag_counts()["objects"]),
+            self._show_box_tags,
+            key="box-tags",
+            name="box tags",
+        )
+
+    def _show_box_tags(self, names: list[str]) -> None:
+        chosen = [t for t in self._obj_tags.value if t not in names]  # a tag from a link, on no box now
+        with self._silently():
+            self._obj_tags.options = choices(sorted(names) + chosen)
+        self._obj_tags.visible = bool(names or self._obj_tags.value)
 
     # -- widget -> state -----------------------------------------------------------------------------------------
 
@@ -189,14 +219,31 @@ class FiltersView(Quiet, Viewer):
             else Range(min=conf[0] if conf[0] > 0 else None, max=conf[1] if conf[1] < 1 else None)
         )
         exclude = self._obj_mode.value == "has none"
-        active = labels or rng or exclude or self._obj_min.value > 1 or self._obj_source.value != GROUND_TRUTH
+        tags = tuple(self._obj_tags.value) or None
+        # conditions the widgets do not show (a status from the evaluation panel, an area from a link) are kept
+        # while the source stays the same
+        old = self.state.filters.annotations[0] if self.state.filters.annotations else None
+        kept = old if old is not None and old.source == self._obj_source.value else LabelFilter()
+        active = (
+            labels
+            or rng
+            or exclude
+            or tags
+            or self._obj_min.value > 1
+            or self._obj_source.value != GROUND_TRUTH
+            or kept.status
+            or kept.area
+        )
         flt = (
-            LabelFilter(
-                source=self._obj_source.value,
-                labels=labels,
-                confidence=rng,
-                exclude=exclude,
-                min_count=max(1, int(self._obj_min.value or 1)),
+            kept.model_copy(
+                update={
+                    "source": self._obj_source.value,
+                    "labels": labels,
+                    "confidence": rng,
+                    "exclude": exclude,
+                    "min_count": max(1, int(self._obj_min.value or 1)),
+                    "tags": tags,
+                }
             )
             if active
             else None
@@ -227,6 +274,12 @@ class FiltersView(Quiet, Viewer):
                 )
                 self._obj_mode.value = "has none" if obj and obj.exclude else "has"
                 self._obj_min.value = obj.min_count if obj else 1
+                tags = list(obj.tags or ()) if obj else []
+                known = list(self._obj_tags.options.values()) if self._obj_tags.options else []
+                if not set(tags) <= set(known):
+                    self._obj_tags.options = choices(sorted({*known, *tags}))
+                self._obj_tags.value = tags
+                self._obj_tags.visible = bool(known or tags)
                 self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
 
     def _show_finding(self) -> None:

@@ -17,8 +17,9 @@ class OverlayOptions(Protocol):
     box_status: list[str]
 
 
-def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions) -> dict[int, list[dict[str, Any]]]:
-    """Annotation rows -> drawable boxes per sample, honouring the overlay options of the state."""
+def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions, ids: bool = False) -> dict[int, list[dict[str, Any]]]:
+    """Annotation rows -> drawable boxes per sample, honouring the overlay options of the state. ``ids`` adds each
+    box's annotation id and tags (the detail view picks boxes to tag; the grid's windows stay small without)."""
     wanted = set(state.labels)
     statuses = set(getattr(state, "box_status", None) or ())
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -45,6 +46,8 @@ def boxes_for(rows: list[dict[str, Any]], state: OverlayOptions) -> dict[int, li
                 "error": a.get("error"),
             }
         )
+        if ids:
+            out[a["sample_id"]][-1].update(id=a["id"], tags=list(a.get("tags") or ()))
     return out
 
 
