@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import map_parquet
 from .store import orphans as db
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def delete_dataset(
     # yet still exists (a store version that left them behind), so the delete never depends on that detail.
     dropped = db.drop_columns(store, db.unreferenced_columns(store, among=columns))
     removed, n_thumbs = _purge(left, vectors, collections, thumbnails)
+    map_parquet.remove_dataset_maps(store.path, row.id)
     return DeletionReport(
         name=row.name, dataset_id=row.id, samples=len(left.ids), vectors=removed, thumbnails=n_thumbs, columns=dropped
     )
@@ -174,6 +176,7 @@ def before_replace(store: MetadataStore, name: str) -> Callable[[], None]:
     left = leftovers_of(store, store.get_dataset(name).id, thumbnails)
 
     def purge() -> None:
+        map_parquet.remove_dataset_maps(store.path, left.dataset_id)
         try:
             _, vectors, _ = _default_stores(store, None, thumbnails)
             _purge(left, vectors, _our_collections(store, vectors), thumbnails)

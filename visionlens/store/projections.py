@@ -16,7 +16,16 @@ class Projections(Registry):
     def write_projection(
         self, dataset_id: int, method: str, collection: str, sample_ids: np.ndarray, xy: np.ndarray
     ) -> None:
-        """Replace the 2-D map of a dataset for one method (umap/pca)."""
+        """Replace the 2-D map of a dataset for one method (umap/pca).
+
+        A map over ``map_parquet_threshold`` points also gets a Parquet copy for the map view's Dask path. The old
+        copy is retracted before the rows change and the new one is published after they commit, so a crash in
+        between leaves no copy (the view then reads DuckDB) rather than a copy of the previous map.
+        """
+        from .. import map_parquet
+        from ..config import get_settings
+
+        map_parquet.retract_map(self.path, dataset_id, method)
         table = pa.table(
             {
                 "dataset_id": pa.array(np.full(len(sample_ids), dataset_id, np.int32)),
@@ -32,6 +41,8 @@ class Projections(Registry):
             cur.register("_vl_proj", table)
             cur.execute("INSERT INTO projections SELECT * FROM _vl_proj")
             cur.unregister("_vl_proj")
+        threshold = get_settings().map_parquet_threshold
+        map_parquet.publish_map(self.path, dataset_id, method, sample_ids, xy, threshold)
 
     def register_collection(self, collection: str, spec: str, options: dict[str, Any], dim: int) -> None:
         """Remember which embedder filled a vector collection, so text queries can be embedded the same way."""
@@ -57,10 +68,11 @@ class Projections(Registry):
                 ).fetchall()
             ]
 
-    def projection(self, dataset_id: int, method: str, color: str | None = None) -> pa.Table:
+    def projection(self, dataset_id: int, method: str, color: str | None = None, coords: bool = True) -> pa.Table:
         """Map points (sample_id, x, y) and, optionally, a sample field to colour them by.
 
         ``color`` is a sample field name, or ``"label"`` for each sample's most frequent ground-truth label.
+        ``coords=False`` leaves x and y out: a large map reads them from its Parquet copy.
         """
         select, join = "", Sql("")
         if color == "label":
@@ -78,8 +90,18 @@ class Projections(Registry):
             join = Sql("JOIN samples s ON s.id = p.sample_id")
         with self.cursor() as cur:
             sql = (
-                f"SELECT p.sample_id, p.x, p.y{select} FROM projections p "
+                f"SELECT p.sample_id{', p.x, p.y' if coords else ''}{select} FROM projections p "
                 + join
                 + Sql.of(" WHERE p.dataset_id = $d AND p.method = $m ORDER BY p.sample_id", d=dataset_id, m=method)
             )
             return sql.arrow(cur)
+
+    def projection_size(self, dataset_id: int, method: str) -> int:
+        """Points of a stored map: whether its Parquet copy is still the map DuckDB holds (with the id sum)."""
+        with self.cursor() as cur:
+            row = first(
+                cur.execute(
+                    "SELECT count(*) FROM projections WHERE dataset_id = ? AND method = ?", [dataset_id, method]
+                )
+            )
+        return int(row[0]) if row else 0

@@ -41,6 +41,7 @@ from . import icons, resources
 from .colors import PALETTE
 from .html import el, md, text
 from .jobs import Jobs, executor
+from .map_dask import LargeMap, open_large_map
 from .overlays import url_prefix
 from .routes import thumb_url
 from .state import AppState
@@ -54,6 +55,7 @@ __all__ = [
     "highlight_frame",
     "ids_in_bounds",
     "ids_in_polygon",
+    "load_map",
     "load_points",
     "mix_categories",
     "nearest_index",
@@ -115,8 +117,8 @@ class FrameCache:
             self._frames.move_to_end(key)
             return hit[0]
 
-    def put(self, key: Hashable, frame: pd.DataFrame) -> None:
-        size = int(frame.memory_usage(index=True, deep=False).sum())
+    def put(self, key: Hashable, frame: pd.DataFrame | LargeMap) -> None:
+        size = frame.nbytes if isinstance(frame, LargeMap) else int(frame.memory_usage(index=True, deep=False).sum())
         with self._lock:
             old = self._frames.pop(key, None)
             if old is not None:
@@ -190,20 +192,28 @@ def error_status(fp: np.ndarray, fn: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes.astype(np.int8), list(ERROR_COLORS)).remove_unused_categories()
 
 
-def load_points(store: MetadataStore, dataset_id: int, method: str, color: ColorBy) -> pd.DataFrame:
-    """The map of one dataset as a frame sorted by sample_id: sample_id, x, y, color (categorical)."""
+def _point_colors(
+    store: MetadataStore, dataset_id: int, method: str, color: ColorBy, coords: bool = True
+) -> tuple[pa.Table, pd.Categorical]:
+    """The stored map in sample_id order (with x and y unless ``coords`` is false) and each point's category."""
     kind, name = color
     if kind == "errors":
-        fp = store.projection(dataset_id, method, f"{name}.fp")
-        fn = store.projection(dataset_id, method, f"{name}.fn")
+        fp = store.projection(dataset_id, method, f"{name}.fp", coords=coords)
+        fn = store.projection(dataset_id, method, f"{name}.fn", coords=coords)
         if not fp["sample_id"].equals(fn["sample_id"]):
             raise VisionLensError(f"the map of {method!r} changed while it was read; try again")
         table = fp
         as_float = [np.asarray(pc.fill_null(pc.cast(t["color"], pa.float64()), np.nan)) for t in (fp, fn)]
         colors = error_status(*as_float)
     else:
-        table = store.projection(dataset_id, method, "label" if kind == "label" else name)
+        table = store.projection(dataset_id, method, "label" if kind == "label" else name, coords=coords)
         colors = _categorize(table["color"])
+    return table, colors
+
+
+def load_points(store: MetadataStore, dataset_id: int, method: str, color: ColorBy) -> pd.DataFrame:
+    """The map of one dataset as a frame sorted by sample_id: sample_id, x, y, color (categorical)."""
+    table, colors = _point_colors(store, dataset_id, method, color)
     return pd.DataFrame(
         {
             "sample_id": table["sample_id"].to_numpy().astype(np.int64, copy=False),
@@ -212,6 +222,22 @@ def load_points(store: MetadataStore, dataset_id: int, method: str, color: Color
             "color": colors,
         }
     )
+
+
+def load_map(store: MetadataStore, dataset_id: int, method: str, color: ColorBy) -> pd.DataFrame | LargeMap:
+    """A map over ``map_parquet_threshold`` points stays in its Parquet copy (Dask); any other is read into pandas."""
+
+    def colors() -> tuple[np.ndarray, pd.Categorical]:
+        table, cats = _point_colors(store, dataset_id, method, color, coords=False)
+        return table["sample_id"].to_numpy(), cats
+
+    large = open_large_map(store, dataset_id, method, colors)
+    return large if large is not None else load_points(store, dataset_id, method, color)
+
+
+def categories_of(frame: pd.DataFrame | LargeMap) -> list[str]:
+    """The colour categories of a map, most frequent first."""
+    return list(frame.categories) if isinstance(frame, LargeMap) else list(frame["color"].cat.categories)
 
 
 def point_colors(categories: list[str], kind: str) -> dict[str, str]:
@@ -228,8 +254,11 @@ def point_colors(categories: list[str], kind: str) -> dict[str, str]:
 # -- geometry ---------------------------------------------------------------------------------------------------
 
 
-def ids_in_polygon(frame: pd.DataFrame, vertices: np.ndarray) -> np.ndarray:
-    """Sample ids strictly inside a lasso polygon: a bounding-box cut in numpy, then shapely 2's ``contains_xy``."""
+def ids_in_polygon(frame: pd.DataFrame | LargeMap, vertices: np.ndarray) -> np.ndarray:
+    """Sample ids strictly inside a lasso polygon: a bounding-box cut in numpy, then shapely 2's ``contains_xy``
+    (on each Parquet partition of a large map)."""
+    if isinstance(frame, LargeMap):
+        return frame.ids_in_polygon(vertices)
     vertices = np.asarray(vertices, np.float64).reshape(-1, 2)
     vertices = vertices[np.isfinite(vertices).all(axis=1)]
     if len(vertices) < 3 or not len(frame):
@@ -245,8 +274,10 @@ def ids_in_polygon(frame: pd.DataFrame, vertices: np.ndarray) -> np.ndarray:
     return frame["sample_id"].to_numpy()[cand[inside]]
 
 
-def ids_in_bounds(frame: pd.DataFrame, bounds: tuple[float, float, float, float]) -> np.ndarray:
+def ids_in_bounds(frame: pd.DataFrame | LargeMap, bounds: tuple[float, float, float, float]) -> np.ndarray:
     """Sample ids inside a box selection (left, bottom, right, top), edges included."""
+    if isinstance(frame, LargeMap):
+        return frame.ids_in_bounds(bounds)
     left, bottom, right, top = (float(b) for b in bounds)
     x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
     mask = (x >= min(left, right)) & (x <= max(left, right)) & (y >= min(bottom, top)) & (y <= max(bottom, top))
@@ -262,12 +293,14 @@ def nearest_index(frame: pd.DataFrame, x: float, y: float) -> int | None:
     return int(np.argmin(dx * dx + dy * dy))
 
 
-def highlight_frame(frame: pd.DataFrame, result_ids: np.ndarray) -> pd.DataFrame:
-    """The points of the current result, drawn in colour over the grey map.
+def highlight_frame(frame: pd.DataFrame | LargeMap, result_ids: np.ndarray) -> Any:
+    """The points of the current result, drawn in colour over the grey map (a lazy Dask frame for a large map).
 
     Never empty: Datashader fails on an empty categorical frame, so no match becomes one NaN point (never drawn)
     that still carries every category.
     """
+    if isinstance(frame, LargeMap):
+        return frame.highlight(result_ids)
     ids = frame["sample_id"].to_numpy()
     mask = np.isin(ids, np.asarray(result_ids, np.int64))
     sub = frame.loc[mask, ["x", "y", "color"]]
@@ -297,8 +330,8 @@ def _spread(obj: Any, n_points: int, **kwargs: Any) -> Any:
     return dynspread(obj, **SPREAD, **kwargs)
 
 
-def _base_layer(frame: pd.DataFrame) -> hv.DynamicMap:
-    points = hv.Points(frame[["x", "y"]], _kdims(frame))
+def _base_layer(frame: pd.DataFrame | LargeMap) -> hv.DynamicMap:
+    points = hv.Points(frame.xy() if isinstance(frame, LargeMap) else frame[["x", "y"]], _kdims(frame))
     grey = rasterize(points, aggregator=dsh.count())
     return _spread(grey, len(frame)).opts(cmap=[DIM_COLOR], nodata=0, colorbar=False, backend="bokeh")
 
@@ -367,17 +400,22 @@ def _shaded(points: Any, colors: dict[str, str], **kwargs: Any) -> Any:
     return shade_categories(agg, color_key=colors, dynamic=dynamic, **SHADE)
 
 
-def _color_layer(pipe: hv.streams.Pipe, colors: dict[str, str], frame: pd.DataFrame) -> hv.DynamicMap:
+def _color_layer(pipe: hv.streams.Pipe, colors: dict[str, str], frame: pd.DataFrame | LargeMap) -> hv.DynamicMap:
     kdims = _kdims(frame)
     points = hv.DynamicMap(lambda data: hv.Points(data, kdims, ["color"]), streams=[pipe])
     return _spread(_shaded(points, colors), len(frame))
 
 
-def _kdims(frame: pd.DataFrame, margin: float = 0.04) -> list[hv.Dimension]:
+def _kdims(frame: pd.DataFrame | LargeMap, margin: float = 0.04) -> list[hv.Dimension]:
     """Map axes whose range has a margin: the first image covers exactly that range, and without a margin the
     outermost points would be cut in half by its edge."""
     dims = []
-    for axis in ("x", "y"):
+    for i, axis in enumerate(("x", "y")):
+        if isinstance(frame, LargeMap):  # bounds written with the Parquet copy: no pass over 10M points
+            lo, hi = frame.bounds[2 * i], frame.bounds[2 * i + 1]
+            pad = (hi - lo) * margin or 1.0
+            dims.append(hv.Dimension(axis, range=(lo - pad, hi + pad)))
+            continue
         values = frame[axis].to_numpy()
         finite = values[np.isfinite(values)]
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
@@ -455,7 +493,7 @@ class MapView(Viewer):
         super().__init__(**params)
         self._jobs = Jobs("map", state=self.state)
         self._frames = FrameCache()
-        self._frame: pd.DataFrame | None = None
+        self._frame: pd.DataFrame | LargeMap | None = None
         self._key: tuple[int, str, ColorBy] | None = None
         self._want: tuple[int, str, ColorBy] | None = None
         self._pipe: hv.streams.Pipe | None = None
@@ -513,8 +551,9 @@ class MapView(Viewer):
     # -- public actions (the streams call these; tests and notebooks may too) ----------------------------------
 
     @property
-    def frame(self) -> pd.DataFrame | None:
-        """The points on screen now (sorted by sample_id), or None while there is no map."""
+    def frame(self) -> pd.DataFrame | LargeMap | None:
+        """The points on screen now (sorted by sample_id), or None while there is no map; a ``LargeMap`` (points
+        in Parquet, read through Dask) above ``map_parquet_threshold``."""
         return self._frame
 
     @property
@@ -522,10 +561,10 @@ class MapView(Viewer):
         """Legend: category -> colour of the current colouring."""
         if self._frame is None:
             return {}
-        return point_colors(list(self._frame["color"].cat.categories), self._color_by()[0])
+        return point_colors(categories_of(self._frame), self._color_by()[0])
 
     @property
-    def highlighted(self) -> pd.DataFrame | None:
+    def highlighted(self) -> Any:
         """The points drawn in colour (the current result); the rest of the map is grey."""
         return None if self._pipe is None else self._pipe.data
 
@@ -566,20 +605,25 @@ class MapView(Viewer):
         self._thumb.object = found[1]
         return found[0]
 
-    def _preview(self, frame: pd.DataFrame | None, ds: Any, x: float | None, y: float | None) -> tuple[int, str] | None:
+    def _preview(
+        self, frame: pd.DataFrame | LargeMap | None, ds: Any, x: float | None, y: float | None
+    ) -> tuple[int, str] | None:
         """(sample id, preview HTML) of the point nearest to (x, y): reads the store, touches no widget or state."""
         if frame is None or ds is None or x is None or y is None:
             return None
-        row = nearest_index(frame, x, y)
-        if row is None:
+        if isinstance(frame, LargeMap):
+            hit = frame.nearest(x, y)
+        else:
+            row = nearest_index(frame, x, y)
+            hit = None if row is None else (int(frame["sample_id"].iat[row]), str(frame["color"].iat[row]))
+        if hit is None:
             return None
-        sample_id = int(frame["sample_id"].iat[row])
+        sample_id, label = hit
         rows = ds.store.samples_by_id(ds.id, [sample_id]).to_pylist()
         if not rows:
             return None
         name = posixpath.basename(rows[0]["filepath"])
         src = text(self._thumb_src(ds.id, ds.root, rows[0]))
-        label = str(frame["color"].iat[row])
         return sample_id, (
             f'<div class="vl-map-preview" data-id="{sample_id}"><img src="{src}" alt="" '
             f'style="max-width:240px;max-height:240px;display:block;border-radius:4px">'
@@ -700,22 +744,31 @@ class MapView(Viewer):
             return
         self._plot.loading = True
         store = ds.store
-        self._submit("load", lambda: load_points(store, key[0], key[1], key[2]), lambda frame: self._loaded(key, frame))
+        self._submit("load", lambda: load_map(store, key[0], key[1], key[2]), lambda frame: self._loaded(key, frame))
 
-    def _loaded(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame) -> None:
+    def _loaded(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame | LargeMap) -> None:
         """On the session's loop: cache the new map and show it, unless the user picked another meanwhile."""
         self._plot.loading = False
         self._frames.put(key, frame)
         if key == self._want:
             self._show(key, frame)
 
-    def _show(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame) -> None:
-        """A new frame: new plot and streams; the colour layer then follows the result through a Pipe."""
+    def _show(self, key: tuple[int, str, ColorBy], frame: pd.DataFrame | LargeMap) -> None:
+        """A new frame: new plot and streams; the colour layer then follows the result through a Pipe.
+
+        A large map starts in full colour (or grey under a filter) and gets its exact highlight from a job: finding
+        the result among 10M ids on disk takes a second, too long for the event loop.
+        """
         for stream in self._streams:
             stream.clear()
         self._frame, self._key = frame, key
-        colors = point_colors(list(frame["color"].cat.categories), key[2][0])
-        self._pipe = hv.streams.Pipe(data=highlight_frame(frame, self.state.result_ids))
+        colors = point_colors(categories_of(frame), key[2][0])
+        large = isinstance(frame, LargeMap)
+        if large:
+            first = frame.colored() if self.state.count >= len(frame) else frame.empty()
+        else:
+            first = highlight_frame(frame, self.state.result_ids)
+        self._pipe = hv.streams.Pipe(data=first)
         color_layer = _color_layer(self._pipe, colors, frame)
         lasso = hv.streams.Lasso(source=color_layer)
         box = hv.streams.BoundsXY(source=color_layer)
@@ -744,6 +797,8 @@ class MapView(Viewer):
         )
         self._plot.object = overlay
         self._show_count()
+        if large:
+            self._on_result()
 
     def _on_lasso(self, geometry: np.ndarray | None = None, **_: Any) -> None:
         frame = self._frame
@@ -755,7 +810,7 @@ class MapView(Viewer):
         if bounds is not None and frame is not None:
             self._submit("select", lambda: ids_in_bounds(frame, bounds), lambda ids: self._select(frame, ids))
 
-    def _select(self, frame: pd.DataFrame, ids: np.ndarray) -> None:
+    def _select(self, frame: pd.DataFrame | LargeMap, ids: np.ndarray) -> None:
         if frame is self._frame:  # else the map changed while the hit test ran
             self.state.selection = ids
 

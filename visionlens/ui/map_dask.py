@@ -1,0 +1,222 @@
+"""Maps past a few million points: x/y read from the map's Parquet copy through Dask on every aggregation.
+
+Only one small code per point (its colour category, int8) and, while a filter narrows the result, one flag per
+point live in memory; coordinates and ids stay on disk and are read partition by partition, so a 10M-point map
+costs ~20 MB per colouring instead of a ~170 MB frame, and Datashader aggregates the partitions in parallel.
+
+The colour is looked up by ``row`` (a point's rank by sample id, written into the Parquet) in the codes read
+from DuckDB in sample-id order, so every colouring the small map offers works here too. Hit-tests run the small
+map's own functions on each partition, so a lasso or box returns exactly the ids it would on a pandas frame.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .. import map_parquet
+from ..config import get_settings
+from ..errors import VisionLensError
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+
+    from ..store.metadata import MetadataStore
+
+__all__ = ["LargeMap", "dask_available", "open_large_map"]
+
+
+def dask_available() -> bool:
+    """The ``visionlens[dask]`` extra: without it every map is read into pandas, whatever its size."""
+    return importlib.util.find_spec("dask") is not None and importlib.util.find_spec("dask.dataframe") is not None
+
+
+class _Shared:
+    """An array handed to every partition task; tokenised by identity, not by hashing 10 MB per render."""
+
+    def __init__(self, value: np.ndarray | None) -> None:
+        self.value = value
+        self._token = uuid.uuid4().hex
+
+    def __dask_tokenize__(self) -> str:
+        return self._token
+
+
+def _colored(part: pd.DataFrame, codes: _Shared, categories: list[str], mask: _Shared) -> pd.DataFrame:
+    rows = part["row"].to_numpy()
+    x, y = part["x"].to_numpy(), part["y"].to_numpy()
+    if mask.value is not None:
+        keep = mask.value[rows]
+        rows, x, y = rows[keep], x[keep], y[keep]
+    return pd.DataFrame({"x": x, "y": y, "color": pd.Categorical.from_codes(codes.value[rows], categories)})
+
+
+def _member_rows(part: pd.DataFrame, wanted: _Shared) -> pd.Series:
+    """Rows of the partition whose sample id is in the sorted array ``wanted``."""
+    ids = part["sample_id"].to_numpy()
+    sorted_ids = wanted.value
+    if not len(sorted_ids):
+        return pd.Series(np.zeros(0, np.int64))
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return pd.Series(part["row"].to_numpy()[sorted_ids[pos] == ids].astype(np.int64))
+
+
+def _hits(part: pd.DataFrame, test: Callable[[pd.DataFrame], np.ndarray]) -> pd.Series:
+    return pd.Series(np.asarray(test(part), np.int64))
+
+
+def _nearest(part: pd.DataFrame, x: float, y: float) -> pd.DataFrame:
+    from .map_view import nearest_index
+
+    k = nearest_index(part, x, y)
+    if k is None:
+        return pd.DataFrame({"d2": np.zeros(0), "sample_id": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)})
+    dx, dy = float(part["x"].iat[k]) - float(x), float(part["y"].iat[k]) - float(y)
+    return pd.DataFrame(
+        {"d2": [dx * dx + dy * dy], "sample_id": [int(part["sample_id"].iat[k])], "row": [int(part["row"].iat[k])]}
+    )
+
+
+@dataclass(eq=False)
+class LargeMap:
+    """One colouring of a map whose points stay in Parquet: what ``MapView`` shows instead of a pandas frame."""
+
+    files: map_parquet.MapFiles
+    codes: np.ndarray  # colour category per row (rank by sample id)
+    categories: list[str]
+    _codes: _Shared = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._codes = _Shared(self.codes)
+
+    def __len__(self) -> int:
+        return self.files.points
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.files.bounds
+
+    def read(self, columns: list[str]) -> dd.DataFrame:
+        """The Parquet files as a lazy Dask frame (one task per file; nothing is read until it is computed)."""
+        import dask.dataframe as dd
+
+        if not all(p.is_file() for p in map(_path, self.files.paths)):
+            raise VisionLensError("this map was recomputed meanwhile; pick it again to see the new one")
+        return dd.read_parquet(self.files.paths, columns=columns, index=False)
+
+    def xy(self) -> dd.DataFrame:
+        return self.read(["x", "y"])
+
+    def colored(self, mask: np.ndarray | None = None) -> dd.DataFrame:
+        """x, y and the categorical colour, optionally only the rows flagged in ``mask`` (indexed by row)."""
+        meta = pd.DataFrame(
+            {
+                "x": np.zeros(0, np.float32),
+                "y": np.zeros(0, np.float32),
+                "color": pd.Categorical.from_codes(np.zeros(0, np.int8), self.categories),
+            }
+        )
+        return self.read(["x", "y", "row"]).map_partitions(
+            _colored, self._codes, self.categories, _Shared(mask), meta=meta, enforce_metadata=False
+        )
+
+    def empty(self) -> pd.DataFrame:
+        """One NaN point that carries every category: Datashader fails on an empty categorical frame."""
+        return pd.DataFrame({"x": [np.nan], "y": [np.nan], "color": pd.Categorical([None], categories=self.categories)})
+
+    def highlight(self, result_ids: np.ndarray) -> dd.DataFrame | pd.DataFrame:
+        """The points of the current result in colour: every point, a flagged subset, or one invisible point.
+
+        Flags are found partition by partition with a binary search in the sorted result, so a 10M-point result
+        costs one pass over the ids on disk and a 10 MB flag array, never a second copy of the coordinates.
+        """
+        wanted = np.unique(np.asarray(result_ids, np.int64))
+        if not len(wanted):
+            return self.empty()
+        rows = self._compute(self.read(["sample_id", "row"]).map_partitions(_member_rows, _Shared(wanted), meta=_IDS))
+        if len(rows) == len(self):
+            return self.colored()
+        if not len(rows):
+            return self.empty()
+        mask = np.zeros(len(self), bool)
+        mask[rows] = True
+        return self.colored(mask)
+
+    def ids_in_polygon(self, vertices: np.ndarray) -> np.ndarray:
+        from .map_view import ids_in_polygon
+
+        vertices = np.asarray(vertices, np.float64).reshape(-1, 2)
+        if len(vertices[np.isfinite(vertices).all(axis=1)]) < 3:
+            return np.zeros(0, np.int64)
+        return self._ids(lambda part: ids_in_polygon(part, vertices))
+
+    def ids_in_bounds(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
+        from .map_view import ids_in_bounds
+
+        return self._ids(lambda part: ids_in_bounds(part, bounds))
+
+    def nearest(self, x: float, y: float) -> tuple[int, str] | None:
+        """(sample id, colour category) of the point closest to (x, y); ties go to the lowest sample id."""
+        meta = pd.DataFrame({"d2": np.zeros(0), "sample_id": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)})
+        best = self._compute(
+            self.read(["sample_id", "x", "y", "row"]).map_partitions(_nearest, float(x), float(y), meta=meta)
+        )
+        if not len(best):
+            return None
+        k = int(np.argmin(best["d2"].to_numpy()))  # partitions come in sample-id order: the first minimum wins
+        return int(best["sample_id"].iat[k]), self.categories[int(self.codes[int(best["row"].iat[k])])]
+
+    def _ids(self, test: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
+        """Sample ids a per-partition test returns, in sample-id order (as the pandas path returns them)."""
+        found = self._compute(self.read(["sample_id", "x", "y"]).map_partitions(_hits, test, meta=_IDS))
+        return np.asarray(found, np.int64)
+
+    @staticmethod
+    def _compute(frame: dd.DataFrame | dd.Series) -> Any:
+        try:
+            return frame.compute()
+        except FileNotFoundError:
+            raise VisionLensError("this map was recomputed meanwhile; pick it again to see the new one") from None
+
+
+_IDS = pd.Series(np.zeros(0, np.int64))
+
+
+def _path(p: str) -> Any:
+    from pathlib import Path
+
+    return Path(p)
+
+
+def open_large_map(
+    store: MetadataStore,
+    dataset_id: int,
+    method: str,
+    colors: Callable[[], tuple[np.ndarray, pd.Categorical]],
+) -> LargeMap | None:
+    """The map from its Parquet copy when it has more points than ``map_parquet_threshold``, Dask is installed
+    and the copy is the map DuckDB holds; None otherwise (the caller reads the map into pandas as before).
+
+    ``colors()`` returns (sample ids sorted, their colour categories): it must list exactly the copy's points.
+    """
+    threshold = get_settings().map_parquet_threshold
+    if not dask_available():
+        return None
+    files = map_parquet.read_map(store.path, dataset_id, method)
+    if files is None or files.points <= threshold or files.points != store.projection_size(dataset_id, method):
+        return None
+    ids, cats = colors()
+    if len(ids) != files.points or int(np.asarray(ids, np.int64).sum()) != files.id_sum:
+        raise VisionLensError(f"the map of {method!r} changed while it was read; try again")
+    codes = np.asarray(cats.codes)
+    return LargeMap(files, codes.astype(np.int8 if len(cats.categories) < 127 else np.int16), list(cats.categories))
