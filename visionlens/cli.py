@@ -78,6 +78,20 @@ def _formats_help() -> str:
     return "auto, " + ", ".join(format_names()) + "."
 
 
+_DASK_HELP = (
+    "Dask scheduler to run on (tcp://HOST:8786; needs visionlens[dask]); default: the VISIONLENS_DASK_SCHEDULER "
+    "setting; 'none' runs here."
+)
+
+
+def _scheduler(option: str | None) -> str | None:
+    """The ``--dask`` option, else this shell's setting: sent along when a running app does the work, so the
+    command means the same cluster with or without an app (None leaves the app's own setting)."""
+    from .config import get_settings
+
+    return option if option is not None else get_settings().dask_scheduler
+
+
 def _parse_predictions(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -372,19 +386,49 @@ def embed(
     ] = None,
     project: Annotated[str, typer.Option(help="Map to compute afterwards: umap, pca, both or none.")] = "both",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes decoding images.")] = 2,
+    workers: Annotated[int, typer.Option(help="Threads decoding images (per task on a Dask cluster).")] = 2,
+    dask: Annotated[Optional[str], typer.Option("--dask", help=_DASK_HELP)] = None,
 ) -> None:
     """Compute image embeddings into the vector store (resumable), then the 2-D map for the app."""
     with friendly_errors(), progress_bar() as report:
         summary = _backend().embed(
-            name, embedder, str(weights) if weights else None, project, batch_size, workers, progress=report
+            name,
+            embedder,
+            str(weights) if weights else None,
+            project,
+            batch_size,
+            workers,
+            progress=report,
+            dask_scheduler=_scheduler(dask),
         )
+    where = f" on Dask ({summary['dask_scheduler']})" if summary.get("dask_scheduler") else ""
     console.print(
-        f"[green]embedded[/] {summary['embedded']:,} images into {summary['collection']!r} "
+        f"[green]embedded[/] {summary['embedded']:,} images into {summary['collection']!r}{where} "
         f"({summary['skipped']:,} already there, {len(summary['failed']):,} unreadable) in {summary['seconds']:.1f}s; "
         f"maps: {', '.join(summary['maps']) or 'none'}"
     )
     for failure in summary["failed"][:5]:
+        console.print(f"[yellow]warning:[/] {failure}", highlight=False)
+
+
+@app.command()
+def thumbnails(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    size: Annotated[
+        Optional[int], typer.Option(help="Thumbnail side in pixels (default: the thumbnail_size setting, 256).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Threads rendering thumbnails (without a Dask cluster).")] = 2,
+    dask: Annotated[Optional[str], typer.Option("--dask", help=_DASK_HELP)] = None,
+) -> None:
+    """Render every sample's thumbnail into the cache ahead of browsing (skips those already there)."""
+    with friendly_errors(), progress_bar() as report:
+        result = _backend().thumbnails(name, size, workers, progress=report, dask_scheduler=_scheduler(dask))
+    where = f" on Dask ({result['dask_scheduler']})" if result.get("dask_scheduler") else ""
+    console.print(
+        f"[green]thumbnails[/] ({result['size']} px){where}: {result['generated']:,} rendered, "
+        f"{result['cached']:,} already cached, {result['placeholders']:,} unreadable in {result['seconds']:.1f}s"
+    )
+    for failure in result["failed"][:5]:
         console.print(f"[yellow]warning:[/] {failure}", highlight=False)
 
 

@@ -86,6 +86,15 @@ class Backend(Protocol):
         batch_size: int = 64,
         workers: int = 2,
         progress: ProgressCallback = no_progress,
+        dask_scheduler: str | None = None,
+    ) -> Json: ...
+    def thumbnails(
+        self,
+        name: str,
+        size: int | None = None,
+        workers: int = 2,
+        progress: ProgressCallback = no_progress,
+        dask_scheduler: str | None = None,
     ) -> Json: ...
     def similar(
         self,
@@ -361,6 +370,7 @@ class Client:
         batch_size: int = 64,
         workers: int = 2,
         progress: ProgressCallback = no_progress,
+        dask_scheduler: str | None = None,
         wait: bool = True,
     ) -> Json:
         body = {
@@ -369,8 +379,21 @@ class Client:
             "project": project,
             "batch_size": batch_size,
             "workers": workers,
+            "dask_scheduler": dask_scheduler,
         }
         return self._job(_ds(name, "/embed"), body, wait, progress)
+
+    def thumbnails(
+        self,
+        name: str,
+        size: int | None = None,
+        workers: int = 2,
+        progress: ProgressCallback = no_progress,
+        dask_scheduler: str | None = None,
+        wait: bool = True,
+    ) -> Json:
+        body = {"size": size, "workers": workers, "dask_scheduler": dask_scheduler}
+        return self._job(_ds(name, "/thumbnails"), body, wait, progress)
 
     def similar(
         self,

@@ -14,7 +14,8 @@ sample ids, never files to read, except the ingest requests, whose paths must li
     POST   /vl/api/v1/datasets/<name>/evaluate       (job)
     POST   /vl/api/v1/datasets/<name>/metrics
     GET    /vl/api/v1/datasets/<name>/evaluations
-    POST   /vl/api/v1/datasets/<name>/embed          (job)
+    POST   /vl/api/v1/datasets/<name>/embed          (job; on a Dask cluster with the dask_scheduler setting)
+    POST   /vl/api/v1/datasets/<name>/thumbnails     (job: fill the thumbnail cache)
     POST   /vl/api/v1/datasets/<name>/similar
     GET    /vl/api/v1/datasets/<name>/insights       POST (job)
     GET    /vl/api/v1/datasets/<name>/tags           POST (add or remove tags on samples or boxes)
@@ -41,7 +42,7 @@ from ..errors import DatasetExistsError, DatasetNotFoundError, NotAllowedError, 
 from ..query import Filters, LabelFilter, Sort
 from . import operations as ops
 from .jobs import Job, registry
-from .roles import TOKEN_USER, require
+from .roles import TOKEN_USER, can, require
 from .roots import check_allowed
 
 __all__ = ["API_PREFIX", "ROUTES", "set_token"]
@@ -118,6 +119,28 @@ class EmbedBody(_Body):
     project: str = Field("both", pattern="^(both|none|pca|umap)$")
     batch_size: int = Field(64, ge=1, le=4096)
     workers: int = Field(2, ge=0, le=64)
+    dask_scheduler: str | None = Field(None, max_length=512)
+
+
+class ThumbnailsBody(_Body):
+    size: int | None = Field(None, ge=16, le=4096)
+    workers: int = Field(2, ge=1, le=64)
+    dask_scheduler: str | None = Field(None, max_length=512)
+
+
+def _check_scheduler(user: str | None, scheduler: str | None) -> None:
+    """Only an admin may point the server at a Dask scheduler other than its configured one (``none``, this
+    process, is always allowed): the server sends work to it and unpickles what comes back, so a scheduler
+    someone else runs could run code in this process."""
+    from ..dask_jobs import resolve_scheduler
+
+    if scheduler is None or resolve_scheduler(scheduler) in (None, resolve_scheduler(None)):
+        return
+    if not can(user, "admin"):
+        raise NotAllowedError(
+            f"only an admin may name a Dask scheduler ({scheduler!r}) other than the server's own "
+            "(its VISIONLENS_DASK_SCHEDULER setting)"
+        )
 
 
 class SimilarBody(_Body):
@@ -415,10 +438,27 @@ class EmbedHandler(ApiHandler):
         b: EmbedBody = self.body(EmbedBody)
         _store().get_dataset(name)
         weights = check_allowed(b.weights, "weights file") if b.weights else None
+        _check_scheduler(self.user, b.dask_scheduler)
         self.start_job(
             "embed", f"embed {name!r} with {b.embedder}", name, ops.embed,
             name=name, embedder=b.embedder, weights=weights, project=b.project, batch_size=b.batch_size,
-            workers=b.workers,
+            workers=b.workers, dask_scheduler=b.dask_scheduler,
+        )  # fmt: skip
+
+
+class ThumbnailsHandler(ApiHandler):
+    needs = {"POST": "thumbnails"}
+
+    async def post(self, name: str) -> None:
+        await self._run(self._post, name)
+
+    def _post(self, name: str) -> None:
+        b: ThumbnailsBody = self.body(ThumbnailsBody)
+        _store().get_dataset(name)
+        _check_scheduler(self.user, b.dask_scheduler)
+        self.start_job(
+            "thumbnails", f"thumbnails of {name!r}", name, ops.thumbnails,
+            name=name, size=b.size, workers=b.workers, dask_scheduler=b.dask_scheduler,
         )  # fmt: skip
 
 
@@ -581,6 +621,7 @@ ROUTES = [
     (rf"{API_PREFIX}/datasets/{_NAME}/metrics", MetricsHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/evaluations", EvaluationsHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/embed", EmbedHandler, {}),
+    (rf"{API_PREFIX}/datasets/{_NAME}/thumbnails", ThumbnailsHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/similar", SimilarHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/insights", InsightsHandler, {}),
     (rf"{API_PREFIX}/datasets/{_NAME}/tags", TagsHandler, {}),

@@ -29,6 +29,7 @@ __all__ = [
     "metrics",
     "evaluations",
     "embed",
+    "thumbnails",
     "similar",
     "insights",
     "findings",
@@ -230,28 +231,98 @@ def embed(
     batch_size: int = 64,
     workers: int = 2,
     progress: ProgressCallback = no_progress,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
+    """Embed (resumable), then compute the maps. ``dask_scheduler`` (else the ``dask_scheduler`` setting; ``none``:
+    this process) runs the decoding and the model on a Dask cluster; the vectors are the same."""
+    from ..dask_jobs import resolve_scheduler
     from ..embedding_jobs import embed_dataset, project_dataset
     from ..embeddings import load_embedder
 
     options = {"weights": str(weights)} if weights else {}
     ds_id = store.get_dataset(name).id
-    emb = load_embedder(embedder, **options)
-    # Registered like embed_dataset does for a spec: text search needs it, and doctor counts a collection that is
-    # neither registered nor used as an orphan.
-    store.register_collection(emb.name, embedder, options, emb.dim)
-    summary = embed_dataset(store, ds_id, emb, batch_size=batch_size, num_workers=workers, progress=progress)
+    scheduler = resolve_scheduler(dask_scheduler)
+    if scheduler:
+        from ..dask_jobs import EmbedderSpec, cluster_client, describe_embedder, embed_dataset_on_cluster
+
+        spec = EmbedderSpec.of(embedder, **options)
+        with cluster_client(scheduler) as client:
+            collection, dim, _ = describe_embedder(client, spec)  # built on a worker: no model loaded here
+            store.register_collection(collection, embedder, options, dim)
+            summary = embed_dataset_on_cluster(
+                store, ds_id, spec, client, batch_size=batch_size, decode_threads=workers, progress=progress,
+                collection=collection,
+            )  # fmt: skip
+    else:
+        emb = load_embedder(embedder, **options)
+        collection = emb.name
+        # Registered like embed_dataset does for a spec: text search needs it, and doctor counts a collection that
+        # is neither registered nor used as an orphan.
+        store.register_collection(emb.name, embedder, options, emb.dim)
+        summary = embed_dataset(store, ds_id, emb, batch_size=batch_size, num_workers=workers, progress=progress)
     methods = {"both": ["pca", "umap"], "none": []}.get(project, [project])
     for method in methods:
-        project_dataset(store, ds_id, emb.name, method, progress=progress)
+        project_dataset(store, ds_id, collection, method, progress=progress)
     return plain(
         {
-            "collection": emb.name,
+            "collection": collection,
             "embedded": summary.embedded,
             "skipped": summary.skipped,
             "failed": [str(f) for f in summary.failed],
             "seconds": summary.seconds,
             "maps": methods,
+            "dask_scheduler": scheduler,
+        }
+    )
+
+
+def thumbnails(
+    store: MetadataStore,
+    name: str,
+    size: int | None = None,
+    workers: int = 2,
+    progress: ProgressCallback = no_progress,
+    dask_scheduler: str | None = None,
+) -> dict[str, Any]:
+    """Fill the thumbnail cache ahead of browsing (``size``: the side, default the ``thumbnail_size`` setting), on
+    a Dask cluster when ``dask_scheduler`` or the setting names one. ``failed`` lists unreadable images (the
+    cluster run names each; the single-process run counts them in ``placeholders``)."""
+    import time
+
+    from .. import media
+    from ..config import get_settings
+    from ..dask_jobs import resolve_scheduler
+    from ..errors import VisionLensError
+    from ..thumbnails import ThumbnailCache
+
+    settings = get_settings()
+    side = int(size or settings.thumbnail_size)
+    if not 16 <= side <= 4096:
+        raise VisionLensError(f"thumbnail size {side} is out of range: use 16..4096 pixels")
+    cache = ThumbnailCache(settings.thumbnails, side)
+    row = store.get_dataset(name)
+    index, ids = store.sample_index(row.id)
+    items = [(int(i), media.join(row.root, p)) for i, p in zip(ids, index.filepath)]
+    scheduler = resolve_scheduler(dask_scheduler)
+    started = time.perf_counter()
+    report = lambda done, total: progress(f"thumbnails ({side} px)", done, total)  # noqa: E731
+    if scheduler:
+        from ..dask_jobs import cluster_client, pregenerate_on_cluster
+
+        with cluster_client(scheduler) as client:
+            s = pregenerate_on_cluster(cache, items, client, progress=report)
+        counts, failed = (s.total, s.generated, s.cached, s.placeholders), [str(f) for f in s.failed]
+    else:
+        st = cache.pregenerate(items, progress=report, workers=workers)
+        counts, failed = (st.total, st.generated, st.cached, st.placeholders), []
+    keys = ("total", "generated", "cached", "placeholders")
+    return plain(
+        {
+            "size": side,
+            **dict(zip(keys, counts)),
+            "failed": failed,
+            "seconds": time.perf_counter() - started,
+            "dask_scheduler": scheduler,
         }
     )
 
