@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench_ingest_query": ["--images", "50000", "--query-samples", "500000"],
     "bench_vectors": ["--n", "100000", "--queries", "50"],
     "bench_map": ["--n", "200000"],
+    # 10M points from Parquet through Dask (cold process, warm zooms, lasso/box/tap/highlight): about a minute
+    "bench_map_dask": ["--n", "10000000", "--renders", "10", "--lassos", "5"],
     "bench_embed": ["--n", "128", "--rounds", "2"],
     "bench_insights": ["--images", "50000"],
     "bench_insights_slices": ["--images", "50000"],

@@ -153,6 +153,8 @@ def test_hit_tests_and_highlight_match_pandas_across_partitions(big):
     want = highlight_frame(small, result).reset_index(drop=True)
     got = highlight_frame(large, result).compute().reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    far = np.append(result, 10**12)  # ids spread too wide for a flag table: binary search instead
+    pd.testing.assert_frame_equal(highlight_frame(large, far).compute().reset_index(drop=True), want, check_dtype=False)
     assert len(highlight_frame(large, ids).compute()) == N
     empty = highlight_frame(large, np.array([], np.int64))
     assert len(empty) == 1 and empty["x"].isna().all() and list(empty["color"].cat.categories) == large.categories

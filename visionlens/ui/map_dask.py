@@ -57,14 +57,41 @@ def _colored(part: pd.DataFrame, codes: _Shared, categories: list[str], mask: _S
     return pd.DataFrame({"x": x, "y": y, "color": pd.Categorical.from_codes(codes.value[rows], categories)})
 
 
-def _member_rows(part: pd.DataFrame, wanted: _Shared) -> pd.Series:
-    """Rows of the partition whose sample id is in the sorted array ``wanted``."""
-    ids = part["sample_id"].to_numpy()
-    sorted_ids = wanted.value
-    if not len(sorted_ids):
-        return pd.Series(np.zeros(0, np.int64))
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-    return pd.Series(part["row"].to_numpy()[sorted_ids[pos] == ids].astype(np.int64))
+class _Members:
+    """Set membership for sample ids: a flag table over the ids' range when that is compact (ids of one dataset
+    mostly are: one lookup per point), else a sorted array and binary search."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, np.int64)
+        self.low = int(ids.min())
+        span = int(ids.max()) - self.low + 1
+        self.table: np.ndarray | None = None
+        self.sorted: np.ndarray | None = None
+        if span <= 8 * len(ids) + 1_000_000:
+            self.table = np.zeros(span, bool)
+            self.table[ids - self.low] = True
+        else:
+            self.sorted = np.sort(ids)  # np.unique is no faster here and much slower on some numpy versions
+        self._token = uuid.uuid4().hex
+
+    def __dask_tokenize__(self) -> str:
+        return self._token
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            offset = ids - self.low
+            inside = (offset >= 0) & (offset < len(self.table))
+            found = np.zeros(len(ids), bool)
+            found[inside] = self.table[offset[inside]]
+            return found
+        pos = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        return self.sorted[pos] == ids
+
+
+def _member_rows(part: pd.DataFrame, wanted: _Members) -> pd.Series:
+    """Rows of the partition whose sample id is wanted."""
+    hit = wanted.contains(part["sample_id"].to_numpy())
+    return pd.Series(part["row"].to_numpy()[hit].astype(np.int64))
 
 
 def _hits(part: pd.DataFrame, test: Callable[[pd.DataFrame], np.ndarray]) -> pd.Series:
@@ -137,13 +164,13 @@ class LargeMap:
     def highlight(self, result_ids: np.ndarray) -> dd.DataFrame | pd.DataFrame:
         """The points of the current result in colour: every point, a flagged subset, or one invisible point.
 
-        Flags are found partition by partition with a binary search in the sorted result, so a 10M-point result
-        costs one pass over the ids on disk and a 10 MB flag array, never a second copy of the coordinates.
+        Flags are found partition by partition (``_Members``), so a 10M-point result costs one pass over the ids on
+        disk and a 10 MB flag array, never a second copy of the coordinates.
         """
-        wanted = np.unique(np.asarray(result_ids, np.int64))
+        wanted = np.asarray(result_ids, np.int64)
         if not len(wanted):
             return self.empty()
-        rows = self._compute(self.read(["sample_id", "row"]).map_partitions(_member_rows, _Shared(wanted), meta=_IDS))
+        rows = self._compute(self.read(["sample_id", "row"]).map_partitions(_member_rows, _Members(wanted), meta=_IDS))
         if len(rows) == len(self):
             return self.colored()
         if not len(rows):

@@ -462,7 +462,7 @@ def warm_up() -> None:
 
 
 def render_static(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | LargeMap,
     colors: dict[str, str],
     x_range: tuple[float, float],
     y_range: tuple[float, float],
@@ -470,7 +470,8 @@ def render_static(
     height: int = 600,
 ) -> hv.RGB:
     """The colour layer for one view box, computed right away: what one zoom costs the server (benchmarks)."""
-    points = hv.Points(frame[["x", "y", "color"]], ["x", "y"], ["color"])
+    data = frame.colored() if isinstance(frame, LargeMap) else frame[["x", "y", "color"]]
+    points = hv.Points(data, ["x", "y"], ["color"])
     shaded = _shaded(points, colors, dynamic=False, x_range=x_range, y_range=y_range, width=width, height=height)
     return _spread(shaded, len(frame), dynamic=False)
 
