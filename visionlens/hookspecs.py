@@ -118,14 +118,17 @@ class FieldSpec:
 class ComputedFields:
     """Fields computed together (one image decode for several measures).
 
-    ``compute(store, dataset_id, sample_ids, progress)`` returns ``{field name: values aligned with sample_ids}``
-    (None for a sample it cannot measure). Run by ``visionlens plugins compute DATASET`` or the Browse action
-    "Compute plugin fields"; values are stored as ordinary sample fields.
+    ``compute(store, dataset_id, ids, progress)`` returns ``{field name: values aligned with ids}`` (None where
+    it cannot measure). ``level="sample"``: ids are sample ids, values become sample fields. ``level="object"``:
+    ids are box (annotation) ids of those samples (``store.annotations_by_id`` reads them), values become object
+    fields, filtered with ``LabelFilter.fields``. Run by ``visionlens plugins compute DATASET`` or the Browse
+    action "Compute plugin fields".
     """
 
     name: str
     fields: tuple[FieldSpec, ...]
     compute: Callable[[MetadataStore, int, Sequence[int], ProgressCallback], Mapping[str, Sequence[Any]]]
+    level: Literal["sample", "object"] = "sample"
 
 
 @dataclass(frozen=True)

@@ -510,15 +510,19 @@ def compute_fields(
     if sample_ids is None:
         sample_ids = store.sample_index(dataset_id)[1]
     ids = np.asarray(sample_ids, np.int64)
+    box_ids: Any = None  # read once, if an object-level provider runs
     report = ComputeReport()
     for plugin, provider in providers:
         if names and not {f.name for f in provider.fields} & set(names):
             continue
+        if provider.level == "object" and box_ids is None:
+            box_ids = store.annotation_ids(dataset_id, ids)
+        rows = box_ids if provider.level == "object" else ids
         try:
             values = get_plugins().run(
-                plugin, f"computed fields {provider.name!r}", provider.compute, store, dataset_id, ids, progress
+                plugin, f"computed fields {provider.name!r}", provider.compute, store, dataset_id, rows, progress
             )
-            report.fields.update(_store_fields(store, dataset_id, provider, ids, values))
+            report.fields.update(_store_fields(store, dataset_id, provider, rows, values))
         except PluginError as exc:
             report.failed.append(str(exc))
     return report
@@ -527,15 +531,21 @@ def compute_fields(
 def _store_fields(
     store: MetadataStore, dataset_id: int, provider: hookspecs.ComputedFields, ids: Any, values: Any
 ) -> dict[str, int]:
+    what = "boxes" if provider.level == "object" else "samples"
+    if provider.level not in ("sample", "object"):
+        raise PluginError(f"computed fields {provider.name!r}: level {provider.level!r} is not 'sample' or 'object'")
     columns = {}
     for spec in provider.fields:
         got = list(values.get(spec.name, ())) if hasattr(values, "get") else []
         if len(got) != len(ids):
             raise PluginError(
-                f"computed fields {provider.name!r}: {len(got)} values of {spec.name!r} for {len(ids)} samples"
+                f"computed fields {provider.name!r}: {len(got)} values of {spec.name!r} for {len(ids)} {what}"
             )
         columns[spec.name] = (spec.kind, ids, got)
-    store.set_sample_fields(dataset_id, columns)
+    if provider.level == "object":
+        store.set_object_fields(dataset_id, columns)
+    else:
+        store.set_sample_fields(dataset_id, columns)
     return {name: sum(v is not None for v in got) for name, (_, _, got) in columns.items()}
 
 

@@ -43,6 +43,8 @@ class LabelFilter(BaseModel):
     ``status`` keeps boxes with that outcome in ``evaluation`` (default: the evaluation named after ``source``),
     e.g. false positives of model X, or ground truth that model X missed (source ground_truth, status fn).
     ``tags`` keeps boxes carrying any of these object tags (``Dataset.tag_objects``).
+    ``fields`` are conditions on object fields (a plugin's computed box measures, ``annotation.<name>`` in
+    ``Dataset.fields()``), e.g. ``FieldFilter(field="box sharpness", range=Range(max=20))``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -55,6 +57,7 @@ class LabelFilter(BaseModel):
     status: tuple[Literal["tp", "fp", "fn", "ignored"], ...] | None = None
     evaluation: str | None = None
     tags: tuple[str, ...] | None = None
+    fields: tuple[FieldFilter, ...] = ()
 
 
 class Filters(BaseModel):

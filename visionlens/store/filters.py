@@ -80,7 +80,15 @@ class FilterCompiler(Registry):
             )
         if flt.tags is not None:
             where.append(Sql.of("list_has_any(a.tags, $tags::VARCHAR[])", tags=[str(t) for t in flt.tags]))
+        for field_flt in flt.fields:
+            where.append(self._object_field_clause(dataset_id, field_flt))
         return Sql.join(where, " AND ")
+
+    def _object_field_clause(self, dataset_id: int, flt: FieldFilter) -> Sql:
+        info = self.object_field(dataset_id, flt.field)
+        if info.builtin:  # label, source, confidence, area and iscrowd have their own LabelFilter conditions
+            raise FilterError(f"object field {flt.field!r} is built in: use LabelFilter's own condition for it")
+        return info.kind.clause(f"a.{ident(info.column)}", flt)
 
     def _order(self, dataset_id: int, sort: Sort | None) -> str:
         sort = sort or Sort()

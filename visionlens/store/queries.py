@@ -213,6 +213,7 @@ class Queries(FilterCompiler):
             known = self.source_ids(dataset_id)
             source_clause = " AND " + Sql.in_list("a.source_id", [known[s] for s in sources if s in known])
         lo, hi = (int(ids.min()), int(ids.max())) if len(ids) else (0, -1)
+        extra, _ = self._object_field_columns(dataset_id)
         with self.cursor() as cur:
             tmp = self._temp_name()
             cur.register(tmp, pa.table({"id": pa.array(ids)}))
@@ -224,7 +225,7 @@ class Queries(FilterCompiler):
                            END AS status,
                            CASE e.error WHEN 1 THEN 'localization' WHEN 2 THEN 'confusion' WHEN 3 THEN 'duplicate'
                                 WHEN 4 THEN 'background' END AS error,
-                           e.iou AS match_iou, a.tags
+                           e.iou AS match_iou, a.tags{extra}
                     FROM annotations a
                     JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
                     JOIN sources c ON c.dataset_id = a.dataset_id AND c.id = a.source_id
@@ -242,7 +243,86 @@ class Queries(FilterCompiler):
                 hi=hi,
             )
             sql += source_clause + " ORDER BY a.sample_id, a.source_id, a.confidence DESC NULLS FIRST, a.id"
-            return sql.arrow(cur)
+            return self._named_object_fields(dataset_id, sql.arrow(cur))
+
+    def _object_field_columns(self, dataset_id: int) -> tuple[str, dict[str, str]]:
+        """The custom object fields' columns for a SELECT list over ``annotations a``, and column -> field name to
+        rename them by afterwards (a field's name is data: never an alias in the SQL text)."""
+        custom = [f for f in self.fields(dataset_id).values() if f.level == "annotation" and not f.builtin]
+        return "".join(f", a.{ident(f.column)}" for f in custom), {f.column: f.name for f in custom}
+
+    def _named_object_fields(self, dataset_id: int, table: pa.Table) -> pa.Table:
+        _, names = self._object_field_columns(dataset_id)
+        return table.rename_columns([names.get(c, c) for c in table.column_names]) if names else table
+
+    def object_field_summary(self, dataset_id: int, name: str, max_values: int = 200) -> dict[str, Any]:
+        """What a sidebar control of a custom object field needs: ``{"min", "max"}`` over the dataset's boxes for a
+        range, else ``{"values"}`` (the most common ``max_values``)."""
+        info = self.object_field(dataset_id, name)
+        column = f"a.{ident(info.column)}"
+        with self.cursor() as cur:
+            if info.kind.control == "range":
+                lo, hi = (
+                    Sql.of(
+                        f"SELECT min({column}), max({column}) FROM annotations a WHERE a.dataset_id = $d", d=dataset_id
+                    )
+                    .run(cur)
+                    .fetchall()[0]
+                )
+                return {"min": lo, "max": hi}
+            rows = (
+                Sql.of(
+                    f"SELECT {column} AS v, count(*) AS n FROM annotations a WHERE a.dataset_id = $d AND {column} IS NOT "
+                    "NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $k",
+                    d=dataset_id,
+                    k=max_values,
+                )
+                .run(cur)
+                .fetchall()
+            )
+        return {"values": [r[0] for r in rows]}
+
+    def annotations_by_id(self, dataset_id: int, ann_ids: Sequence[int] | np.ndarray) -> pa.Table:
+        """Boxes by annotation id, in the order given (ids of other datasets or unknown ids are left out): what a
+        plugin computing object fields reads."""
+        ids = np.asarray(ann_ids, np.int64)
+        extra, _ = self._object_field_columns(dataset_id)
+        with self.cursor() as cur:
+            tmp = self._temp_name()
+            cur.register(tmp, pa.table({"id": pa.array(ids), "pos": pa.array(np.arange(len(ids)))}))
+            name = ident(tmp)
+            table = Sql.of(
+                f"""SELECT a.id, a.sample_id, c.name AS source, l.name AS label, a.x, a.y, a.w, a.h, a.confidence,
+                           a.iscrowd, a.area, a.tags{extra}
+                    FROM annotations a JOIN {name} t ON t.id = a.id
+                    JOIN labels l ON l.dataset_id = a.dataset_id AND l.id = a.label_id
+                    JOIN sources c ON c.dataset_id = a.dataset_id AND c.id = a.source_id
+                    WHERE a.dataset_id = $d ORDER BY t.pos""",
+                d=dataset_id,
+            ).arrow(cur)
+        return self._named_object_fields(dataset_id, table)
+
+    def annotation_ids(self, dataset_id: int, sample_ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Every box id of the dataset (or of ``sample_ids``), in sample order."""
+        with self.cursor() as cur:
+            if sample_ids is None:
+                return (
+                    Sql.of("SELECT id FROM annotations WHERE dataset_id = $d ORDER BY sample_id, id", d=dataset_id)
+                    .arrow(cur)["id"]
+                    .to_numpy()
+                )
+            tmp = self._temp_name()
+            cur.register(tmp, pa.table({"id": pa.array(np.asarray(sample_ids, np.int64))}))
+            name = ident(tmp)
+            return (
+                Sql.of(
+                    f"SELECT id FROM annotations WHERE dataset_id = $d AND sample_id IN (SELECT id FROM {name}) "
+                    "ORDER BY sample_id, id",
+                    d=dataset_id,
+                )
+                .arrow(cur)["id"]
+                .to_numpy()
+            )
 
     def boxes(self, dataset_id: int, source: str) -> dict[str, np.ndarray]:
         """All boxes of one source as numpy columns (float64, as the files gave them): what the evaluator reads.

@@ -66,6 +66,14 @@ def looks_like_eval_field(name: str, models: Iterable[str]) -> str | None:
     return None
 
 
+_FIELD_TABLES = {"sample": "samples", "annotation": "annotations"}
+_BOX_COLUMNS = frozenset(
+    "id sample_id dataset_id source label x y w h confidence iscrowd area status error match_iou tags".split()
+)
+"""Columns a box is read with (``MetadataStore.annotations``): an object field may not take their names."""
+"""Where a field of each level keeps its column."""
+
+
 def check_field_names(new: Sequence[str], existing: Iterable[str], models: Iterable[str], where: str) -> None:
     """Refuse names that would share or hide another field: equal but for letter case, reserved, or an
     evaluation's. ``where`` says where the names came from, for the message."""
@@ -118,6 +126,14 @@ class Registry(Connection):
         if info is None or info.level != "sample":
             known = [f.name for f in self.fields(dataset_id).values() if f.level == "sample"]
             raise FilterError(f"unknown field {name!r}; this dataset has: {', '.join(known)}")
+        return info
+
+    def object_field(self, dataset_id: int, name: str) -> FieldInfo:
+        """An object-level field by its plain name (``LabelFilter.fields`` names them without ``annotation.``)."""
+        info = self.fields(dataset_id).get(f"annotation.{name}")
+        if info is None:
+            known = [f.name for f in self.fields(dataset_id).values() if f.level == "annotation"]
+            raise FilterError(f"unknown object field {name!r}; this dataset's boxes have: {', '.join(known)}")
         return info
 
     def label_ids(self, dataset_id: int) -> dict[str, int]:
@@ -175,29 +191,54 @@ class Registry(Connection):
         evaluation and insight fields are refused, as are names differing only in letter case. Non-finite numbers
         are stored as missing.
         """
+        self._set_fields(dataset_id, columns, "sample")
+
+    def set_object_fields(
+        self, dataset_id: int, columns: dict[str, tuple[str, Sequence[int] | np.ndarray, Sequence[Any]]]
+    ) -> None:
+        """Write computed object (box) fields: ``{name: (kind, annotation ids, values)}``, as ``set_sample_fields``
+        does for samples. They are filtered with ``LabelFilter.fields`` and listed as ``annotation.<name>``."""
+        self._set_fields(dataset_id, columns, "annotation")
+
+    def _set_fields(
+        self,
+        dataset_id: int,
+        columns: dict[str, tuple[str, Sequence[int] | np.ndarray, Sequence[Any]]],
+        level: str,
+    ) -> None:
         with self.transaction() as cur:
             have = {
                 r[0].casefold(): r
                 for r in Sql.of(
-                    "SELECT name, column_name, kind, builtin, owner FROM fields "
-                    "WHERE dataset_id = $d AND level = 'sample'",
+                    "SELECT name, column_name, kind, builtin, owner FROM fields WHERE dataset_id = $d AND level = $l",
                     d=dataset_id,
+                    l=level,
                 )
                 .run(cur)
                 .fetchall()
             }
-            for name, (kind_name, sample_ids, values) in columns.items():
+            for name, (kind_name, ids, values) in columns.items():
                 kind = kind_named(str(kind_name))
-                column = self._computed_column(cur, dataset_id, name, kind, have.get(name.casefold()), list(have))
+                row = have.get(name.casefold())
+                column = self._computed_column(cur, dataset_id, name, kind, row, list(have), level)
                 have.setdefault(name.casefold(), (name, column, str(kind), False, None))
-                self._write_column(cur, dataset_id, column, kind, sample_ids, values)
+                self._write_column(cur, dataset_id, column, kind, ids, values, _FIELD_TABLES[level])
 
     def _computed_column(
-        self, cur: duckdb.DuckDBPyConnection, ds_id: int, name: str, kind: FieldKind, row: Any, existing: list[str]
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        ds_id: int,
+        name: str,
+        kind: FieldKind,
+        row: Any,
+        existing: list[str],
+        level: str = "sample",
     ) -> str:
         if row is None:
-            check_field_names([name], existing, self._model_names(cur, ds_id), "computed field")
-            return self._add_sample_field(cur, ds_id, name, kind)
+            if level == "annotation" and name.casefold() in _BOX_COLUMNS:
+                raise FieldNameError(f"computed object field {name!r} would hide the boxes' column {name!r}; rename it")
+            check_field_names([name], existing, self._model_names(cur, ds_id), f"computed {level} field")
+            return self._add_sample_field(cur, ds_id, name, kind, level=level)
         other, column, other_kind, builtin, owner = row
         if other != name:
             check_field_names([name], [other], [], "computed field")  # raises: differ only in letter case
@@ -214,8 +255,9 @@ class Registry(Connection):
         ds_id: int,
         column: str,
         kind: FieldKind,
-        sample_ids: Sequence[int] | np.ndarray,
+        row_ids: Sequence[int] | np.ndarray,
         values: Sequence[Any],
+        table: str = "samples",
     ) -> None:
         import math
 
@@ -225,11 +267,11 @@ class Registry(Connection):
         if str(kind) == "numeric":
             values = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
         cur.register(
-            "_vl_computed", pa.table({"id": pa.array(np.asarray(sample_ids, np.int64)), "v": kind.to_arrow(values)})
+            "_vl_computed", pa.table({"id": pa.array(np.asarray(row_ids, np.int64)), "v": kind.to_arrow(values)})
         )
+        t = ident(table)
         cur.execute(
-            f"UPDATE samples SET {ident(column)} = c.v FROM _vl_computed c "
-            "WHERE samples.id = c.id AND samples.dataset_id = ?",
+            f"UPDATE {t} SET {ident(column)} = c.v FROM _vl_computed c WHERE {t}.id = c.id AND {t}.dataset_id = ?",
             [ds_id],
         )
         cur.unregister("_vl_computed")
@@ -249,28 +291,32 @@ class Registry(Connection):
 
     @staticmethod
     def _add_sample_field(
-        cur: duckdb.DuckDBPyConnection, ds_id: int, name: str, kind: FieldKind, owner: str | None = None
+        cur: duckdb.DuckDBPyConnection,
+        ds_id: int,
+        name: str,
+        kind: FieldKind,
+        owner: str | None = None,
+        level: str = "sample",
     ) -> str:
-        """Register a field and add its column; returns the column. Names must have been checked."""
+        """Register a field and add its column (to ``annotations`` for an object field); returns the column. Names
+        must have been checked."""
         field_id = allocate(cur, "fields", 1)
         column = custom_column(field_id)
-        cur.execute(f"ALTER TABLE samples ADD COLUMN {ident(column)} {kind.sql_type}")
+        cur.execute(f"ALTER TABLE {ident(_FIELD_TABLES[level])} ADD COLUMN {ident(column)} {kind.sql_type}")
         cur.execute(
             "INSERT INTO fields (dataset_id, name, column_name, level, kind, builtin, id, owner) "
-            "VALUES (?, ?, ?, 'sample', ?, false, ?, ?)",
-            [ds_id, name, column, str(kind), field_id, owner],
+            "VALUES (?, ?, ?, ?, ?, false, ?, ?)",
+            [ds_id, name, column, level, str(kind), field_id, owner],
         )
         return column
 
     @staticmethod
     def _drop_fields(cur: duckdb.DuckDBPyConnection, where: Sql) -> None:
         """Drop the registry rows matching ``where`` (over ``fields``) and the columns of the non-built-in ones."""
-        columns = [
-            r[0] for r in (Sql("SELECT column_name FROM fields WHERE NOT builtin AND ") + where).run(cur).fetchall()
-        ]
+        columns = (Sql("SELECT column_name, level FROM fields WHERE NOT builtin AND ") + where).run(cur).fetchall()
         (Sql("DELETE FROM fields WHERE ") + where).run(cur)
-        for column in columns:
-            cur.execute(f"ALTER TABLE samples DROP COLUMN IF EXISTS {ident(column)}")
+        for column, level in columns:
+            cur.execute(f"ALTER TABLE {ident(_FIELD_TABLES[level])} DROP COLUMN IF EXISTS {ident(column)}")
 
     @staticmethod
     def _field_names(cur: duckdb.DuckDBPyConnection, ds_id: int, owned: bool | None = None) -> list[str]:

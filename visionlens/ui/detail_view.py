@@ -195,6 +195,7 @@ class DetailView(Viewer):
         self._prev.disabled = not pos
         self._next.disabled = pos is None or pos + 1 >= st.count
         shown = [a for a in anns if a["source"] == GROUND_TRUTH or (a["confidence"] or 0) >= self._min_conf.value]
+        measures = [f.name for f in ds.fields().values() if f.level == "annotation" and not f.builtin]
         table = pd.DataFrame(
             [
                 {
@@ -210,6 +211,7 @@ class DetailView(Viewer):
                     "status": a.get("status"),
                     "error": a.get("error"),
                     "tags": ", ".join(a.get("tags") or ()),
+                    **{m: a.get(m) for m in measures},  # computed object fields (a plugin's box measures)
                 }
                 for a in shown
             ]

@@ -174,14 +174,68 @@ class FiltersView(Quiet, Viewer):
         for w in (self._obj_source, self._obj_labels, self._obj_mode, self._obj_min, self._obj_tags):
             w.param.watch(self._on_objects, "value")
         self._obj_conf.param.watch(self._on_objects, "value_throttled")
+        self._obj_fields = self._object_field_widgets(ds)
         self._objects.objects = [
             self._obj_source,
             self._obj_labels,
             self._obj_conf,
             self._obj_tags,
+            *self._obj_fields.values(),
             pn.Row(self._obj_mode, self._obj_min, sizing_mode="stretch_width"),
         ]
         self._load_box_tags()
+
+    def _object_field_widgets(self, ds: Dataset | None) -> dict[str, Any]:
+        """A control per computed object field (a plugin's box measures): a range slider over the values the boxes
+        have, or a multi-select of the most common values."""
+        out: dict[str, Any] = {}
+        if ds is None:
+            return out
+        for info in ds.fields().values():
+            if info.level != "annotation" or info.builtin:
+                continue
+            summary = ds.store.object_field_summary(ds.id, info.name)
+            if "min" in summary:
+                lo, hi = summary["min"], summary["max"]
+                if lo is None or hi is None:
+                    continue  # nothing measured yet
+                hi = hi if hi > lo else lo + 1
+                widget = pn.widgets.RangeSlider(
+                    name=info.name, start=lo, end=hi, value=(lo, hi), step=(hi - lo) / 200, sizing_mode="stretch_width"
+                )
+                widget.param.watch(self._on_objects, "value_throttled")
+            else:
+                widget = pn.widgets.MultiChoice(
+                    name=info.name, options=choices(summary["values"]), placeholder="any", sizing_mode="stretch_width"
+                )
+                widget.param.watch(self._on_objects, "value")
+            out[info.name] = widget
+        return out
+
+    def _object_field_filters(self) -> tuple[FieldFilter, ...]:
+        """The object-field controls as ``LabelFilter.fields``: a slider at its full span filters nothing."""
+        out = []
+        for name, widget in self._obj_fields.items():
+            if isinstance(widget, pn.widgets.RangeSlider):
+                lo, hi = widget.value
+                if lo > widget.start or hi < widget.end:
+                    rng = Range(min=lo if lo > widget.start else None, max=hi if hi < widget.end else None)
+                    out.append(FieldFilter(field=name, range=rng))
+            elif widget.value:
+                out.append(FieldFilter(field=name, values=tuple(widget.value)))
+        return tuple(out)
+
+    def _show_object_fields(self, flts: tuple[FieldFilter, ...]) -> None:
+        by_name = {f.field: f for f in flts}
+        for name, widget in self._obj_fields.items():
+            flt = by_name.get(name)
+            if isinstance(widget, pn.widgets.RangeSlider):
+                rng = flt.range if flt is not None else None
+                lo = rng.min if rng is not None and rng.min is not None else widget.start
+                hi = rng.max if rng is not None and rng.max is not None else widget.end
+                widget.value = (max(widget.start, lo), min(widget.end, hi))
+            else:
+                widget.value = list(flt.values or ()) if flt is not None else []
 
     def _load_box_tags(self, *_: Any) -> None:
         """The dataset's box tags as options, read off the loop; the widget stays hidden while there are none."""
@@ -220,12 +274,15 @@ class FiltersView(Quiet, Viewer):
         )
         exclude = self._obj_mode.value == "has none"
         tags = tuple(self._obj_tags.value) or None
+        shown_fields = self._object_field_filters()
         # conditions the widgets do not show (a status from the evaluation panel, an area from a link) are kept
         # while the source stays the same
         old = self.state.filters.annotations[0] if self.state.filters.annotations else None
         kept = old if old is not None and old.source == self._obj_source.value else LabelFilter()
+        fields = shown_fields + tuple(f for f in kept.fields if f.field not in self._obj_fields)
         active = (
-            labels
+            fields
+            or labels
             or rng
             or exclude
             or tags
@@ -243,6 +300,7 @@ class FiltersView(Quiet, Viewer):
                     "exclude": exclude,
                     "min_count": max(1, int(self._obj_min.value or 1)),
                     "tags": tags,
+                    "fields": fields,
                 }
             )
             if active
@@ -280,6 +338,7 @@ class FiltersView(Quiet, Viewer):
                     self._obj_tags.options = choices(sorted({*known, *tags}))
                 self._obj_tags.value = tags
                 self._obj_tags.visible = bool(known or tags)
+                self._show_object_fields(obj.fields if obj else ())
                 self._obj_conf.disabled = self._obj_source.value == GROUND_TRUTH
 
     def _show_finding(self) -> None:
