@@ -107,6 +107,7 @@ def test_parquet_copy_is_written_replaced_and_removed(big, tmp_path):
     store.write_projection(ds_id, "pca", "test", ids[:800], xy[:800])  # below the threshold: no copy
     assert map_parquet.read_map(store.path, ds_id, "pca") is None and not method_dir.exists()
     assert isinstance(load_map(store, ds_id, "pca", ("label", None)), pd.DataFrame)
+    assert not method_dir.exists()
 
     store.write_projection(ds_id, "pca", "test", ids, xy)
     store.write_projection(ds_id, "odd/../name", "test", ids, xy)  # a method name is never a path
@@ -114,6 +115,18 @@ def test_parquet_copy_is_written_replaced_and_removed(big, tmp_path):
     assert map_parquet.read_map(store.path, ds_id, "odd/../name") is not None
     cleanup.delete_dataset("big", store=store)
     assert not (store.path.parent / "maps" / str(ds_id)).exists()
+
+
+def test_a_map_stored_without_a_copy_gets_one_when_first_opened(big, monkeypatch):
+    store, ds_id, ids, xy = big
+    monkeypatch.setenv("VISIONLENS_MAP_PARQUET_THRESHOLD", "5000")  # as before this feature: no copy written
+    store.write_projection(ds_id, "umap", "test", ids, xy)
+    assert map_parquet.read_map(store.path, ds_id, "umap") is None
+    assert isinstance(load_map(store, ds_id, "umap", ("label", None)), pd.DataFrame)
+    monkeypatch.setenv("VISIONLENS_MAP_PARQUET_THRESHOLD", "1000")
+    large = load_map(store, ds_id, "umap", ("label", None))
+    assert isinstance(large, LargeMap) and map_parquet.read_map(store.path, ds_id, "umap") is not None
+    assert np.array_equal(_parquet(large.files)[["x", "y"]].to_numpy(), xy.astype(np.float32))
 
 
 def test_dask_aggregates_the_same_pixels_as_pandas(big):

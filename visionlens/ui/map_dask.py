@@ -234,14 +234,22 @@ def open_large_map(
     """The map from its Parquet copy when it has more points than ``map_parquet_threshold``, Dask is installed
     and the copy is the map DuckDB holds; None otherwise (the caller reads the map into pandas as before).
 
+    A map stored before it had a copy (an older version, or a lower threshold now) gets one here, once: the same
+    read of DuckDB the pandas path would make anyway.
+
     ``colors()`` returns (sample ids sorted, their colour categories): it must list exactly the copy's points.
     """
     threshold = get_settings().map_parquet_threshold
     if not dask_available():
         return None
-    files = map_parquet.read_map(store.path, dataset_id, method)
-    if files is None or files.points <= threshold or files.points != store.projection_size(dataset_id, method):
+    stored = store.projection_size(dataset_id, method)
+    if stored <= threshold:
         return None
+    files = map_parquet.read_map(store.path, dataset_id, method)
+    if files is None or files.points != stored:
+        table = store.projection(dataset_id, method)
+        xy = np.column_stack([table["x"].to_numpy(), table["y"].to_numpy()])
+        files = map_parquet.write_map(store.path, dataset_id, method, table["sample_id"].to_numpy(), xy)
     ids, cats = colors()
     if len(ids) != files.points or int(np.asarray(ids, np.int64).sum()) != files.id_sum:
         raise VisionLensError(f"the map of {method!r} changed while it was read; try again")
