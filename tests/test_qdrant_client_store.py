@@ -426,6 +426,12 @@ def test_compose_recipe_is_consistent_with_the_app():
     home = env["VISIONLENS_HOME"]
     assert any(v.split(":")[0] in volumes and v.split(":")[1] == home for v in app["volumes"])
 
+    # the optional API-key override sets the same key on both sides
+    override = yaml.safe_load((ROOT / "deploy" / "docker-compose.api-key.yml").read_text())["services"]
+    app_key = override["app"]["environment"]["VISIONLENS_QDRANT_API_KEY"]
+    assert app_key == override["qdrant"]["environment"]["QDRANT__SERVICE__API_KEY"]
+    assert "QDRANT_API_KEY".lower() in Settings.model_fields
+
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim", dockerfile, re.M)
     assert "pip install" in dockerfile and ".[all]" in dockerfile

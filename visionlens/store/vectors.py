@@ -940,12 +940,21 @@ class ClientVectorStore(_Searching):
             "bool": m.PayloadSchemaType.BOOL,
         }
         for key, kind in fields.items():
-            with warnings.catch_warnings():
-                # local mode keeps no payload index and warns so; the request is still the one a server gets
-                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+            with self._local_quiet():
                 self._client.create_payload_index(name, key, field_schema=schema[kind], wait=True)
             with self._fields_mutex:
                 self._fields.setdefault(name, set()).add(key)
+
+    @contextmanager
+    def _local_quiet(self) -> Iterator[None]:
+        """Local mode keeps no payload index and warns so; the request is still the one a server gets. Only there
+        are the process's warning filters touched (not thread-safe), never on a server."""
+        if not self.local:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+            yield
 
     def optimize(self, name: str) -> None:
         """A server indexes in the background and local mode has no index: nothing to do."""
