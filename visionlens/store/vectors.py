@@ -157,8 +157,8 @@ class VectorStore(Protocol):
 class ServerLayout:
     """How new collections are laid out on a Qdrant server or cluster; None leaves the server's default.
 
-    Applied only when a collection is created: Qdrant cannot re-shard a collection in place, so an existing one
-    keeps its layout (``qdrant_*`` settings in ``config.py``).
+    Applied only when a collection is created; changing the ``qdrant_*`` settings (``config.py``) later leaves
+    existing collections as they were, since re-sharding or re-replicating is an operator's decision.
     """
 
     shards: int | None = None  # shard_number
