@@ -286,7 +286,7 @@ def _compute(name: str, fields: list[str] | None) -> None:
             from .store.metadata import open_store
 
             result = compute_for_api(open_store(), name, fields, report)
-    done = ", ".join(f"{f} ({n:,} samples)" for f, n in result["fields"].items()) or "no fields"
+    done = ", ".join(f"{f} ({n:,} measured)" for f, n in result["fields"].items()) or "no fields"
     console.print(f"[green]computed[/] {done}")
     for line in result["failed"]:
         console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
