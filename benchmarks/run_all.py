@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, list[str]] = {
     # 10M points from Parquet through Dask (cold process, warm zooms, lasso/box/tap/highlight): about a minute
     "bench_map_dask": ["--n", "10000000", "--renders", "10", "--lassos", "5"],
     "bench_embed": ["--n", "128", "--rounds", "2"],
+    # single process vs a LocalCluster of 1 and 2 worker processes, builtin embedder: about 55 s
+    "bench_dask": ["--n", "800", "--repeat", "2"],
     "bench_insights": ["--images", "50000"],
     "bench_insights_slices": ["--images", "50000"],
     "bench_duplicates": ["--n", "100000"],
