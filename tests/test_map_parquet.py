@@ -117,6 +117,26 @@ def test_parquet_copy_is_written_replaced_and_removed(big, tmp_path):
     assert not (store.path.parent / "maps" / str(ds_id)).exists()
 
 
+def test_replaced_or_crashed_datasets_leave_no_map_behind(big, demo_files):
+    import visionlens as vl
+    from visionlens.cleanup import find_orphans, fix_orphans
+
+    store, ds_id, ids, xy = big
+    demo = vl.ingest(demo_files.root, "demo", store=store)
+    store.write_projection(demo.id, "pca", "test", demo.sample_ids(), _coords(len(demo.sample_ids()), 4))
+    assert map_parquet.read_map(store.path, demo.id, "pca") is None  # 120 points: under the threshold
+    map_parquet.write_map(store.path, demo.id, "pca", demo.sample_ids(), _coords(len(demo.sample_ids()), 4))
+    old = map_parquet.map_dir(store.path, demo.id, "pca").parent
+    vl.ingest(demo_files.root, "demo", store=store, replace=True)  # new ids: the old dataset's maps go
+    assert not old.exists() and map_parquet.read_map(store.path, ds_id, "pca") is not None
+
+    store.delete_dataset("big")  # DuckDB only, as if the process died before the map folder went
+    report = find_orphans(store=store)
+    stray = {k.kind: k for k in report.kinds}["stray_maps"]
+    assert stray.count == 1 and stray.examples == [str(store.path.parent / "maps" / str(ds_id))]
+    assert fix_orphans(report)["stray_maps"] == 1 and not (store.path.parent / "maps" / str(ds_id)).exists()
+
+
 def test_a_map_stored_without_a_copy_gets_one_when_first_opened(big, monkeypatch):
     store, ds_id, ids, xy = big
     monkeypatch.setenv("VISIONLENS_MAP_PARQUET_THRESHOLD", "5000")  # as before this feature: no copy written

@@ -335,6 +335,27 @@ def _thumbnail_kind(store: MetadataStore, thumbnails: ThumbnailCache) -> Orphans
     )
 
 
+def _maps_kind(store: MetadataStore) -> Orphans:
+    """Parquet copies of maps (``map_parquet``) whose dataset is gone: a crash between the two deletes."""
+    import shutil
+
+    live = {int(d["id"]) for d in store.list_datasets()}
+    found = map_parquet.stray_map_folders(store.path, live)
+
+    def remove() -> int:
+        for folder in found:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(found)
+
+    return Orphans(
+        "stray_maps",
+        "map Parquet folders of no existing dataset",
+        len(found),
+        [str(p) for p in found[:_EXAMPLES]] + (["..."] if len(found) > _EXAMPLES else []),
+        fix=remove,
+    )
+
+
 def find_orphans(
     store: MetadataStore | None = None,
     vectors: VectorStore | None = None,
@@ -353,6 +374,7 @@ def find_orphans(
         _columns_kind(store),
         *vector_kinds,
         _thumbnail_kind(store, thumbnails),
+        _maps_kind(store),
     ]
     return HomeReport(kinds, notes)
 
