@@ -317,6 +317,23 @@ def _terms(flt):
     return _filter_terms(flt)
 
 
+def test_a_server_that_does_not_answer_is_named(monkeypatch):
+    """Port 9 refuses connections at once: every entry point says which Qdrant it could not reach."""
+    from qdrant_client.qdrant_remote import QdrantRemote
+
+    monkeypatch.setattr(QdrantRemote, "_check_compatibility", staticmethod(lambda *args: None))
+    with ClientVectorStore(url="http://127.0.0.1:9", timeout=5) as store:
+        for call in (
+            lambda: store.ensure_collection("emb", DIM),
+            store.collections,
+            lambda: store.count("emb"),
+            lambda: store.search("emb", np.ones(DIM), 5, payload_filter={"dataset": 1}),
+            lambda: store.drop("emb"),
+        ):
+            with pytest.raises(VectorStoreError, match=r"no usable answer from Qdrant at http://127\.0\.0\.1:9"):
+                call()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Settings
 

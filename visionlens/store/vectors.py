@@ -837,9 +837,21 @@ class ClientVectorStore(_Searching):
         except VisionLensError:
             raise
         except Exception as exc:  # noqa: BLE001 - HTTP, gRPC and local-mode errors all surface here
-            if not self._client.collection_exists(name):
+            with self._reach(f"{action} on collection {name!r}"):
+                exists = self._client.collection_exists(name)
+            if not exists:
                 raise CollectionNotFoundError(f"no vector collection {name!r} in {self.where}") from None
             raise VectorStoreError(f"{action} failed for collection {name!r} in {self.where}: {exc}") from exc
+
+    @contextmanager
+    def _reach(self, action: str) -> Iterator[None]:
+        """A server that is down, refuses the API key or times out: one message naming it, not an httpx trace."""
+        try:
+            yield
+        except VisionLensError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connection, auth and protocol errors of REST and gRPC
+            raise VectorStoreError(f"{action} failed: no usable answer from Qdrant at {self.where}: {exc!r}") from exc
 
     def ensure_collection(self, name: str, dim: int, distance: Distance = "cosine") -> None:
         m = self._m
@@ -849,13 +861,14 @@ class ClientVectorStore(_Searching):
         _check_name(name)
         if not isinstance(dim, (int, np.integer)) or dim <= 0:
             raise VectorStoreError(f"dimension must be a positive integer, got {dim!r}")
-        if not self._client.collection_exists(name):
-            try:
-                self._create(name, int(dim), metric)
-            except Exception as exc:  # noqa: BLE001 - another process may have created it first; checked below
-                if not self._client.collection_exists(name):
-                    raise VectorStoreError(f"cannot create collection {name!r} in {self.where}: {exc}") from exc
-        info = self._client.get_collection(name)
+        with self._reach(f"opening collection {name!r}"):
+            if not self._client.collection_exists(name):
+                try:
+                    self._create(name, int(dim), metric)
+                except Exception as exc:  # noqa: BLE001 - another process may have created it first
+                    if not self._client.collection_exists(name):
+                        raise VectorStoreError(f"cannot create collection {name!r} in {self.where}: {exc}") from exc
+            info = self._client.get_collection(name)
         params = info.config.params.vectors
         if params.size != dim or params.distance != metric:
             raise VectorStoreError(
@@ -885,10 +898,11 @@ class ClientVectorStore(_Searching):
         )
 
     def collections(self) -> list[str]:
-        return sorted(c.name for c in self._client.get_collections().collections)
+        with self._reach("listing collections"):
+            return sorted(c.name for c in self._client.get_collections().collections)
 
     def drop(self, name: str) -> None:
-        with self._counts.writing(name):
+        with self._counts.writing(name), self._reach(f"dropping collection {name!r}"):
             self._client.delete_collection(_check_name(name))
         with self._fields_mutex:
             self._fields.pop(name, None)
