@@ -11,7 +11,7 @@ map's own functions on each partition, so a lasso or box returns exactly the ids
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +32,15 @@ if TYPE_CHECKING:
 __all__ = ["LargeMap", "dask_available", "open_large_map"]
 
 
+@functools.cache
 def dask_available() -> bool:
-    """The ``visionlens[dask]`` extra: without it every map is read into pandas, whatever its size."""
-    return importlib.util.find_spec("dask") is not None and importlib.util.find_spec("dask.dataframe") is not None
+    """The ``visionlens[dask]`` extra: without it every map is read into pandas, whatever its size. Imported,
+    not just found: ``dask`` without its dataframe dependencies is installed but cannot read Parquet."""
+    try:
+        import dask.dataframe  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _Shared:
