@@ -167,6 +167,49 @@ def test_a_cancelled_run_resumes_with_only_what_is_missing(tmp_path, client, ima
         assert (third.embedded, third.skipped, len(third.failed)) == (0, len(ids), 2)
 
 
+@pytest.fixture
+def slow_server(images):
+    """An HTTP server that answers each image after 3 s: a chunk that takes a while on the workers."""
+    import http.server
+    import threading
+
+    good, _ = images
+    body = Path(good[1][1]).read_bytes()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            time.sleep(3)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_cancel_is_noticed_while_the_workers_are_still_busy(tmp_path, client, slow_server):
+    """A cancelled job must not wait for a slow chunk to finish: progress is asked between results too."""
+    items = [(1, f"{slow_server}/a.jpg"), (2, f"{slow_server}/b.jpg")]
+    calls = []
+
+    def cancel(done: int, total: int) -> None:
+        calls.append((done, total))
+        raise JobCancelled("stop")
+
+    started = time.monotonic()
+    with EdgeVectorStore(tmp_path / "dask") as vs:
+        with pytest.raises(JobCancelled):
+            embed_on_cluster(items, EmbedderSpec.of("builtin"), vs, client, batch_size=1, progress=cancel)
+        assert time.monotonic() - started < 2.9 and calls == [(0, 2)]
+        assert vs.count(BUILTIN) == 0
+
+
 def test_thumbnails_on_the_cluster_equal_the_single_process_cache(tmp_path, client, images):
     good, bad = images
     items = good + bad

@@ -100,7 +100,7 @@ def cluster_client(
         return
     try:
         client = distributed.Client(str(scheduler), timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, distributed.TimeoutError, ValueError) as exc:
         raise VisionLensError(
             f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s ({type(exc).__name__}: {exc}); "
             "check the address (tcp://HOST:8786) and that `dask scheduler` runs there, or unset "
@@ -109,7 +109,7 @@ def cluster_client(
     try:
         try:
             client.wait_for_workers(1, timeout=workers_timeout)
-        except TimeoutError:
+        except (TimeoutError, distributed.TimeoutError):  # the same class from Python 3.11 on
             raise VisionLensError(
                 f"the Dask scheduler at {scheduler!r} has no workers after {workers_timeout:g} s; start some with "
                 f"`dask worker {scheduler}`"
@@ -251,7 +251,7 @@ def _stream(
             try:
                 with client.as_current():  # wait() asks for "the" client; this one need not be the default
                     done, _ = distributed.wait(list(pending), timeout=_HEARTBEAT_S, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+            except (TimeoutError, distributed.TimeoutError):
                 heartbeat()
                 continue
             for fut in done:
