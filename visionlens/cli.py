@@ -79,7 +79,7 @@ def _formats_help() -> str:
 
 
 _DASK_HELP = (
-    "Dask scheduler to run on (tcp://HOST:8786; needs visionlens[dask]); default: the VISIONLENS_DASK_SCHEDULER "
+    "Dask scheduler to run on (tcp://HOST:8786; needs visionlens\\[dask]); default: the VISIONLENS_DASK_SCHEDULER "
     "setting; 'none' runs here."
 )
 
