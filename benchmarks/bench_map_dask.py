@@ -8,7 +8,9 @@ view's ``LargeMap``: x/y/row come from the Parquet files on every aggregation, o
 "Cold" is a fresh Python process that imports the view, opens the map and draws the full view once (numba
 compiles Datashader's kernels then); "warm" renders are the same HoloViews operations the view runs, on zoom
 boxes from 1x to 30x. Hit-tests are checked against the pandas path on the same points. ``--pandas`` adds the
-in-memory pandas path at the same size for comparison.
+in-memory pandas path at the same size for comparison. ``--store`` also builds a real DuckDB store of ``--n``
+samples (one GT box each, a 3-value field) and times ``write_projection`` (rows + Parquet copy) and what the view's
+load job costs per colouring: the large map's colour codes versus the whole frame of the pandas path.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def main() -> None:
     ap.add_argument("--renders", type=int, default=20)
     ap.add_argument("--lassos", type=int, default=10)
     ap.add_argument("--pandas", action="store_true", help="also time the in-memory pandas path at the same size")
+    ap.add_argument("--store", action="store_true", help="also time write_projection and loads on a real store")
     ap.add_argument("--cold-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.cold_child:
@@ -199,6 +202,61 @@ def main() -> None:
         print(f"| {name} | {len(times)} | {p50:.0f} | {p95:.0f} | {mx:.0f} | {cpu50:.0f} |")
     print("(wall ms per call; cpu is this process's CPU time, above wall when Dask's threads run in parallel;")
     print(" zoom boxes from the full view to 30x; every render re-reads x/y/row from the Parquet files)")
+    if args.store:
+        print()
+        print("| real DuckDB store (one run each) | s |")
+        print("|---|---:|")
+        for name, secs in store_timings(args.n):
+            print(f"| {name} | {secs:.2f} |")
+
+
+def store_timings(n: int) -> list[tuple[str, float]]:
+    """Ingest n samples, write their map (over the threshold: rows + Parquet), load it as the view would."""
+    from visionlens.formats.base import AnnotationRecords, ParsedDataset, SampleRecords
+    from visionlens.store.metadata import MetadataStore
+    from visionlens.ui.map_dask import LargeMap
+    from visionlens.ui.map_view import load_map, load_points
+
+    os.environ["VISIONLENS_MAP_PARQUET_THRESHOLD"] = str(n // 2)
+    rng = np.random.default_rng(5)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench_map_store_") as tmp:
+        store = MetadataStore(Path(tmp) / "bench.duckdb")
+        samples = SampleRecords(
+            filepath=[f"{i}.jpg" for i in range(n)],
+            width=np.full(n, 64, np.int32),
+            height=np.full(n, 64, np.int32),
+            split=list(rng.choice(["train", "val"], n)),
+            ext_id=[str(i) for i in range(n)],
+            missing=np.zeros(n, bool),
+            custom={"weather": list(rng.choice(["clear", "rain", "fog"], n))},
+        )
+        boxes = AnnotationRecords(
+            sample_index=np.arange(n),
+            label_index=rng.integers(0, 10, n).astype(np.int32),
+            bbox=np.tile([1.0, 1.0, 10.0, 10.0], (n, 1)),
+        )
+        t = time.perf_counter()
+        ds_id = store.insert_dataset(
+            "big", ParsedDataset("coco", "/data", [f"c{i}" for i in range(10)], samples, boxes)
+        )
+        out.append((f"ingest {n:,} samples and boxes (setup)", time.perf_counter() - t))
+        del samples, boxes
+        ids = store.sample_index(ds_id)[1]
+        xy = clustered_frame(len(ids))[["x", "y"]].to_numpy()
+        t = time.perf_counter()
+        store.write_projection(ds_id, "umap", "bench", ids, xy)
+        out.append(("write_projection: DuckDB rows + Parquet copy", time.perf_counter() - t))
+        for color, label in ((("label", None), "label (most frequent GT)"), (("field", "weather"), "a field")):
+            t = time.perf_counter()
+            large = load_map(store, ds_id, "umap", color)
+            assert isinstance(large, LargeMap)
+            out.append((f"load job, large map coloured by {label}: colour codes only", time.perf_counter() - t))
+            t = time.perf_counter()
+            load_points(store, ds_id, "umap", color)
+            out.append((f"load job, pandas path coloured by {label}: whole frame", time.perf_counter() - t))
+        store.close()
+    return out
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,7 +61,9 @@ def _colored(part: pd.DataFrame, codes: _Shared, categories: list[str], mask: _S
     if mask.value is not None:
         keep = mask.value[rows]
         rows, x, y = rows[keep], x[keep], y[keep]
-    return pd.DataFrame({"x": x, "y": y, "color": pd.Categorical.from_codes(codes.value[rows], categories)})
+    return pd.DataFrame(
+        {"x": x, "y": y, "color": pd.Categorical.from_codes(codes.value[rows], categories, validate=False)}
+    )
 
 
 class _Members:
@@ -143,7 +146,7 @@ class LargeMap:
         """The Parquet files as a lazy Dask frame (one task per file; nothing is read until it is computed)."""
         import dask.dataframe as dd
 
-        if not all(p.is_file() for p in map(_path, self.files.paths)):
+        if not all(Path(p).is_file() for p in self.files.paths):
             raise VisionLensError("this map was recomputed meanwhile; pick it again to see the new one")
         return dd.read_parquet(self.files.paths, columns=columns, index=False)
 
@@ -223,12 +226,6 @@ class LargeMap:
 
 
 _IDS = pd.Series(np.zeros(0, np.int64))
-
-
-def _path(p: str) -> Any:
-    from pathlib import Path
-
-    return Path(p)
 
 
 def open_large_map(
