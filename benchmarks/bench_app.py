@@ -305,7 +305,7 @@ def expectations(home: Path, n: int) -> dict[str, Any]:
                 values[name] = sorted({html.unescape(label) for label in labels})
             elif isinstance(control, RangeControl):
                 control.apply(data)
-                svg = control.hist.object
+                svg = control.widget.hist
                 if 'class="vl-hist"' in svg:
                     hists.append(",".join(re.findall(r'<rect[^>]*?\bheight="([^"]+)"', svg)))
         lo = max(0, mid - WINDOW // 2)

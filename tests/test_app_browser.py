@@ -22,6 +22,7 @@ pytestmark = pytest.mark.browser
 
 
 NIGHT_CARS = {"fields": [{"field": "time_of_day", "values": ["night"]}], "annotations": [{"labels": ["car"]}]}
+FEW_BOXES = {"fields": [{"field": "num_gt", "range": {"max": 3}}]}
 
 
 def _serve(home: Path, *extra: str) -> tuple[subprocess.Popen, str]:
@@ -48,7 +49,8 @@ def expected(demo_home: Path) -> dict[str, int]:
     """Counts computed through the Python API before the server takes the database (one process per file)."""
     code = (
         "import json, visionlens as vl; ds = vl.load('demo'); "
-        f"print(json.dumps({{'night_cars': ds.count(vl.Filters.model_validate({NIGHT_CARS!r}))}}))"
+        f"print(json.dumps({{'night_cars': ds.count(vl.Filters.model_validate({NIGHT_CARS!r})), "
+        f"'few_boxes': ds.count(vl.Filters.model_validate({FEW_BOXES!r}))}}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -277,3 +279,33 @@ def test_datasets_page_ingests_shows_errors_and_deletes(server, page, tmp_path):
     page.get_by_text("Deleted").wait_for(timeout=15000)
     assert page.get_by_text("3 samples").count() >= 1  # the delete went through every store and says so
     page.get_by_role("gridcell", name="zz-good", exact=True).wait_for(state="detached", timeout=10000)
+
+
+def test_range_filter_typed_bound_and_slider(server, page, expected):
+    """A numeric field's control (one component: label, typed bounds, two-handle slider, histogram): a bound typed
+    and Enter filters; the slider's handle, dragged to its end and released, takes the bound off again."""
+    page.goto(server + "/browse")
+    page.wait_for_selector(".vl-tile[data-id] img", timeout=30000)
+    total = _count(page)
+    control = page.locator(".vl-range-filter", has=page.locator(".vl-rf-label", has_text="num_gt"))
+    control.locator("svg.vl-hist rect").first.wait_for(timeout=10000)  # the histogram is drawn
+    upper = control.locator(".vl-rf-hi")
+    upper.fill("3")
+    upper.press("Enter")
+    assert _wait_count(page, lambda n: n < total) == expected["few_boxes"] > 0
+    _wait_url(page, lambda url: "num_gt" in urllib.parse.unquote(url))
+    # what a drag of the upper handle to the end and its release fire
+    control.locator(".vl-rf-b").evaluate(
+        "el => { el.value = el.max; el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')) }"
+    )
+    assert _wait_count(page, lambda n: n == total) == total
+
+
+def test_export_card_body_arrives_when_opened(server, page):
+    """The collapsed export card is sent empty (a new session skips its models); opening it brings the form."""
+    page.goto(server + "/browse")
+    page.wait_for_selector(".vl-tile[data-id] img", timeout=30000)
+    assert page.locator(".vl-export-summary").count() == 0
+    page.locator(".vl-export-panel .card-header").first.click()
+    page.locator(".vl-export-summary").locator("text=/150 samples/").wait_for(timeout=10000)
+    assert page.locator(".vl-export button").inner_text().strip() == "Export"

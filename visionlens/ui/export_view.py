@@ -86,7 +86,8 @@ class ExportView(Viewer):
         self._tracked: Any = None
         self._auto_folder = ""
         # A collapsed card: one line under the filters until it is wanted; it exports what the filters select.
-        self._layout = pn.Card(
+        # the card's body is sent to the browser when it is first opened: every new session skips its models
+        self._body = [
             self._summary,
             self._format,
             self._images,
@@ -95,15 +96,22 @@ class ExportView(Viewer):
             self._button,
             self._progress,
             self._status,
+        ]
+        self._layout = pn.Card(
             title="Export this view…",
             collapsed=True,
             sizing_mode="stretch_width",
             css_classes=["vl-export-panel"],
         )
+        self._layout.param.watch(self._open, "collapsed")
         self._format.param.watch(self._on_format, "value")
         self.state.param.watch(self._on_dataset, "dataset")
         self.state.param.watch(lambda *_: self._show_summary(), ["count", "dataset"])
         self._on_dataset()
+
+    def _open(self, event: Any) -> None:
+        if not event.new and not self._layout.objects:
+            self._layout.objects = list(self._body)
 
     # -- reading the page ------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import panel as pn
 from ..dataset import Dataset
 from ..query import FieldFilter, Filters, Range
 from .html import choices, el, text
+from .range_component import RangeFilter
 
 OnChange = Callable[[str, FieldFilter | None], None]
 """``on_change(field, filter or None)``: the sidebar's callback into the session state."""
@@ -138,12 +139,20 @@ class RangeControl(FieldControl):
     def __init__(self, name: str, on_change: OnChange, lo: float, hi: float, counts: list[int]):
         super().__init__(name, on_change)
         step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo > 20 else (hi - lo) / 100
-        # the slider's label is an HTML Div in Panel: the field name goes in escaped
-        self.widget = pn.widgets.EditableRangeSlider(
-            name=text(name), start=lo, end=hi, value=(lo, hi), step=step, sizing_mode="stretch_width"
+        # one model (label, typed bounds, slider, histogram): see range_component for why not EditableRangeSlider
+        self.widget = RangeFilter(
+            label=name,
+            start=lo,
+            end=hi,
+            value=(lo, hi),
+            value_throttled=(lo, hi),
+            step=step,
+            hist=sparkline(counts),
+            sizing_mode="stretch_width",
+            height=74,
+            css_classes=["vl-range-filter"],
         )
         self.widget.param.watch(self._changed, "value_throttled")
-        self.hist = pn.pane.HTML(sparkline(counts), margin=(0, 10), height=30)
 
     @classmethod
     def build(cls, name: str, ds: Dataset, flt: Filters, on_change: OnChange) -> RangeControl | None:
@@ -161,20 +170,20 @@ class RangeControl(FieldControl):
         self.on_change(self.name, flt)
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(self.widget, self.hist, sizing_mode="stretch_width")
+        return self.widget
 
     def show(self, flt: FieldFilter | None) -> None:
         w = self.widget
         lo = flt.range.min if flt and flt.range and flt.range.min is not None else w.start
         hi = flt.range.max if flt and flt.range and flt.range.max is not None else w.end
         if (lo, hi) != tuple(w.value):
-            w.value = (lo, hi)
+            w.param.update(value=(lo, hi), value_throttled=(lo, hi))
 
     def query(self, ds: Dataset, flt: Filters) -> list[int]:
         return ds.store.numeric_stats(ds.id, self.name, flt, bins=self.BINS)["counts"]
 
     def apply(self, data: list[int]) -> None:
-        self.hist.object = sparkline(data)
+        self.widget.hist = sparkline(data)
 
 
 CONTROLS: dict[str, type[FieldControl]] = {c.control: c for c in (ValuesControl, BoolControl, RangeControl)}
