@@ -89,6 +89,7 @@ def test_parquet_copy_is_written_replaced_and_removed(big, tmp_path):
     on_disk = _parquet(info)
     assert on_disk["sample_id"].tolist() == sorted(ids.tolist())  # sorted by id whatever order it was written in
     assert on_disk["row"].tolist() == list(range(N))
+    assert info.digest == store.projection_digest(ds_id, "pca")[1] != 0  # this very map, as committed
     assert np.array_equal(on_disk[["x", "y"]].to_numpy(), xy.astype(np.float32))  # ids come sorted from the store
     assert info.bounds == pytest.approx((xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max()), rel=1e-6)
 
@@ -148,6 +149,12 @@ def test_a_map_stored_without_a_copy_gets_one_when_first_opened(big, monkeypatch
     assert isinstance(large, LargeMap) and map_parquet.read_map(store.path, ds_id, "umap") is not None
     assert np.array_equal(_parquet(large.files)[["x", "y"]].to_numpy(), xy.astype(np.float32))
 
+    # a copy that is not of the rows in DuckDB (a writer died between the two; an export lost a race) is redone
+    map_parquet.write_map(store.path, ds_id, "umap", ids, _coords(N, 9), digest=large.files.digest ^ 1)
+    again = load_map(store, ds_id, "umap", ("label", None))
+    assert isinstance(again, LargeMap) and again.files.digest == store.projection_digest(ds_id, "umap")[1]
+    assert np.array_equal(_parquet(again.files)[["x", "y"]].to_numpy(), xy.astype(np.float32))
+
 
 def test_dask_aggregates_the_same_pixels_as_pandas(big):
     store, ds_id, _, _ = big
@@ -166,7 +173,8 @@ def test_dask_aggregates_the_same_pixels_as_pandas(big):
 
 def test_hit_tests_and_highlight_match_pandas_across_partitions(big):
     store, ds_id, ids, xy = big
-    map_parquet.write_map(store.path, ds_id, "pca", ids, xy, rows_per_file=700)  # five partitions
+    digest = store.projection_digest(ds_id, "pca")[1]
+    map_parquet.write_map(store.path, ds_id, "pca", ids, xy, rows_per_file=700, digest=digest)  # five partitions
     large = load_map(store, ds_id, "pca", ("label", None))
     small = load_points(store, ds_id, "pca", ("label", None))
     assert isinstance(large, LargeMap) and len(large.files.files) == 5

@@ -57,6 +57,7 @@ class MapFiles:
     folder: Path
     points: int
     id_sum: int  # sum of the sample ids: a cheap check that a colouring read from DuckDB lines up row for row
+    digest: int | None  # ``Projections.projection_digest`` of the rows copied; None: unknown, never trusted
     bounds: tuple[float, float, float, float]  # finite x0, x1, y0, y1
     files: tuple[str, ...]
 
@@ -89,6 +90,7 @@ def write_map(
     sample_ids: np.ndarray,
     xy: np.ndarray,
     rows_per_file: int = PARTITION_ROWS,
+    digest: int | None = None,
 ) -> MapFiles:
     """Write a new version of the map and make it current; older versions but the previous one are removed."""
     ids = np.asarray(sample_ids, np.int64)
@@ -117,11 +119,12 @@ def write_map(
         name = f"part-{k:05d}.parquet"
         pq.write_table(part, folder / name, row_group_size=step)
         files.append(name)
-    info = MapFiles(folder, n, int(ids.sum()), _bounds(x, y), tuple(files))
+    info = MapFiles(folder, n, int(ids.sum()), digest, _bounds(x, y), tuple(files))
     pointer = {
         "version": version,
         "points": info.points,
         "id_sum": info.id_sum,
+        "digest": None if digest is None else str(digest),
         "bounds": list(info.bounds),
         "files": files,
     }
@@ -151,6 +154,7 @@ def read_map(db_path: str | os.PathLike[str], dataset_id: int, method: str) -> M
             folder,
             int(meta["points"]),
             int(meta["id_sum"]),
+            None if meta.get("digest") is None else int(meta["digest"]),
             tuple(float(b) for b in meta["bounds"]),  # type: ignore[arg-type]
             tuple(str(f) for f in meta["files"]),
         )
@@ -166,6 +170,7 @@ def publish_map(
     sample_ids: np.ndarray,
     xy: np.ndarray,
     threshold: int,
+    digest: int | None = None,
 ) -> MapFiles | None:
     """After a projection was written: a Parquet copy if it has more than ``threshold`` points, else none."""
     if str(db_path) == ":memory:":
@@ -173,7 +178,7 @@ def publish_map(
     if len(sample_ids) <= threshold:
         remove_map(db_path, dataset_id, method)
         return None
-    return write_map(db_path, dataset_id, method, sample_ids, xy)
+    return write_map(db_path, dataset_id, method, sample_ids, xy, digest=digest)
 
 
 def remove_map(db_path: str | os.PathLike[str], dataset_id: int, method: str) -> bool:

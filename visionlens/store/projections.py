@@ -42,7 +42,11 @@ class Projections(Registry):
             cur.execute("INSERT INTO projections SELECT * FROM _vl_proj")
             cur.unregister("_vl_proj")
         threshold = get_settings().map_parquet_threshold
-        map_parquet.publish_map(self.path, dataset_id, method, sample_ids, xy, threshold)
+        if len(sample_ids) > threshold:  # the digest of what was committed: a later write changes it
+            digest = self.projection_digest(dataset_id, method)[1]
+            map_parquet.publish_map(self.path, dataset_id, method, sample_ids, xy, threshold, digest)
+        else:
+            map_parquet.remove_map(self.path, dataset_id, method)
 
     def register_collection(self, collection: str, spec: str, options: dict[str, Any], dim: int) -> None:
         """Remember which embedder filled a vector collection, so text queries can be embedded the same way."""
@@ -96,12 +100,15 @@ class Projections(Registry):
             )
             return sql.arrow(cur)
 
-    def projection_size(self, dataset_id: int, method: str) -> int:
-        """Points of a stored map: whether its Parquet copy is still the map DuckDB holds (with the id sum)."""
+    def projection_digest(self, dataset_id: int, method: str) -> tuple[int, int]:
+        """(points, digest) of a stored map: the digest (xor of the rows' hashes) changes with any id or coordinate
+        and not with row order, so a Parquet copy that carries it is known to be this very map."""
         with self.cursor() as cur:
             row = first(
                 cur.execute(
-                    "SELECT count(*) FROM projections WHERE dataset_id = ? AND method = ?", [dataset_id, method]
+                    "SELECT count(*), coalesce(bit_xor(hash(sample_id, x, y)), 0) FROM projections "
+                    "WHERE dataset_id = ? AND method = ?",
+                    [dataset_id, method],
                 )
             )
-        return int(row[0]) if row else 0
+        return (int(row[0]), int(row[1])) if row else (0, 0)

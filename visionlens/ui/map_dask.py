@@ -238,21 +238,25 @@ def open_large_map(
     and the copy is the map DuckDB holds; None otherwise (the caller reads the map into pandas as before).
 
     A map stored before it had a copy (an older version, or a lower threshold now) gets one here, once: the same
-    read of DuckDB the pandas path would make anyway.
+    read of DuckDB the pandas path would make anyway. So does a copy whose digest is not that of the rows in
+    DuckDB (a writer that died between the two, or an export that lost a race with a re-projection).
 
     ``colors()`` returns (sample ids sorted, their colour categories): it must list exactly the copy's points.
     """
     threshold = get_settings().map_parquet_threshold
     if not dask_available():
         return None
-    stored = store.projection_size(dataset_id, method)
+    stored, digest = store.projection_digest(dataset_id, method)
     if stored <= threshold:
         return None
     files = map_parquet.read_map(store.path, dataset_id, method)
-    if files is None or files.points != stored:
+    if files is None or files.digest != digest:  # none yet, or a copy of another map: a crash, a race
         table = store.projection(dataset_id, method)
+        if store.projection_digest(dataset_id, method) != (stored, digest):
+            raise VisionLensError(f"the map of {method!r} changed while it was read; try again")
         xy = np.column_stack([table["x"].to_numpy(), table["y"].to_numpy()])
-        files = map_parquet.write_map(store.path, dataset_id, method, table["sample_id"].to_numpy(), xy)
+        ids = table["sample_id"].to_numpy()
+        files = map_parquet.write_map(store.path, dataset_id, method, ids, xy, digest=digest)
     ids, cats = colors()
     if len(ids) != files.points or int(np.asarray(ids, np.int64).sum()) != files.id_sum:
         raise VisionLensError(f"the map of {method!r} changed while it was read; try again")
