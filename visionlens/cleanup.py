@@ -2,9 +2,10 @@
 
 A dataset lives in three places: DuckDB (rows, custom columns of ``samples``, evaluations, maps), the vector
 store (points keyed by sample id, with the dataset id in their payload, in one collection per embedder shared by
-every dataset) and the thumbnail cache (files keyed by a hash of each image's uri). ``delete_dataset`` removes it
-from all three; ``find_orphans`` is what ``visionlens doctor`` (without a name) reports, and ``fix_orphans`` what
-``--fix`` does.
+every dataset) and the thumbnail cache (files keyed by a hash of each image's uri); a map over
+``map_parquet_threshold`` points also has a Parquet copy beside the database (``map_parquet``). ``delete_dataset``
+removes it from all of them; ``find_orphans`` is what ``visionlens doctor`` (without a name) reports, and
+``fix_orphans`` what ``--fix`` does.
 
 Ids are never reused (see ``store.schema.allocate``), so a vector or thumbnail of an id that is not a sample of
 an existing dataset can never become valid again: deleting it is always safe.

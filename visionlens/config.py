@@ -54,8 +54,8 @@ class Settings(BaseSettings):
     """Where the server may read datasets from for ingest requests of web users and API clients: folders or
     ``gs://`` prefixes separated by ``,`` or the OS path separator. Unset: the user's home and the demo folder."""
     map_parquet_threshold: int = 2_000_000
-    """Maps with more points than this are also written as Parquet (``<home>/maps``) and drawn through Dask
-    (``visionlens[dask]``) instead of one in-memory frame per colouring."""
+    """Maps with more points than this are also written as Parquet beside the database (``<home>/maps`` by
+    default) and drawn through Dask (``visionlens[dask]``) instead of one in-memory frame per colouring."""
     dask_scheduler: str | None = None
     """Dask scheduler (``tcp://host:8786``) that ``embed`` and ``thumbnails`` run their work on (the
     ``visionlens[dask]`` extra); ``--dask ADDRESS`` overrides it, ``--dask none`` runs in this process. Unset: here."""
