@@ -7,6 +7,10 @@ alone ships one full-size layer per category over the websocket on every zoom (2
 
 Lasso and box selections arrive as geometry only (no per-point selection on an image); the ids inside are found
 here with vectorised shapely / numpy and written to ``state.selection``, which narrows every other view.
+
+A map over ``map_parquet_threshold`` points is not loaded at all: its ``LargeMap`` (``map_dask``) keeps x/y in
+the Parquet copy written with the projection and hands Datashader a Dask frame; the same functions below take
+either and give the same ids.
 """
 
 from __future__ import annotations
