@@ -1,7 +1,7 @@
 """Many sessions at once on one served app while a long job runs: what each user waits for, p50/p95 per action.
 
     .venv/bin/python benchmarks/bench_load.py [--samples 100000] [--sessions 20] [--seconds 60] [--home DIR]
-                                              [--job embed|evaluate|none] [--cold]
+                                              [--job embed|evaluate|none] [--cold] [--ws-sessions N]
 
 Builds (or reuses with ``--home``) bench_app's dataset of ``--samples`` samples and serves it as bench_app does
 (``panel serve apps/browse.py --num-threads 4 ...``). A thumbnail request through the ``--plugins`` route makes the
@@ -10,6 +10,11 @@ process the database's owner, and a long job is started through the HTTP API wit
 worker; ``evaluate``: the model against ground truth; the job's progress is read at the end). Unless ``--cold``,
 one page is opened and closed first so that the server process has served a session before (its imports and the
 store are warm; thumbnails of the first rows are on its disk).
+
+First ``--ws-sessions`` (default: ``--sessions``) websocket clients open sessions at the same moment
+(``ws_clients.py``): each asks for a session over Bokeh's protocol, receives its document and fetches and decodes
+the thumbnails of its first ``--visible`` tiles. That is the server's part of opening a page, with no browser
+rendering on the same cores.
 
 Then ``--sessions`` chromium pages (one browser, a context each: an empty HTTP cache) are opened at the same moment.
 Each page's first thumbnails are timed as in bench_app: navigation start -> every visible tile shows the right
@@ -48,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_app
+import ws_clients
 from bench_app import DATASET, FILTER_FIELD, FILTER_VALUE, VIEWPORT, WATCHER, _filters, ensure_dataset, serve, stop
 from bench_ingest_query import print_table
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, free_port
@@ -320,6 +326,14 @@ async def run(args: argparse.Namespace, url: str, ids: dict[str, Any]) -> list[S
                 await s.close()
                 print(f"warm-up page: first thumbnails {t:.0f} ms", flush=True)
                 await asyncio.sleep(1)
+            if args.ws_sessions:
+                opened = await ws_clients.open_many(url, args.ws_sessions, visible=args.visible, timeout=args.timeout)
+                args.ws_results = opened
+                done = [o.thumbnails_ms for o in opened if o.thumbnails_ms is not None]
+                print(
+                    f"{len(done)}/{len(opened)} websocket sessions open: first thumbnails {summary(done)}", flush=True
+                )
+                await asyncio.sleep(2)
             sessions = [Session(k, browser, url, ids, args.timeout) for k in range(args.sessions)]
             await asyncio.gather(*(s.start() for s in sessions))
             firsts = await asyncio.gather(*(s.open() for s in sessions))
@@ -346,7 +360,16 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="no page before the sessions open (thumbnails rendered too)")
     ap.add_argument("--home", type=Path, help="keep the dataset here and reuse it next time (default: a temp dir)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds one action may take before it is an error")
+    ap.add_argument(
+        "--ws-sessions",
+        type=int,
+        default=None,
+        help="websocket clients opened at once before the pages (default: --sessions; 0: none); see ws_clients.py",
+    )
+    ap.add_argument("--visible", type=int, default=24, help="tiles a websocket client fetches thumbnails of")
     args = ap.parse_args()
+    args.ws_sessions = args.sessions if args.ws_sessions is None else args.ws_sessions
+    args.ws_results = []
     print(f"machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         home = args.home or Path(tmp) / "home"
@@ -381,9 +404,22 @@ def main() -> None:
     errors = [e for s in sessions for e in s.errors]
     # a page of a session opened among many asks cdn.holoviz.org for Panel's stylesheets: request + console error
     offsite = sum(1 for e in errors if "cdn.holoviz.org" in e or "ERR_NAME_NOT_RESOLVED" in e)
-    rows = [
+    rows = []
+    if args.ws_sessions:
+        opened = args.ws_results
+        done = [o.thumbnails_ms for o in opened if o.thumbnails_ms is not None]
+        failed = [o.error for o in opened if o.error]
+        rows += [
+            (
+                f"first thumbnails, {args.ws_sessions} websocket clients at once ({args.visible} tiles)",
+                summary(done, 5000) + (f"; {len(failed)} failed: {failed[0]}" if failed else ""),
+            ),
+            ("  start -> session built (ACK)", summary([o.parts["session"] for o in opened if "session" in o.parts])),
+            ("  start -> document received", summary([o.document_ms for o in opened if o.document_ms is not None])),
+        ]
+    rows += [
         (
-            f"first thumbnails, {args.sessions} opened at once",
+            f"first thumbnails, {args.sessions} chromium pages opened at once",
             summary(firsts, 5000) + (f"; {args.sessions - len(firsts)} never" if len(firsts) < args.sessions else ""),
         ),
     ]

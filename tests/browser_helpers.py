@@ -113,9 +113,12 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-def serve_app(home: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def serve_app(
+    home: Path, *extra: str, env: dict[str, str] | None = None, log_file: Path | None = None
+) -> tuple[subprocess.Popen, str]:
     """``panel serve apps/browse.py`` on a VisionLens home, as a user types it (no ``--plugins``: the app mounts
-    its image routes and API itself when its first page opens); returns (process, base URL).
+    its image routes and API itself when its first page opens); returns (process, base URL). The server's output
+    goes to ``log_file`` when given (a test reading its log lines), else to a pipe.
 
     A separate process: DuckDB lets one process hold a database file, so the home must not be open here.
     """
@@ -140,7 +143,7 @@ def serve_app(home: Path, *extra: str, env: dict[str, str] | None = None) -> tup
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=open(log_file, "ab") if log_file is not None else subprocess.PIPE,  # noqa: SIM115 - the child's
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -148,7 +151,8 @@ def serve_app(home: Path, *extra: str, env: dict[str, str] | None = None) -> tup
         wait_http(url + "/favicon.ico")  # answers as soon as the server listens, without building a session
     except AssertionError:
         proc.kill()
-        raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server failed") from None
+        output = log_file.read_text() if log_file is not None else proc.stdout.read().decode() if proc.stdout else ""
+        raise AssertionError(output or "server failed") from None
     return proc, url
 
 

@@ -51,7 +51,7 @@ def _browse(ctx: ViewContext) -> Any:
     st = ctx.state
     column = pn.Column(
         app.ToolbarView(state=st),
-        app.TagsView(state=st),
+        app.TagsView(state=st),  # not deferred (ui/deferred.py): rows arriving above the grid would move its tiles
         ActionsView(state=st),
         app.GridView(state=st, thumbnails=ctx.thumbnails),
         sizing_mode="stretch_both",

@@ -21,6 +21,7 @@ import weakref
 from typing import Any
 
 from ..config import get_settings
+from . import fair_start
 from . import owner as owner_record
 
 __all__ = ["mount_current", "mount", "mount_for", "launch_app", "AppServer", "routes", "token"]
@@ -136,6 +137,7 @@ def mount_current() -> None:
     context = getattr(doc, "session_context", None)
     if context is None:
         return  # a notebook or plain Python: no server to mount on
+    fair_start.install()
     try:
         app_context = context.server_context.application_context
     except (AttributeError, ReferenceError):

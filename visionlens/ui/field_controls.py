@@ -138,7 +138,8 @@ class RangeControl(FieldControl):
 
     def __init__(self, name: str, on_change: OnChange, lo: float, hi: float, counts: list[int]):
         super().__init__(name, on_change)
-        step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo > 20 else (hi - lo) / 100
+        # whole-number bounds with room for a few steps (counts, pixels): whole steps; else a hundredth of the span
+        step = 1 if float(lo).is_integer() and float(hi).is_integer() and hi - lo >= 5 else (hi - lo) / 100
         # one model (label, typed bounds, slider, histogram): see range_component for why not EditableRangeSlider
         self.widget = RangeFilter(
             label=name,

@@ -15,6 +15,7 @@ from tornado.web import HTTPError, authenticated
 
 from .. import media
 from ..errors import DatasetNotFoundError
+from ..server import fair_start
 from ..store.metadata import MetadataStore
 from ..thumbnails import ThumbResult, full_image
 from . import resources
@@ -101,17 +102,19 @@ class _ImageHandler(AuthRequestHandler):
             self.application, self.request
         )  # served through --plugins before any page: this process owns the file now
         render, cache = (_full_image, "private, max-age=300") if self.full else (_thumbnail, "private, max-age=86400")
-        try:  # store and disk work: off the event loop, which every session shares
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, render, int(dataset_id), int(sample_id), side
-            )
-        except (KeyError, ValueError, DatasetNotFoundError):
-            raise HTTPError(404) from None
-        self.set_header("Content-Type", "image/jpeg")
-        self.set_header("Cache-Control", "no-store" if result.placeholder else cache)
-        if result.placeholder:
-            self.set_header("X-VisionLens-Placeholder", "1")
-        self.write(result.data)
+        with fair_start.answering():  # a new session's build waits until this image is out
+            try:  # store and disk work: off the event loop, which every session shares
+                result = await asyncio.get_running_loop().run_in_executor(
+                    None, render, int(dataset_id), int(sample_id), side
+                )
+            except (KeyError, ValueError, DatasetNotFoundError):
+                raise HTTPError(404) from None
+            self.set_header("Content-Type", "image/jpeg")
+            self.set_header("Cache-Control", "no-store" if result.placeholder else cache)
+            if result.placeholder:
+                self.set_header("X-VisionLens-Placeholder", "1")
+            self.write(result.data)
+            await self.flush()
 
 
 class ThumbnailHandler(_ImageHandler):

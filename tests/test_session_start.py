@@ -1,0 +1,115 @@
+"""Many sessions opened at once: served first come, first served, and the sidebar built in the server's spare time.
+
+The served app (``panel serve apps/browse.py``) is opened by bare websocket clients speaking Bokeh's protocol
+(``tests/ws_clients.py``): each gets a new session, its document and its first thumbnails, and says "document
+ready" as a browser does, which starts the page's deferred parts. The server logs "ServerConnection created" when
+a session's build is done; the clients note when their documents arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.browser_helpers import serve_app
+from tests.ws_clients import open_many
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("fairhome")
+    out = subprocess.run(
+        [sys.executable, "-m", "visionlens.cli", "demo", "--n", "40", "--seed", "2"],
+        env={**os.environ, "VISIONLENS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    log = home / "server.log"
+    proc, url = serve_app(home, log_file=log)
+    yield url, log
+    proc.terminate()
+    proc.wait(10)
+
+
+def _built_at(log: Path) -> list[float]:
+    """Epoch seconds of each "ServerConnection created" line (a session built and answered) in the server log."""
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ServerConnection created", log.read_text(), re.M)
+    return [datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f").timestamp() for s in stamps]
+
+
+def test_sessions_opened_together_are_answered_in_turn(served):
+    url, log = served
+    (first,) = asyncio.run(open_many(url, 1, timeout=60))  # the process's first session: imports, store, mount
+    assert first.error is None and first.tiles == 24
+    before = len(_built_at(log))
+    import time
+
+    start = time.time()
+    opened = asyncio.run(open_many(url, 6, visible=12, timeout=60))
+    assert [o.error for o in opened] == [None] * 6 and all(o.tiles == 12 for o in opened)
+    built = _built_at(log)[before:]
+    assert len(built) == 6
+    documents = sorted(start + o.document_ms / 1000 for o in opened)
+    # The first user had a document (and thumbnails) before the last session was even built: sessions are
+    # answered in turn. Before, every answer waited for every build queued with it, so none came before the last.
+    assert documents[0] < built[-1] - 0.05, (documents, built)
+    assert sorted(o.thumbnails_ms for o in opened)[0] / 1000 + start < built[-1]
+
+
+def test_spare_time_waits_for_sessions_starting_and_open_images():
+    from visionlens.server import fair_start
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        loop = asyncio.get_running_loop()
+        fair_start._starting += 1  # a session waiting for its turn
+        task = asyncio.ensure_future(fair_start.spare_time())
+        await asyncio.sleep(0.15)
+        seen.append("waited for a starting session" if not task.done() else "ran early")
+        fair_start._starting -= 1
+        fair_start._last_start[0] = loop.time()
+        with fair_start.answering():  # an image being answered
+            await asyncio.sleep(fair_start.SETTLE_S + 0.1)
+            seen.append("waited for an image" if not task.done() else "ran during an image")
+        await asyncio.wait_for(task, 2)
+        seen.append("ran once quiet")
+        return seen
+
+    assert asyncio.run(scenario()) == ["waited for a starting session", "waited for an image", "ran once quiet"]
+
+
+def test_a_busy_loop_is_not_quiet():
+    """Work done by other callbacks on the loop (CPU time on its thread) postpones the quiet moment."""
+    import time
+
+    from visionlens.server import fair_start
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + 0.3
+
+        def busy() -> None:  # a callback hogging the loop for 5 ms at a time, as a session build would
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.005:
+                pass
+            if loop.time() < stop:
+                loop.call_soon(busy)
+
+        loop.call_soon(busy)
+        t0 = loop.time()
+        await fair_start._quiet_moment()
+        return loop.time() - t0
+
+    waited = asyncio.run(scenario())
+    assert 0.3 <= waited < fair_start.MOST_S + 0.2
