@@ -443,3 +443,20 @@ def test_clicks_and_selection(grid_page: Any) -> None:
     page.wait_for_timeout(300)  # let the thumbnails fade in
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "grid.png"))
+
+
+def test_a_resent_click_is_taken_once():
+    """The browser sends a click again until it sees ``click_seq`` reach it (a click made while the page's
+    connection comes up can be dropped): copies of a click already taken are ignored, a new click is not."""
+    from visionlens.ui.grid_component import ImageGrid
+
+    grid = ImageGrid()
+    seen: list[int] = []
+    grid.param.watch(lambda e: seen.append(e.new), "clicked")
+    grid._handle_msg({"type": "click", "id": 7, "seq": 1})
+    grid._handle_msg({"type": "click", "id": 7, "seq": 1})  # the same click, re-sent
+    assert seen == [7] and grid.click_seq == 1
+    grid._handle_msg({"type": "click", "id": 7, "seq": 2})  # the same tile clicked again: a new click
+    grid._handle_msg({"type": "click", "id": 9, "seq": 3})
+    grid._handle_msg({"type": "click", "id": 4, "seq": 2})  # a late copy of an older click
+    assert seen == [7, 7, 9] and grid.click_seq == 3

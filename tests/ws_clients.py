@@ -115,8 +115,8 @@ async def open_one(base: str, path: str, visible: int, timeout: float) -> WsOpen
             if header.get("msgtype") == "ERROR":
                 raise ConnectionError(f"server error: {content}")
         out.document_ms = (time.perf_counter() - start) * 1000
-        # what the browser says once it has rendered the document: the server runs the page's onload work then
-        # (here: the sidebar and the tag rows built in spare time), so these clients load the server as pages do
+        # what the browser says once it has rendered the document: the server runs the page's onload work then,
+        # so these clients load the server as pages do
         ready = {"type": "event", "name": "document_ready", "values": {"type": "map", "entries": []}}
         await _send(
             ws, "PATCH-DOC", "2", {"events": [{"kind": "MessageSent", "msg_type": "bokeh_event", "msg_data": ready}]}

@@ -4,9 +4,9 @@ When many pages open at once, Bokeh starts building each new session from its ow
 loop. A session's answer (the websocket's ACK, the document) is written in several steps, each waiting for a later
 turn of the loop, and a loop turn runs every callback that was ready when it began: every session queued behind is
 built before any answer is finished. So all the users who arrived together waited for the last of them, e.g. 20
-sessions of ~0.35 s each all answered after ~7 s. Taking sessions in turns, each built once the loop has had a quiet moment
-(the previous sessions' answers, page requests and documents written first), serves them first come, first served:
-the first user waits for one build, not for all of them.
+sessions of ~0.35 s each all answered after ~7 s. Taking sessions in turns, each built once the loop has had a
+quiet moment (the previous sessions' answers, page requests, documents and thumbnails written first), serves them
+first come, first served: the first user waits for one build, not for all of them.
 
 This wraps Bokeh's ``ApplicationContext.create_session_if_needed`` (the one place every page request and websocket
 goes through to get a new session) in a per-loop lock; a session that exists already is returned as before.
@@ -29,16 +29,11 @@ QUIET_S = 0.01
 (their answers, their pages' next requests, their documents) go first."""
 MOST_S = 0.5
 """... but it never waits longer than this for a quiet moment: a busy server still lets new users in."""
-TICK_S = 0.002
-BUSY_CPU_S = 0.001
+TICK_S = 0.002  # how often the loop is looked at while waiting
+BUSY_CPU_S = 0.001  # CPU time of the loop's thread during one tick above which it counts as busy
 
 
 _in_flight = 0  # image requests being answered; read and written on the event loop only
-_starting = 0  # sessions waiting for their turn or being built; on the event loop only
-_last_start = [float("-inf")]  # loop time the last session was built
-SETTLE_S = 0.5
-"""Spare-time work also waits this long after the last session was built: that session's document and first
-thumbnails, asked for right after, go first."""
 
 
 @contextmanager
@@ -53,9 +48,8 @@ def answering() -> Iterator[None]:
         _in_flight -= 1
 
 
-async def _quiet_moment(most_s: float = MOST_S, sessions_first: bool = False) -> None:
-    """Return once the loop has had no other work and no image request open for ``QUIET_S`` (and, with
-    ``sessions_first``, no session started in the last ``SETTLE_S`` or waiting to start)."""
+async def _quiet_moment(most_s: float = MOST_S) -> None:
+    """Return once the loop has had no other work and no image request open for ``QUIET_S``."""
     loop = asyncio.get_running_loop()
     start = calm_since = loop.time()
     while loop.time() - start < most_s:
@@ -66,16 +60,8 @@ async def _quiet_moment(most_s: float = MOST_S, sessions_first: bool = False) ->
         now = loop.time()
         if time.thread_time() - before > BUSY_CPU_S or _in_flight:
             calm_since = now
-        elif sessions_first and (_starting or now - _last_start[0] < SETTLE_S):
-            calm_since = now
         elif now - calm_since >= QUIET_S:
             return
-
-
-async def spare_time(most_s: float = 5.0) -> None:
-    """Wait for a moment when no session is waiting to start and the loop is quiet: the time for work a page can
-    do without at first (the sidebar, the tag and action rows are built then; ``ui/deferred.py``)."""
-    await _quiet_moment(most_s, sessions_first=True)
 
 
 def install() -> None:
@@ -93,16 +79,10 @@ def install() -> None:
     async def create_session_if_needed(self: Any, session_id: Any, request: Any = None, token: Any = None) -> Any:
         if session_id in self._sessions or session_id in self._pending_sessions:
             return await original(self, session_id, request, token)
-        global _starting
         turn = turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        _starting += 1
-        try:
-            async with turn:
-                await _quiet_moment()
-                return await original(self, session_id, request, token)
-        finally:
-            _starting -= 1
-            _last_start[0] = asyncio.get_running_loop().time()
+        async with turn:
+            await _quiet_moment()
+            return await original(self, session_id, request, token)
 
     create_session_if_needed.__doc__ = original.__doc__
     ApplicationContext.create_session_if_needed = create_session_if_needed  # type: ignore[method-assign]

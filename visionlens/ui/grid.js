@@ -372,8 +372,23 @@ export function render({ model, el }) {
       for (const t of tiles.values()) markTile(t)
       updateToolbar()
     } else {
-      model.send_msg({ type: "click", id, index: Number(tile.dataset.index) })
+      clickSeq += 1
+      pendingClick = { type: "click", id, index: Number(tile.dataset.index), seq: clickSeq }
+      clickTries = 0
+      sendClick()
     }
+  })
+  // A click made while the page's connection is still coming up is dropped on the way: it is sent again until the
+  // server's click_seq says it arrived (the server ignores a copy it already took)
+  let clickSeq = 0, pendingClick = null, clickTries = 0, clickTimer = null
+  function sendClick() {
+    clearTimeout(clickTimer)
+    if (pendingClick === null) return
+    model.send_msg(pendingClick)
+    if (++clickTries < 20) clickTimer = setTimeout(sendClick, 400)
+  }
+  model.on("click_seq", () => {
+    if (pendingClick !== null && model.click_seq >= pendingClick.seq) { pendingClick = null; clearTimeout(clickTimer) }
   })
   // shift-click would otherwise select the captions' text
   scroller.addEventListener("mousedown", (ev) => { if (ev.shiftKey) ev.preventDefault() })
@@ -430,6 +445,7 @@ export function render({ model, el }) {
   })
   observer.observe(scroller)
   model.on("remove", () => {
+    clearTimeout(clickTimer)
     alive = false
     observer.disconnect()
     clearTimeout(requestTimer)

@@ -57,6 +57,7 @@ class ImageGrid(JSComponent):
     scroll_to = param.Integer(default=-1, doc="Set to an index to jump there; the browser resets it to -1.")
     first_visible = param.Integer(default=0, doc="Index of the first visible item, reported by the browser.")
     clicked = param.Integer(default=None, allow_None=True, doc="Sample id of the last plain click.")
+    click_seq = param.Integer(default=0, doc="Number of the last click taken; the browser re-sends one until then.")
     selected = param.List(default=[], item_type=int, doc="Sample ids picked with shift/ctrl/cmd-click.")
     request = param.Dict(default={}, doc="Set by the browser: {generation, offset, limit, seq}.")
     items = param.Dict(default={}, doc="Answer to `request`: {generation, offset, seq, items}.")
@@ -108,8 +109,13 @@ class ImageGrid(JSComponent):
     def _handle_msg(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("type") != "click":
             return
+        seq = int(data.get("seq") or 0)
+        if seq and seq <= self.click_seq:
+            return  # a copy of a click already taken (re-sent before the browser saw click_seq)
         sample_id = int(data["id"])
         if self.clicked == sample_id:
             self.param.trigger("clicked")  # a second click on the same tile is still a click
         else:
             self.clicked = sample_id
+        if seq:
+            self.click_seq = seq
