@@ -110,3 +110,35 @@ def test_a_busy_loop_is_not_quiet():
 
     waited = asyncio.run(scenario())
     assert 0.3 <= waited < fair_start.MOST_S + 0.2
+
+
+def test_a_long_job_pauses_at_its_progress_reports_while_sessions_start():
+    """A job's progress report waits while sessions are starting (and not at all otherwise), so the interpreter
+    goes to the event loop building them; on an event loop itself it never waits."""
+    import threading
+    import time
+
+    from visionlens.server import fair_start
+    from visionlens.server.jobs import Job
+
+    job = Job("test", "test job")
+    t0 = time.monotonic()
+    job.report("step", 1, 10)
+    assert time.monotonic() - t0 < 0.05  # nobody starting: no pause
+
+    fair_start._starting += 1
+    try:
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (job.report("step", 2, 10), done.set()))
+        worker.start()
+        assert not done.wait(0.3)  # paused while a session starts
+
+        async def on_loop() -> float:
+            t = time.monotonic()
+            job.report("step", 3, 10)
+            return time.monotonic() - t
+
+        assert asyncio.run(on_loop()) < 0.05  # never on the loop
+    finally:
+        fair_start._starting -= 1
+    assert done.wait(1) and job.steps["step"].done >= 2

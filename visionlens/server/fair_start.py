@@ -34,6 +34,25 @@ BUSY_CPU_S = 0.001  # CPU time of the loop's thread during one tick above which 
 
 
 _in_flight = 0  # image requests being answered; read and written on the event loop only
+_starting = 0  # sessions waiting for their turn or being built; written on the event loop, read anywhere
+YIELD_MOST_S = 2.0
+"""The longest a long job pauses at one progress report for sessions that are starting."""
+
+
+def yield_to_new_sessions(most_s: float = YIELD_MOST_S) -> None:
+    """Called by long jobs at each progress report, on their worker thread: while sessions are starting, the job
+    waits (up to ``most_s``) instead of taking half the interpreter from the event loop that builds them. A job
+    holds the GIL between its native calls; the loop needs it for every line of a session's build."""
+    if not _starting:
+        return
+    try:
+        asyncio.get_running_loop()
+        return  # called on an event loop (a job run inline): sleeping there would stall the very sessions
+    except RuntimeError:
+        pass
+    deadline = time.monotonic() + most_s
+    while _starting and time.monotonic() < deadline:
+        time.sleep(TICK_S * 10)
 
 
 @contextmanager
@@ -79,10 +98,15 @@ def install() -> None:
     async def create_session_if_needed(self: Any, session_id: Any, request: Any = None, token: Any = None) -> Any:
         if session_id in self._sessions or session_id in self._pending_sessions:
             return await original(self, session_id, request, token)
+        global _starting
         turn = turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        async with turn:
-            await _quiet_moment()
-            return await original(self, session_id, request, token)
+        _starting += 1
+        try:
+            async with turn:
+                await _quiet_moment()
+                return await original(self, session_id, request, token)
+        finally:
+            _starting -= 1
 
     create_session_if_needed.__doc__ = original.__doc__
     ApplicationContext.create_session_if_needed = create_session_if_needed  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from ..errors import JobCancelled, VisionLensError
 from ..formats.base import ProgressCallback
+from . import fair_start
 
 __all__ = ["Job", "JobRegistry", "registry"]
 
@@ -64,6 +65,7 @@ class Job:
             raise JobCancelled(f"job {self.id} ({self.title}) was cancelled")
         self.step = step
         self.steps[step] = Step(int(done), int(total))
+        fair_start.yield_to_new_sessions()  # users opening the app go first (a pause only while sessions start)
 
     def cancel(self) -> bool:
         """Ask the job to stop; True when it had not finished yet."""
