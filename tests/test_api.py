@@ -89,6 +89,7 @@ ROUTES = [
     ("POST", "/datasets/demo/metrics"),
     ("GET", "/datasets/demo/evaluations"),
     ("POST", "/datasets/demo/embed"),
+    ("POST", "/datasets/demo/thumbnails"),
     ("POST", "/datasets/demo/similar"),
     ("GET", "/datasets/demo/insights"),
     ("POST", "/datasets/demo/insights"),

@@ -29,6 +29,7 @@ VIEWER_WRITES |= {("POST", "/similar")}
 EDITOR = {
     ("POST", "/evaluate"), ("POST", "/embed"), ("POST", "/insights"), ("POST", "/tags"), ("POST", "/views"),
     ("PATCH", "/views/demo"), ("DELETE", "/views/demo"), ("POST", "/export"), ("DELETE", "/jobs/0123456789ab"),
+    ("POST", "/thumbnails"),  # filling the thumbnail cache, as the Datasets page's button does for an editor
 }  # fmt: skip
 ADMIN = {("POST", "/datasets"), ("DELETE", "/datasets/demo"), ("POST", "/predictions")}
 
