@@ -156,6 +156,10 @@ def serve_app(
     return proc, url
 
 
-def shown_count(page: Any) -> int:
-    """The result count the sidebar shows (``12,345`` -> 12345)."""
-    return int(page.locator(".vl-count-n").first.inner_text().replace(",", ""))
+def shown_count(page: Any, timeout: float = 30.0) -> int:
+    """The result count the sidebar shows (``12,345`` -> 12345). A served page's sidebar arrives just after its
+    first thumbnails (``visionlens/ui/deferred.py``): this waits for it."""
+    count = page.locator(".vl-count-n").first
+    count.wait_for(timeout=timeout * 1000)
+    text = wait_until(lambda: count.inner_text().replace(",", "").strip(), timeout=timeout)
+    return int(text)

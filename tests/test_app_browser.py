@@ -286,7 +286,7 @@ def test_range_filter_typed_bound_and_slider(server, page, expected):
     and Enter filters; the slider's handle, dragged to its end and released, takes the bound off again."""
     page.goto(server + "/browse")
     page.wait_for_selector(".vl-tile[data-id] img", timeout=30000)
-    total = _count(page)
+    total = _wait_count(page, lambda n: n > 0)  # the sidebar arrives just after the first thumbnails
     control = page.locator(".vl-range-filter", has=page.locator(".vl-rf-label", has_text="num_gt"))
     control.locator("svg.vl-hist rect").first.wait_for(timeout=10000)  # the histogram is drawn
     upper = control.locator(".vl-rf-hi")

@@ -83,6 +83,25 @@ async def _quiet_moment(most_s: float = MOST_S) -> None:
             return
 
 
+SETTLE_S = 0.5
+"""Spare-time work also waits this long after the last session was built: that session's document and first
+thumbnails, asked for right after, go first."""
+_last_start = [float("-inf")]  # loop time the last session was built
+
+
+async def spare_time(most_s: float = 5.0) -> None:
+    """Wait for a moment when no session is starting or was built in the last ``SETTLE_S``, no image is being
+    answered and the loop is quiet: the time for work a page can do without at first (``ui/deferred.py``: the
+    sidebar). After ``most_s`` it goes ahead anyway, so a server that is never quiet still fills its pages."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < most_s:
+        await _quiet_moment(most_s)
+        if not _starting and loop.time() - _last_start[0] >= SETTLE_S:
+            return
+        await asyncio.sleep(TICK_S * 10)
+
+
 def install() -> None:
     """Once per process (the app calls it when its first session is built)."""
     global _installed
@@ -107,6 +126,7 @@ def install() -> None:
                 return await original(self, session_id, request, token)
         finally:
             _starting -= 1
+            _last_start[0] = asyncio.get_running_loop().time()
 
     create_session_if_needed.__doc__ = original.__doc__
     ApplicationContext.create_session_if_needed = create_session_if_needed  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ from . import resources
 
 # The built-in tabs' views, looked up here by the built-in plugin's ``views`` hook (so tests can replace one).
 from .datasets_view import DatasetsView  # noqa: F401
+from .deferred import later
 from .detail_view import DetailView  # noqa: F401
 from .evaluation_view import EvaluationView  # noqa: F401
 from .export_view import ExportView
@@ -171,8 +172,13 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
         _restore_url(state)
     # the tabs (built-in ones too) come from the plugins' ``views`` hook: Browse, Map, Evaluation, Insights, ...
     tabs = _lazy_tabs(state, view_factories(ViewContext(state, thumbnails, template)))
-    sidebar = pn.Column(
-        FiltersView(state=state), SavedViewsView(state=state), ExportView(state=state), sizing_mode="stretch_width"
+    # served: built once the page is up and no session waits to start (deferred.py); the grid comes first
+    sidebar = later(
+        lambda: pn.Column(
+            FiltersView(state=state), SavedViewsView(state=state), ExportView(state=state), sizing_mode="stretch_width"
+        ),
+        pn.pane.HTML("<small>Loading filters…</small>", css_classes=["vl-sidebar-loading"], margin=(10, 10)),
+        sizing_mode="stretch_width",
     )
     if template:
         _sync_url(state)

@@ -237,6 +237,7 @@ export function render({ model, el }) {
     spacer.style.height = `${g.realH}px`
     root.style.setProperty("--vl-img", `${g.img}px`)
     root.style.setProperty("--vl-caption", `${g.caption}px`)
+    if (g.viewH === 0 && g.total > 0) return  // a passing re-layout of the page (another part arriving): keep the tiles
     if (g.total === 0 || g.viewH === 0) {
       for (const [i, t] of tiles) { t.remove(); t._key = null; free.push(t); tiles.delete(i) }
       return
@@ -462,4 +463,5 @@ export function render({ model, el }) {
 
   updateToolbar()
   el.appendChild(root)
+  onItems()  // the first window came with the document: tiles are filled (and clickable) without a round trip
 }
