@@ -142,3 +142,28 @@ def test_a_long_job_pauses_at_its_progress_reports_while_sessions_start():
     finally:
         fair_start._starting -= 1
     assert done.wait(1) and job.steps["step"].done >= 2
+
+
+def test_spare_time_waits_while_sessions_start_and_just_after():
+    """The sidebar of a page that just loaded is built in spare time: not while a session waits for its turn or is
+    being built, nor in the ``SETTLE_S`` after one was (its document and thumbnails come first)."""
+    from visionlens.server import fair_start
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        fair_start._starting += 1
+        task = asyncio.ensure_future(fair_start.spare_time())
+        try:
+            await asyncio.sleep(0.2)
+            seen.append("waited while a session starts" if not task.done() else "ran early")
+        finally:
+            fair_start._starting -= 1
+        fair_start._last_start[0] = loop.time()
+        await asyncio.sleep(fair_start.SETTLE_S / 2)
+        seen.append("waited just after" if not task.done() else "ran right after a session")
+        await asyncio.wait_for(task, 2)
+        seen.append("ran once settled")
+        return seen
+
+    assert asyncio.run(scenario()) == ["waited while a session starts", "waited just after", "ran once settled"]

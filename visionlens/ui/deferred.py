@@ -20,7 +20,7 @@ import panel as pn
 
 from ..server import fair_start
 from .html import md
-from .jobs import session_doc
+from .jobs import Jobs, session_doc
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,18 @@ def later(factory: Callable[[], Any], placeholder: Any = None, **layout: Any) ->
         holder[:] = [factory()]
         return holder
     loop = asyncio.get_event_loop()  # the server's: sessions are built on it
+    jobs = Jobs("deferred", state=None)  # made on the session: its posts run on this session's loop
 
     def fill() -> None:
-        from panel.io.state import set_curdoc
-
-        with set_curdoc(doc):
-            try:
-                holder[:] = [factory()]
-            except Exception as exc:  # noqa: BLE001 - the page says so rather than staying a placeholder
-                log.exception("building part of a page failed")
-                holder[:] = [pn.pane.Alert(f"This part of the page failed to load: {md(exc)}", alert_type="danger")]
+        try:
+            holder[:] = [factory()]
+        except Exception as exc:  # noqa: BLE001 - the page says so rather than staying a placeholder
+            log.exception("building part of a page failed")
+            holder[:] = [pn.pane.Alert(f"This part of the page failed to load: {md(exc)}", alert_type="danger")]
 
     async def when_spare() -> None:
         await fair_start.spare_time()
-        doc.add_next_tick_callback(fill)  # under the document's lock, like any session callback
+        jobs.post(fill, slot="fill")  # under the document's lock, with this session as the current document
 
     def start() -> None:  # Panel may call onload callbacks on a worker thread (--num-threads)
         loop.call_soon_threadsafe(lambda: asyncio.ensure_future(when_spare()))
