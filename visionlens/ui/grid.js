@@ -238,7 +238,7 @@ export function render({ model, el }) {
     root.style.setProperty("--vl-img", `${g.img}px`)
     root.style.setProperty("--vl-caption", `${g.caption}px`)
     if (g.viewH === 0 && g.total > 0) return  // a passing re-layout of the page (another part arriving): keep the tiles
-    if (g.total === 0 || g.viewH === 0) {
+    if (g.total === 0) {
       for (const [i, t] of tiles) { t.remove(); t._key = null; free.push(t); tiles.delete(i) }
       return
     }
