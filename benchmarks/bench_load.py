@@ -461,7 +461,8 @@ def main() -> None:
         print("  error:", e)
     if tracebacks:
         i = server_log.find("Traceback")
-        print(server_log[i : i + 2500])
+        start = server_log.rfind("\n", 0, max(0, i - 1)) + 1  # the line that says what failed, then its traceback
+        print(server_log[start : i + 2500])
 
 
 if __name__ == "__main__":

@@ -309,3 +309,29 @@ def test_export_card_body_arrives_when_opened(server, page):
     page.locator(".vl-export-panel .card-header").first.click()
     page.locator(".vl-export-summary").locator("text=/150 samples/").wait_for(timeout=10000)
     assert page.locator(".vl-export button").inner_text().strip() == "Export"
+
+
+def test_controls_arrive_after_the_grid_in_a_placeholder_of_their_height(server, page):
+    """The rows above the grid come after the page loads (``ui/deferred.py``), in a placeholder as tall as they
+    will be: the first tile is where it stays, so a click made at once lands on the tile the user saw."""
+    from visionlens.ui.actions_view import ActionsView
+    from visionlens.ui.tags_view import TagsView
+    from visionlens.ui.toolbar_view import ToolbarView
+
+    class Owner:  # this server has no roles file: every page may tag and run actions
+        @staticmethod
+        def can(action: str) -> bool:
+            return True
+
+    page.goto(server + "/browse")
+    first = page.locator(".vl-tile[data-id]").first
+    first.wait_for(timeout=30000)
+    tops = [first.bounding_box()["y"]]
+    page.locator(".vl-browse-toolbar").wait_for(timeout=30000)
+    page.locator(".vl-tag-input input").wait_for(timeout=10000)
+    tops.append(first.bounding_box()["y"])
+    heights = [page.locator(css).first.bounding_box()["height"] for css in (".vl-browse-toolbar", ".vl-tags")]
+    heights.append(page.locator(".vl-actions").first.bounding_box()["height"])
+    promised = [view.height_for(Owner()) for view in (ToolbarView, TagsView, ActionsView)]
+    assert heights == pytest.approx(promised, abs=1) and all(promised)
+    assert tops[0] == pytest.approx(tops[1], abs=1)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from visionlens.thumbnails import ThumbnailCache
 from visionlens.ui.colors import PALETTE, label_color
-from visionlens.ui.grid_component import ImageGrid
+from visionlens.ui.grid_component import ImageGrid, window_json, window_rows
 
 try:  # tests/ is on sys.path (pytest's default rootdir import mode) or is a package
     from browser_helpers import ARTIFACTS, chromium, serve_panel, wait_until
@@ -125,7 +125,7 @@ def test_request_is_answered_with_one_window() -> None:
     wait_until(lambda: grid.items)
     assert provider.calls == [(500_000, 100)]  # clamped to max_window
     assert grid.items["offset"] == 500_000 and grid.items["seq"] == 1
-    assert [it["id"] for it in grid.items["items"]] == [ID_BASE + i for i in range(500_000, 500_100)]
+    assert [it["id"] for it in window_rows(grid.items)] == [ID_BASE + i for i in range(500_000, 500_100)]
 
     grid.request = {"generation": 0, "offset": 999_998, "limit": 50, "seq": 2}
     wait_until(lambda: grid.items["seq"] == 2)
@@ -166,7 +166,7 @@ def test_stale_and_superseded_requests_are_dropped() -> None:
     release.set()
     grid._last_future.result(10)
     assert calls == [(0, 10), (0, 10), (450, 10)]
-    assert grid.items["seq"] == 5 and grid.items["items"][0]["id"] == 450
+    assert grid.items["seq"] == 5 and window_rows(grid.items)[0]["id"] == 450
 
 
 def test_provider_errors_do_not_break_the_grid(caplog: pytest.LogCaptureFixture) -> None:
@@ -460,3 +460,16 @@ def test_a_resent_click_is_taken_once():
     grid._handle_msg({"type": "click", "id": 9, "seq": 3})
     grid._handle_msg({"type": "click", "id": 4, "seq": 2})  # a late copy of an older click
     assert seen == [7, 7, 9] and grid.click_seq == 3
+
+
+def test_a_window_travels_as_json_text_and_non_finite_numbers_as_null():
+    """The browser parses a window with JSON.parse, which refuses NaN: such a value (a score never computed) goes
+    as null, and the rest of the window as it was."""
+    rows = [{"id": 1, "boxes": [{"score": float("nan"), "x": 2.5}], "badges": ["val"]}, {"id": 2, "w": float("inf")}]
+    text = window_json(rows)
+    assert isinstance(text, str) and "NaN" not in text and "Infinity" not in text
+    assert window_rows({"items": text}) == [
+        {"id": 1, "boxes": [{"score": None, "x": 2.5}], "badges": ["val"]},
+        {"id": 2, "w": None},
+    ]
+    assert window_rows({"items": window_json(rows[:1][:0])}) == [] and window_rows({}) == []

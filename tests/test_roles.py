@@ -140,6 +140,7 @@ def test_the_page_hides_what_the_role_may_not(team, browser):
         page.wait_for_load_state()
         page.goto(team["url"] + "/browse")
         page.wait_for_selector(".vl-tile img", timeout=60000)
+        page.wait_for_selector(".vl-browse-toolbar", timeout=30000)  # the controls come with the tags row, if any
         assert (page.locator(".vl-tags-row").count() > 0) == expected[".vl-tags-row"], user
         page.locator(".bk-tab:text-is('Evaluation')").click()
         time.sleep(1.5)

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -167,3 +168,90 @@ def test_spare_time_waits_while_sessions_start_and_just_after():
         return seen
 
     assert asyncio.run(scenario()) == ["waited while a session starts", "waited just after", "ran once settled"]
+
+
+def test_past_its_patience_spare_time_still_lets_a_starting_session_go_first():
+    """After ``most_s`` a busy loop no longer holds spare-time work back, but a session waiting for its turn does:
+    its user has no page at all. Only ``cap_s`` lets the work go ahead of it."""
+    from visionlens.server import fair_start
+
+    async def busy(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            until = time.thread_time() + 0.003
+            while time.thread_time() < until:  # work on the loop between its turns: never a quiet moment
+                pass
+            await asyncio.sleep(0)
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        spinner = asyncio.ensure_future(busy(stop))
+        seen: list[str] = []
+        try:
+            start = loop.time()
+            await asyncio.wait_for(fair_start.spare_time(most_s=0.2, cap_s=5), 3)
+            seen.append("busy loop: went after most_s" if loop.time() - start >= 0.2 else "went too early")
+            fair_start._starting += 1
+            try:
+                task = asyncio.ensure_future(fair_start.spare_time(most_s=0.1, cap_s=5))
+                await asyncio.sleep(0.5)
+                seen.append("waited for the starting session" if not task.done() else "went before it")
+            finally:
+                fair_start._starting -= 1
+            await asyncio.wait_for(task, 1)
+            seen.append("went once it started")
+            fair_start._starting += 1
+            try:
+                start = loop.time()
+                await asyncio.wait_for(fair_start.spare_time(most_s=0.1, cap_s=0.4), 2)
+                seen.append("went at cap_s" if loop.time() - start >= 0.4 else "went before cap_s")
+            finally:
+                fair_start._starting -= 1
+        finally:
+            stop.set()
+            await spinner
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        "busy loop: went after most_s",
+        "waited for the starting session",
+        "went once it started",
+        "went at cap_s",
+    ]
+
+
+def test_spare_time_work_is_taken_one_piece_at_a_time():
+    """Pages opened together get their deferred parts one after another (each held until it is done), so a
+    session that starts in between is not queued behind all of them."""
+    from visionlens.server import fair_start
+
+    async def scenario() -> list[str]:
+        log: list[str] = []
+
+        async def piece(name: str) -> None:
+            async with fair_start.spare_turn(most_s=0.05, cap_s=1):
+                log.append(f"{name} starts")
+                await asyncio.sleep(0.1)  # the part being built, the loop free meanwhile
+                log.append(f"{name} ends")
+
+        await asyncio.gather(piece("a"), piece("b"), piece("c"))
+        return log
+
+    log = asyncio.run(scenario())
+    assert log == [x for name in "abc" for x in (f"{name} starts", f"{name} ends")]
+
+
+def test_spare_time_waits_until_images_stop_coming_for_a_moment():
+    """A page's first thumbnails go before its sidebar: spare time starts ``SETTLE_S`` after the last image."""
+    from visionlens.server import fair_start
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        fair_start._last_start[0] = float("-inf")
+        with fair_start.answering():
+            pass
+        start = loop.time()
+        await asyncio.wait_for(fair_start.spare_time(), 3)
+        return loop.time() - start
+
+    assert asyncio.run(scenario()) >= fair_start.SETTLE_S * 0.9

@@ -204,3 +204,32 @@ def test_many_threads_query_one_store(demo_ds):
     for t in threads:
         t.join()
     assert errors == [] and results == [expected] * 120
+
+
+def test_results_and_windows_are_shared_until_a_write(demo_ds):
+    """Sessions opening the same view share one result (read-only) and one grid window; any write starts over, so
+    what a session reads after a tag is never the answer from before it."""
+    flt = {"split": "val"}
+    first, again = demo_ds.sample_ids(flt), demo_ds.sample_ids(flt)
+    assert again is first and len(first) > 2
+    with pytest.raises(ValueError):
+        first[0] = -1  # shared between sessions: nobody may change it in place
+    assert demo_ds.sample_ids(flt, sort_by="random") is not first  # another sort, another answer
+
+    window = first[:3]
+    boxes = demo_ds.annotations(window, as_="arrow")
+    assert demo_ds.annotations(window, as_="arrow") is boxes
+    rows = demo_ds.store.samples_by_id(demo_ds.id, window)
+    assert demo_ds.store.samples_by_id(demo_ds.id, window) is rows
+
+    demo_ds.tag("picked pair", sample_ids=window[:2])
+    tagged = demo_ds.sample_ids({"tags": ["picked pair"]})
+    assert sorted(tagged.tolist()) == sorted(window[:2].tolist())
+    assert demo_ds.sample_ids(flt) is not first and demo_ds.sample_ids(flt).tolist() == first.tolist()
+    fresh = demo_ds.store.samples_by_id(demo_ds.id, window).to_pylist()
+    assert [sorted(r["tags"] or []) for r in fresh] == [["picked pair"], ["picked pair"], []]
+
+    box = boxes.to_pylist()[0]
+    demo_ds.tag_objects("loose box", ann_ids=[box["id"]])
+    after = {r["id"]: r["tags"] for r in demo_ds.annotations(window, as_="arrow").to_pylist()}
+    assert after[box["id"]] == ["loose box"]

@@ -379,3 +379,39 @@ def test_a_failure_in_a_served_session_is_notified_and_logged(caplog: pytest.Log
         assert "<b>disk</b> on fire" in toast.inner_text()  # shown as text, not markup
         assert page.locator(".notyf__toast b").count() == 0
     assert "disk" in caplog.text
+
+
+@pytest.mark.browser
+def test_the_toast_area_comes_with_a_sessions_first_toast() -> None:
+    """As the app does it (``ui/notify.py``): no notification area in a new session's document, only an empty
+    holder; the first failure puts the area there and shows its toast, escaped; a second one reuses it."""
+    from tests.browser_helpers import chromium
+    from visionlens.ui.notify import toast_holder
+
+    holders: list[pn.Column] = []
+
+    def app() -> Any:
+        pn.extension("notifications", notifications=False)
+        jobs = Jobs("served", state=_State())
+        holders.append(toast_holder())
+        button = pn.widgets.Button(name="Run")
+
+        def boom() -> None:
+            raise RuntimeError(f"<b>disk</b> on fire {len(holders[-1].objects)}")
+
+        button.on_click(lambda _: jobs.submit(boom))
+        return pn.template.FastListTemplate(title="jobs", main=[button, holders[-1]])
+
+    with serve_panel(app) as url, chromium() as browser:
+        page = browser.new_page()
+        page.goto(url, timeout=60000)
+        page.get_by_role("button", name="Run").wait_for(timeout=30000)
+        assert holders[-1].objects == []  # nothing built for toasts until one is shown
+        page.get_by_role("button", name="Run").click()
+        toast = page.locator(".notyf__toast", has_text="on fire 0").first
+        toast.wait_for(timeout=20000)
+        assert "<b>disk</b> on fire" in toast.inner_text() and page.locator(".notyf__toast b").count() == 0
+        assert len(holders[-1].objects) == 1
+        page.get_by_role("button", name="Run").click()
+        page.locator(".notyf__toast", has_text="on fire 1").first.wait_for(timeout=20000)
+        assert len(holders[-1].objects) == 1  # the same area

@@ -57,6 +57,8 @@ def first_tiles(doc: dict[str, Any]) -> list[dict[str, Any]]:
     def walk(value: Any) -> None:
         if isinstance(value, dict):
             items = value.get("items")
+            if isinstance(items, str) and items.startswith("[") and '"thumb"' in items:  # the grid's JSON window
+                items = json.loads(items)
             if isinstance(items, list) and items and isinstance(items[0], dict) and "thumb" in items[0]:
                 found.append(items)
                 return

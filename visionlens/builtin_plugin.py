@@ -47,15 +47,18 @@ def _browse(ctx: ViewContext) -> Any:
 
     from .ui import app
     from .ui.actions_view import ActionsView
+    from .ui.deferred import later
 
     st = ctx.state
-    column = pn.Column(
-        app.ToolbarView(state=st),
-        app.TagsView(state=st),  # not deferred (ui/deferred.py): rows arriving above the grid would move its tiles
-        ActionsView(state=st),
-        app.GridView(state=st, thumbnails=ctx.thumbnails),
-        sizing_mode="stretch_both",
+    views = (app.ToolbarView, app.TagsView, ActionsView)
+    # served: the rows above the grid come just after the page loads (ui/deferred.py), in a placeholder of their
+    # height, so the tiles do not move under a click when they arrive; the grid and its thumbnails come first
+    controls = later(
+        lambda: pn.Column(*(view(state=st) for view in views), sizing_mode="stretch_width"),
+        pn.pane.HTML("", height=sum(view.height_for(st) for view in views), margin=0, css_classes=["vl-controls-wait"]),
+        sizing_mode="stretch_width",
     )
+    column = pn.Column(controls, app.GridView(state=st, thumbnails=ctx.thumbnails), sizing_mode="stretch_both")
     _detail_when_opened(ctx, column)
     return column
 
@@ -74,7 +77,9 @@ def _detail_when_opened(ctx: ViewContext, column: Any) -> None:
         if st.open_sample is None or built:
             return
         st.param.unwatch(watcher)
-        built.append(app.DetailView(state=st, thumbnails=ctx.thumbnails, top_offset=70 if ctx.template else 10))
+        built.append(
+            app.DetailView(state=st, thumbnails=ctx.thumbnails, top_offset=app.HEADER_PX + 10 if ctx.template else 10)
+        )
         column.append(built[0])
 
     watcher = st.param.watch(build, "open_sample")

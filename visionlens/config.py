@@ -6,6 +6,7 @@ before opening a store.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -19,7 +20,7 @@ def _default_home() -> Path:
 class Settings(BaseSettings):
     """Process configuration. ``VISIONLENS_HOME=/data/vl`` moves every default at once."""
 
-    model_config = SettingsConfigDict(env_prefix="VISIONLENS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VISIONLENS_", extra="ignore", frozen=True)
 
     home: Path = Field(default_factory=_default_home)
     db_path: Path | None = None
@@ -102,5 +103,19 @@ class Settings(BaseSettings):
         return self.home / "demo"
 
 
+_last: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+
+
 def get_settings() -> Settings:
-    return Settings()
+    """The settings as the environment gives them now (frozen, shared), parsed again only when a ``VISIONLENS_``
+    variable or ``HOME`` (the default home's parent) changed: a parse costs milliseconds of Python under the GIL,
+    and every new page and image request asked for the settings, so tests and notebooks that point
+    ``VISIONLENS_HOME`` elsewhere still take effect at once."""
+    global _last
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("VISIONLENS_") or k == "HOME"))
+    last = _last
+    if last is not None and last[0] == env:
+        return last[1]
+    settings = Settings()
+    _last = (env, settings)
+    return settings

@@ -435,10 +435,11 @@ def _view_factory(plugins: Plugins, plugin: str, view: hookspecs.View, ctx: hook
             message = str(exc)
             if getattr(ctx.state, "error", None) is not None:
                 ctx.state.error = message
-            notifications = pn.state.notifications if pn.config.notifications else None
-            if notifications is not None:
-                notifications.error(message, duration=8000)
-            return pn.pane.Alert(message, alert_type="danger", sizing_mode="stretch_width")
+            from .ui.html import md, text
+            from .ui.notify import notify
+
+            notify(text(message))
+            return pn.pane.Alert(md(message), alert_type="danger", sizing_mode="stretch_width")
 
     return build
 

@@ -271,6 +271,15 @@ class ThumbnailCache:
                 pass
         return removed
 
+    def cached(self, uri: str, max_side: int | None = None) -> bytes | None:
+        """The thumbnail's bytes when it is on disk already, else None (nothing is rendered; never raises): a
+        stat of a local source and one small read, cheap enough for the image route to answer on its event loop."""
+        try:
+            path = self.path_for(uri, max_side)
+            return None if path is None else _read_if_exists(path)
+        except OSError:
+            return None
+
     def get(self, uri: str, sample_id: int, max_side: int | None = None) -> ThumbResult:
         """Thumbnail JPEG for one sample; never raises. sample_id only labels log lines."""
         side = int(max_side or self.size)

@@ -15,11 +15,12 @@ goes through to get a new session) in a per-loop lock; a session that exists alr
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 _installed = False
@@ -55,16 +56,21 @@ def yield_to_new_sessions(most_s: float = YIELD_MOST_S) -> None:
         time.sleep(TICK_S * 10)
 
 
+_last_image = [float("-inf")]  # time.monotonic() when the last image request was answered
+
+
 @contextmanager
 def answering() -> Iterator[None]:
     """Around an image request: while any is being answered (its work on a thread, its bytes still to write), the
-    sessions they belong to are not made to wait for a new session's build."""
+    sessions they belong to are not made to wait for a new session's build; and spare-time work waits until the
+    pages' images have stopped coming for a moment."""
     global _in_flight
     _in_flight += 1
     try:
         yield
     finally:
         _in_flight -= 1
+        _last_image[0] = time.monotonic()
 
 
 async def _quiet_moment(most_s: float = MOST_S) -> None:
@@ -89,17 +95,50 @@ thumbnails, asked for right after, go first."""
 _last_start = [float("-inf")]  # loop time the last session was built
 
 
-async def spare_time(most_s: float = 5.0) -> None:
-    """Wait for a moment when no session is starting or was built in the last ``SETTLE_S``, no image is being
-    answered and the loop is quiet: the time for work a page can do without at first (``ui/deferred.py``: the
-    sidebar). After ``most_s`` it goes ahead anyway, so a server that is never quiet still fills its pages."""
+async def spare_time(most_s: float = 5.0, cap_s: float = 60.0) -> None:
+    """Wait for a moment when no session is starting or was built in the last ``SETTLE_S``, no image was answered
+    in that time either and the loop is quiet: the time for work a page can do without at first (``ui/deferred.py``: the
+    sidebar). After ``most_s`` a busy loop no longer holds it back, but a session waiting to start still does (a
+    user with no page at all waits before one whose page lacks its sidebar); after ``cap_s`` it goes ahead anyway,
+    so a server that is never quiet still fills its pages."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while loop.time() - start < most_s:
-        await _quiet_moment(most_s)
-        if not _starting and loop.time() - _last_start[0] >= SETTLE_S:
+    while loop.time() - start < cap_s:
+        if loop.time() - start < most_s:
+            await _quiet_moment(most_s)
+            settled = loop.time() - _last_start[0] >= SETTLE_S and time.monotonic() - _last_image[0] >= SETTLE_S
+            if not _starting and settled:
+                return
+        elif not _starting:
             return
         await asyncio.sleep(TICK_S * 10)
+
+
+_spare_turns: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()  # one per event loop
+
+
+@asynccontextmanager
+async def spare_turn(most_s: float = 5.0, cap_s: float = 60.0) -> AsyncIterator[None]:
+    """Spare-time work taken one piece at a time: each waits for ``spare_time`` on its own, so pages opened
+    together get their sidebars one after another, and a session that starts meanwhile goes before the rest
+    of them instead of after all of them."""
+    turn = _spare_turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with turn:
+        await spare_time(most_s, cap_s)
+        yield
+
+
+_frozen = [False]
+
+
+def _freeze_once() -> None:
+    """After the process's first session is built: what exists now (the imported modules, Panel's and Bokeh's
+    model classes, the store, that first session) is left out of the cyclic garbage collector's full passes.
+    Each of those walked the whole heap, ~0.5 s on the shared event loop, and ran twice while 20 sessions
+    started; later sessions' objects are still collected as before (``gc.freeze``)."""
+    if not _frozen[0]:
+        _frozen[0] = True
+        gc.freeze()
 
 
 def install() -> None:
@@ -123,7 +162,9 @@ def install() -> None:
         try:
             async with turn:
                 await _quiet_moment()
-                return await original(self, session_id, request, token)
+                session = await original(self, session_id, request, token)
+                _freeze_once()
+                return session
         finally:
             _starting -= 1
             _last_start[0] = asyncio.get_running_loop().time()

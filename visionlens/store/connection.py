@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,9 @@ from . import schema
 
 T = TypeVar("T")
 _MEMO_LIMIT = 512
+LRU_LIMITS = {"large": 8, "window": 128}
+"""Answers kept per kind, the least recently used dropped first: ``large`` (a result's id array, 8 MB at 1M samples:
+the few views sessions are opening now), ``window`` (a grid window's rows and boxes: the pages sessions look at)."""
 
 
 class Connection:
@@ -48,6 +52,7 @@ class Connection:
         self._names = itertools.count()
         self.generation = 0  # bumped by every committed write, so caches of derived data know when to drop
         self._memo: dict[Any, Any] = {}  # results that only a write can change, keyed with the generation
+        self._lru: dict[str, OrderedDict[Any, Any]] = {kind: OrderedDict() for kind in LRU_LIMITS}
         self.closed = False
         with self.cursor() as cur:
             schema.create(cur)
@@ -81,6 +86,8 @@ class Connection:
             with self._cache_lock:
                 self.generation += 1
                 self._memo.clear()
+                for kept in self._lru.values():
+                    kept.clear()
 
     def close(self, wait_s: float = 30.0) -> None:
         """Close once the cursors in use are done (a background query of a closing app or test finishes first;
@@ -91,22 +98,31 @@ class Connection:
                 self._con.close()
                 self.closed = True
 
-    def _memoised(self, key: Any, compute: Callable[[], T]) -> T:
+    def _memoised(self, key: Any, compute: Callable[[], T], lru: str | None = None) -> T:
         """Answers every session asks for (registry, dataset list, field ranges, totals) until the next write.
 
         The generation is read before computing: an answer computed while a write commits is filed under the old
-        generation, which nobody asks for again, so a stale answer can never be served as current.
+        generation, which nobody asks for again, so a stale answer can never be served as current. With ``lru``
+        (a kind of ``LRU_LIMITS``) only the answers of that kind asked for last are kept.
         """
+        memo = self._memo if lru is None else self._lru[lru]
         with self._cache_lock:
             full = (self.generation, key)
-            if full in self._memo:
-                return self._memo[full]
+            if full in memo:
+                if lru is not None:
+                    self._lru[lru].move_to_end(full)
+                return memo[full]
         value = compute()
         with self._cache_lock:
             if full[0] == self.generation:
-                if len(self._memo) > _MEMO_LIMIT:
-                    self._memo.clear()
-                self._memo[full] = value
+                if lru is not None:
+                    self._lru[lru][full] = value
+                    while len(self._lru[lru]) > LRU_LIMITS[lru]:
+                        self._lru[lru].popitem(last=False)
+                else:
+                    if len(self._memo) > _MEMO_LIMIT:
+                        self._memo.clear()
+                    self._memo[full] = value
         return value
 
     def _temp_name(self) -> str:

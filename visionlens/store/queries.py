@@ -16,6 +16,8 @@ from .schema import GROUND_TRUTH
 from .sql import Sql, first, ident
 
 T = TypeVar("T")
+WINDOW_IDS = 256
+"""Reads of up to this many samples (a grid window) are memoised for the sessions showing the same one."""
 
 
 class Queries(FilterCompiler):
@@ -111,7 +113,17 @@ class Queries(FilterCompiler):
         return self.samples_by_id(dataset_id, ids), total
 
     def matching_ids(self, dataset_id: int, filters: Filters, sort: Sort | None = None) -> np.ndarray:
-        """Ids of every matching sample in display order: 8 MB for 1M samples, so a grid can page by slicing."""
+        """Ids of every matching sample in display order: 8 MB for 1M samples, so a grid can page by slicing.
+
+        Read-only and shared: the sessions that open the same view (the app's first page, a shared link) get one
+        array until the next write, computed once."""
+        if filters.sample_ids is not None:
+            return self._matching_ids(dataset_id, filters, sort)
+        return self._memoised(
+            ("matching_ids", dataset_id, filters, sort), lambda: self._matching_ids(dataset_id, filters, sort), "large"
+        )
+
+    def _matching_ids(self, dataset_id: int, filters: Filters, sort: Sort | None) -> np.ndarray:
         with self.cursor() as cur:
             sql = (
                 "SELECT s.id FROM samples s WHERE "
@@ -119,7 +131,9 @@ class Queries(FilterCompiler):
                 + f" ORDER BY {self._order(dataset_id, sort)}"
             )
             res = sql.run(cur).fetchnumpy()
-        return np.asarray(res["id"], np.int64)
+        ids = np.array(res["id"], np.int64)
+        ids.flags.writeable = False
+        return ids
 
     def all_sample_ids(self) -> np.ndarray:
         with self.cursor() as cur:
@@ -127,8 +141,14 @@ class Queries(FilterCompiler):
 
     def samples_by_id(self, dataset_id: int, ids: Sequence[int] | np.ndarray) -> pa.Table:
         """Rows for the given ids, in the order given (a grid window is a slice of ``matching_ids``), with every
-        field under its own name."""
+        field under its own name. A grid window's (up to ``WINDOW_IDS``) is shared by the sessions showing it."""
         ids = np.asarray(ids, np.int64)
+        if len(ids) <= WINDOW_IDS:
+            key = ("samples_by_id", dataset_id, ids.tobytes())
+            return self._memoised(key, lambda: self._samples_by_id(dataset_id, ids), "window")
+        return self._samples_by_id(dataset_id, ids)
+
+    def _samples_by_id(self, dataset_id: int, ids: np.ndarray) -> pa.Table:
         columns, names = self._select_list(dataset_id)
         with self.cursor() as cur:
             name = self._temp_name()
@@ -205,9 +225,18 @@ class Queries(FilterCompiler):
         """Boxes of the given samples with label and source names resolved.
 
         With ``evaluation`` (a key), each box also gets its ``status`` (tp/fp/fn/ignored) and FP ``error`` from
-        that evaluation: predictions of the evaluated model and ground truth; other boxes get NULL.
+        that evaluation: predictions of the evaluated model and ground truth; other boxes get NULL. A grid window's
+        are shared as ``samples_by_id``'s.
         """
         ids = np.asarray(sample_ids, np.int64)
+        if len(ids) <= WINDOW_IDS:
+            key = ("annotations", dataset_id, ids.tobytes(), None if sources is None else tuple(sources), evaluation)
+            return self._memoised(key, lambda: self._annotations(dataset_id, ids, sources, evaluation), "window")
+        return self._annotations(dataset_id, ids, sources, evaluation)
+
+    def _annotations(
+        self, dataset_id: int, ids: np.ndarray, sources: Sequence[str] | None, evaluation: str | None
+    ) -> pa.Table:
         source_clause = Sql("")
         if sources is not None:
             known = self.source_ids(dataset_id)

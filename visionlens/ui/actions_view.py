@@ -21,6 +21,7 @@ from ..hookspecs import GridAction, Scope
 from ..plugins import grid_actions, run_action
 from .html import text
 from .jobs import Jobs, session_doc, user_message
+from .notify import notify
 from .permissions import guarded, hide_unless
 from .state import AppState
 
@@ -29,6 +30,12 @@ SCOPE_WORDS: dict[str, str] = {"picked": "picked", "selection": "in the lasso se
 
 class ActionsView(Viewer):
     state = param.ClassSelector(class_=AppState)
+
+    @staticmethod
+    def height_for(state: AppState) -> int:
+        """Its height in the page at load: one row of buttons, none without an action this role may run (see
+        ``ToolbarView``)."""
+        return 44 if grid_actions() and state.can("plugins") else 0
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -99,8 +106,7 @@ class ActionsView(Viewer):
     def _done(self, message: str) -> None:
         self._progress.visible = False
         self._say(text(message), "success")
-        if session_doc() is not None and pn.config.notifications and pn.state.notifications is not None:
-            pn.state.notifications.success(text(message), duration=5000)
+        notify(text(message), "success", duration=5000)
         self.state.param.trigger("evaluation")  # the filters view rebuilds when the field set changed
         self.state.refresh()
         self._relabel()
@@ -124,7 +130,8 @@ class ActionsView(Viewer):
             *self._buttons,
             self._progress,
             self._status,
-            visible=bool(self._buttons),
+            visible=bool(self.height_for(self.state)),
             sizing_mode="stretch_width",
+            min_height=self.height_for(self.state),
             css_classes=["vl-actions"],
         )

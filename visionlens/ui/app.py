@@ -6,8 +6,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import panel as pn
-from panel.io.resources import CDN_DIST
-from panel.theme import Fast
 
 from ..hookspecs import ViewContext
 from ..plugins import view_factories
@@ -25,6 +23,7 @@ from .insights_view import InsightsView  # noqa: F401
 from .jobs import Jobs
 from .jobs_view import JobsView  # noqa: F401
 from .map_view import MapView  # noqa: F401
+from .notify import toast_holder
 from .state import AppState
 from .tags_view import TagsView  # noqa: F401
 from .toolbar_view import ToolbarView  # noqa: F401
@@ -33,42 +32,47 @@ from .views_view import SavedViewsView
 resources.serve_without_mathjax()
 
 TITLE = "VisionLens"
+ACCENT = "#3b6fb6"
+HEADER_PX = 52
+"""The page header's height: the detail overlay leaves this much room above it."""
 CSS = """
+html, body { margin: 0; height: 100%; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 .vl-detail { overflow: hidden; }
+"""
+_HEADER_CSS = f"""
+:host {{ background: {ACCENT}; color: white; box-shadow: 0 1px 4px rgba(0, 0, 0, .25); z-index: 2; }}
+.vl-brand {{ font-size: 22px; font-weight: 500; letter-spacing: .02em; line-height: {HEADER_PX}px; padding: 0 20px; }}
 """
 
 
-class _ServedFast(Fast):
-    """Panel's Fast design less its Google Fonts stylesheet, which every load asked ``fonts.googleapis.com`` for: the
-    page fetches nothing from outside the server. Text falls back to the design's ``sans-serif``, as it did wherever
-    that host is out of reach. Its own scripts are named by their bundled path: Panel resolves a relative one under
-    the design class's name, which is no longer ``fast``."""
+def _page(sidebar: Any, tabs: Any) -> pn.Column:
+    """The served page: a header, the sidebar and the tabs, as plain Panel layouts.
 
-    _resources = {
-        **Fast._resources,
-        "font": {},
-        "js_modules": {
-            name: url if "://" in url else f"{CDN_DIST}bundled/fast/{url}"
-            for name, url in Fast._resources["js_modules"].items()
-        },
-    }
-
-
-class _Template(pn.template.FastListTemplate):
-    """The page's template, whose document is put together with Bokeh's model graph frozen.
-
-    Panel adds the page's JS links (each editable range slider of the sidebar has two) to models already in the
-    document, and every link made Bokeh walk the whole graph of about 200 models twice: a third of a session's
-    start on the server's event loop, which every other session waits for. Frozen, it walks the graph once."""
-
-    def _init_doc(self, doc: Any = None, *args: Any, **kwargs: Any) -> Any:
-        from bokeh.document import Document
-
-        document = doc if doc is not None else pn.state.curdoc
-        if not isinstance(document, Document):
-            return super()._init_doc(doc, *args, **kwargs)
-        with document.models.freeze():
-            return super()._init_doc(doc, *args, **kwargs)
+    Not a Panel template: a ``FastListTemplate`` (its design applied to every model, its header, modal, busy
+    indicator and theme toggle, a render pass per area) was about a third of each new session's start on the
+    event loop every session shares; 20 sessions opened at once waited for 20 of them. The sidebar scrolls on its
+    own; the page fills the window, and the grid its part of it."""
+    header = pn.pane.HTML(
+        f'<div class="vl-brand">{TITLE}</div>',
+        height=HEADER_PX,
+        sizing_mode="stretch_width",
+        margin=0,
+        stylesheets=[_HEADER_CSS],
+        css_classes=["vl-header"],
+    )
+    side = pn.Column(
+        sidebar,
+        width=320,
+        sizing_mode="stretch_height",
+        scroll=True,
+        margin=0,
+        styles={"background": "#f8f9fb", "border-right": "1px solid #e3e6eb"},
+        css_classes=["vl-sidebar"],
+    )
+    main = pn.Column(tabs, sizing_mode="stretch_both", margin=(4, 12, 0, 12), css_classes=["vl-main"])
+    return pn.Column(
+        header, pn.Row(side, main, sizing_mode="stretch_both", margin=0), sizing_mode="stretch_both", margin=0
+    )
 
 
 def _session_user() -> str | None:
@@ -132,16 +136,20 @@ def _lazy_tabs(state: AppState, factories: dict[str, Any]) -> pn.Column:
     """Tabs whose views are built on first visit and then kept (hidden, not torn down).
 
     A page that renders every tab's plots and tables at load takes seconds on a small machine, and Panel's
-    ``dynamic`` tabs rebuild a view on every visit, which would throw away the grid's scroll position.
+    ``dynamic`` tabs rebuild a view on every visit, which would throw away the grid's scroll position. A tab's
+    holder is made on its first visit too: every model of a new session's first document is paid for by each user
+    who opens the app at the same moment.
     """
     names = list(factories)
     header = pn.Tabs(*[(name, pn.Spacer(height=0)) for name in names], sizing_mode="stretch_width")
-    holders = {name: pn.Column(sizing_mode="stretch_both", visible=False) for name in names}
+    layout = pn.Column(header, sizing_mode="stretch_both")
+    holders: dict[str, pn.Column] = {}
 
     def show(index: int) -> None:
         name = names[index]
-        if not holders[name].objects:
-            holders[name].append(factories[name]())
+        if name not in holders:
+            holders[name] = pn.Column(factories[name](), sizing_mode="stretch_both", visible=False)
+            layout.append(holders[name])
         for other, holder in holders.items():
             holder.visible = other == name
         state.active_view = name
@@ -154,7 +162,7 @@ def _lazy_tabs(state: AppState, factories: dict[str, Any]) -> pn.Column:
     header.param.watch(lambda e: show(e.new), "active")
     state.param.watch(lambda e: follow(e.new), "active_view")
     show(header.active)
-    return pn.Column(header, *holders.values(), sizing_mode="stretch_both")
+    return layout
 
 
 def build(dataset: str | None = None, thumbnails: str = "route", template: bool = True) -> Any:
@@ -162,7 +170,8 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     from ..server.mount import mount_current
 
     mount_current()  # image routes + HTTP API on this server, before the page asks for an image
-    pn.extension("tabulator", raw_css=[CSS], notifications=True)
+    # the toasts' scripts come with the page, their area with a session's first toast (notify.py)
+    pn.extension("tabulator", "notifications", raw_css=[CSS], notifications=False)
     user = _session_user()
     denied = _denied(user)
     if denied is not None:
@@ -182,17 +191,12 @@ def build(dataset: str | None = None, thumbnails: str = "route", template: bool 
     )
     if template:
         _sync_url(state)
-        tmpl = _Template(
-            title=TITLE,
-            sidebar=[sidebar],
-            main=[tabs],
-            sidebar_width=320,
-            accent="#3b6fb6",
-            main_layout=None,
-            design=_ServedFast,
-        )
-        tmpl.state = state  # type: ignore[attr-defined] - handy for tests and debugging
-        return tmpl
+        tabs.append(toast_holder())  # where the toasts' area goes (notify.py)
+        if pn.state.curdoc is not None:
+            pn.state.curdoc.title = TITLE
+        page = _page(sidebar, tabs)
+        page.state = state  # type: ignore[attr-defined] - handy for tests and debugging
+        return page
     layout = pn.Row(pn.Column(sidebar, width=320), tabs, sizing_mode="stretch_width", height=900)
     layout.state = state  # type: ignore[attr-defined]
     return layout

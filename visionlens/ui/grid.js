@@ -343,10 +343,11 @@ export function render({ model, el }) {
 
   function onItems() {
     const msg = model.items || {}
-    if (msg.generation !== model.generation || !Array.isArray(msg.items)) return  // stale answer
+    if (msg.generation !== model.generation || typeof msg.items !== "string") return  // stale answer
+    const rows = JSON.parse(msg.items)  // the window's tiles travel as one JSON text (grid_component.py)
     if (cacheGen !== model.generation) resetCache()
     const off = msg.offset | 0
-    msg.items.forEach((item, k) => cache.set(off + k, item))
+    rows.forEach((item, k) => cache.set(off + k, item))
     if (pending && msg.seq === pending.seq) pending = null
     trimCache()
     layout()

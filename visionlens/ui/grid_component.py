@@ -11,7 +11,9 @@ leaves only the newest waiting, and an answer a newer request superseded is drop
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -22,7 +24,7 @@ from panel.custom import JSComponent
 
 from .jobs import Jobs
 
-__all__ = ["ImageGrid", "Provider"]
+__all__ = ["ImageGrid", "Provider", "window_json", "window_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,33 @@ Provider = Callable[[int, int], list[dict[str, Any]]]
 # the page head as given, relative to the page, where ``panel serve`` has nothing (``/grid.css`` answered 404 on
 # every load). Text travels with the component's model and is served by nobody.
 _CSS = (Path(__file__).parent / "grid.css").read_text(encoding="utf-8")
+
+
+def window_json(rows: list[dict[str, Any]]) -> str:
+    """A window's item dicts as one JSON text, the form ``items`` carries them in: Bokeh encodes a nested value
+    piece by piece in Python (48 tiles with their boxes were a tenth of a new session's start, and as much of each
+    scroll's answer), a string as it is; the browser parses it natively. A value JSON cannot hold (NaN, an
+    infinity) goes as null."""
+    try:
+        return json.dumps(rows, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_finite(rows), separators=(",", ":"))
+
+
+def window_rows(items: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item dicts of an ``items`` answer (scripts and tests)."""
+    text = (items or {}).get("items")
+    return json.loads(text) if isinstance(text, str) else []
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 class ImageGrid(JSComponent):
@@ -60,7 +89,7 @@ class ImageGrid(JSComponent):
     click_seq = param.Integer(default=0, doc="Number of the last click taken; the browser re-sends one until then.")
     selected = param.List(default=[], item_type=int, doc="Sample ids picked with shift/ctrl/cmd-click.")
     request = param.Dict(default={}, doc="Set by the browser: {generation, offset, limit, seq}.")
-    items = param.Dict(default={}, doc="Answer to `request`: {generation, offset, seq, items}.")
+    items = param.Dict(default={}, doc="Answer to `request`: {generation, offset, seq, items: window_json(rows)}.")
     provider = param.Callable(default=None, precedence=-1, doc="provider(offset, limit) -> list of item dicts.")
 
     _esm = "grid.js"
@@ -100,7 +129,7 @@ class ImageGrid(JSComponent):
 
         def on_done(rows: list[dict[str, Any]] | None) -> None:
             if rows is not None and generation == self.generation:  # else the result set changed meanwhile
-                self.items = {"generation": generation, "offset": offset, "seq": seq, "items": rows}
+                self.items = {"generation": generation, "offset": offset, "seq": seq, "items": window_json(rows)}
 
         # A failure is logged and notified by jobs; the browser asks again for a window that never came.
         job = self._jobs.submit(work, on_done, key="window", name=f"window {offset}+{limit}")

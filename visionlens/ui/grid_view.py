@@ -12,7 +12,7 @@ from panel.viewable import Viewer
 
 from .. import media
 from . import resources
-from .grid_component import ImageGrid
+from .grid_component import ImageGrid, window_json
 from .overlays import boxes_for, url_prefix
 from .routes import thumb_url
 from .state import AppState
@@ -64,7 +64,7 @@ class GridView(Viewer):
                 "generation": generation,
                 "offset": offset,
                 "seq": None,
-                "items": self.window(offset, PUSHED_TILES),
+                "items": window_json(self.window(offset, PUSHED_TILES)),
             },
         }
         if scroll_to_top:

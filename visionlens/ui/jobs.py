@@ -323,15 +323,11 @@ class Jobs:
         now = time.monotonic()
         repeated = self._last_report[0] == message and now - self._last_report[1] < REPEAT_S
         self._last_report = (message, now)
-        if not repeated and session_doc() is not None and pn.config.notifications:
+        if not repeated:
             from .html import text
+            from .notify import notify
 
-            try:
-                area = pn.state.notifications
-                if area is not None:
-                    area.error(text(message), duration=8000)
-            except Exception:  # noqa: BLE001 - a missing toast must not hide the alert
-                log.debug("notification failed", exc_info=True)
+            notify(text(message))
 
     # -- for scripts and tests -----------------------------------------------------------------------------------
 

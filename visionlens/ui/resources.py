@@ -9,7 +9,6 @@ they need per request (settings, the sample's file) is kept in memory here rathe
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import weakref
 from collections.abc import Iterable
@@ -22,7 +21,6 @@ from ..thumbnails import ThumbnailCache
 
 _lock = threading.Lock()
 _thumbs: dict[str, ThumbnailCache] = {}
-_settings: tuple[tuple[str | None, ...], Settings] | None = None
 _uris: weakref.WeakKeyDictionary[MetadataStore, SampleUris] = weakref.WeakKeyDictionary()
 
 SAMPLE_URI_LIMIT = 65_536
@@ -30,24 +28,8 @@ SAMPLE_URI_LIMIT = 65_536
 
 
 def settings() -> Settings:
-    """The settings, built again only when a ``VISIONLENS_*`` variable (or ``HOME``) changed.
-
-    Building them costs about half a millisecond of Python under the GIL, twice per image request; the variables
-    are all they are read from, so tests and notebooks that point ``VISIONLENS_HOME`` elsewhere still take effect.
-    """
-    global _settings
-    key = _settings_inputs()
-    current = _settings
-    if current is not None and current[0] == key:
-        return current[1]
-    value = get_settings()
-    _settings = (key, value)
-    return value
-
-
-def _settings_inputs() -> tuple[str | None, ...]:
-    env = sorted(f"{k.upper()}={v}" for k, v in os.environ.items() if k[:11].upper() == "VISIONLENS_")
-    return (os.environ.get("HOME"), *env)
+    """The settings (``config.get_settings``: parsed again only when the environment changed)."""
+    return get_settings()
 
 
 def store() -> MetadataStore:

@@ -66,6 +66,15 @@ def _thumbnail(dataset_id: int, sample_id: int, side: int) -> ThumbResult:
     return resources.thumbnails().get(sample_uri(dataset_id, sample_id), sample_id)
 
 
+def _thumbnail_if_cached(dataset_id: int, sample_id: int) -> bytes | None:
+    """A thumbnail known to the page and already on disk, or None: the common case, answered without a trip to a
+    worker thread (that trip cost more than the read, on the interpreter every session shares)."""
+    if not (0 <= dataset_id <= _ID_MAX and 0 <= sample_id <= _ID_MAX):
+        return None
+    uri = resources.cached_sample_uri(resources.store(), dataset_id, sample_id)
+    return None if uri is None else resources.thumbnails().cached(uri)
+
+
 def _full_image(dataset_id: int, sample_id: int, side: int) -> ThumbResult:
     """The detail view's image at ``side`` pixels, rendered from the source file every time."""
     return full_image(sample_uri(dataset_id, sample_id), side)
@@ -102,6 +111,13 @@ class _ImageHandler(AuthRequestHandler):
             self.application, self.request
         )  # served through --plugins before any page: this process owns the file now
         render, cache = (_full_image, "private, max-age=300") if self.full else (_thumbnail, "private, max-age=86400")
+        with fair_start.answering():
+            known = None if self.full else _thumbnail_if_cached(int(dataset_id), int(sample_id))
+        if known is not None:
+            self.set_header("Content-Type", "image/jpeg")
+            self.set_header("Cache-Control", cache)
+            self.write(known)
+            return
         with fair_start.answering():  # a new session's build waits until this image is out
             try:  # store and disk work: off the event loop, which every session shares
                 result = await asyncio.get_running_loop().run_in_executor(

@@ -39,6 +39,11 @@ class TagsView(Viewer):
 
     state = param.ClassSelector(class_=AppState)
 
+    @staticmethod
+    def height_for(state: AppState) -> int:
+        """Its height in the page at load: one row, none for a role that may not tag (see ``ToolbarView``)."""
+        return 50 if state.can("tag") else 0
+
     def __init__(self, **params: Any):
         super().__init__(**params)
         st = self.state
@@ -288,4 +293,6 @@ class TagsView(Viewer):
             ),
             self._confirm,
             sizing_mode="stretch_width",
+            min_height=self.height_for(self.state),
+            css_classes=["vl-tags"],
         )

@@ -16,6 +16,12 @@ from .state import AppState
 class ToolbarView(Viewer):
     state = param.ClassSelector(class_=AppState)
 
+    @staticmethod
+    def height_for(state: AppState) -> int:
+        """Its height in the page at load (two rows; more once many models are picked), so a placeholder of this
+        height keeps the grid below where it will be when the toolbar arrives (``builtin_plugin._browse``)."""
+        return 147
+
     def __init__(self, **params: Any):
         super().__init__(**params)
         st = self.state
@@ -104,4 +110,6 @@ class ToolbarView(Viewer):
                 sizing_mode="stretch_width",
             ),
             sizing_mode="stretch_width",
+            min_height=self.height_for(self.state),
+            css_classes=["vl-browse-toolbar"],
         )
