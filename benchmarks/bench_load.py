@@ -323,6 +323,11 @@ async def run(args: argparse.Namespace, url: str, ids: dict[str, Any]) -> list[S
                 s = Session(-1, browser, url, ids, args.timeout)
                 await s.start()
                 t = await s.open()
+                # closed once the whole page is there (the controls and the sidebar come after the thumbnails, in
+                # spare time): a page closed while a part of it is being written makes Panel log the socket's
+                # WebSocketClosedError as a task exception (holoviz/panel#3341), which would count as an error here
+                await s.page.locator(".vl-browse-toolbar").first.wait_for(timeout=args.timeout * 1000)
+                await s.page.locator(".vl-sidebar-loading").wait_for(state="detached", timeout=args.timeout * 1000)
                 await s.close()
                 print(f"warm-up page: first thumbnails {t:.0f} ms", flush=True)
                 await asyncio.sleep(1)

@@ -255,3 +255,30 @@ def test_spare_time_waits_until_images_stop_coming_for_a_moment():
         return loop.time() - start
 
     assert asyncio.run(scenario()) >= fair_start.SETTLE_S * 0.9
+
+
+def test_an_embed_jobs_decoding_threads_wait_while_sessions_start(tmp_path: Path):
+    """The job pauses at its progress reports; its decoding threads, which work batches ahead, pause too."""
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    from visionlens.embeddings.runner import _decode
+    from visionlens.server import fair_start
+
+    path = tmp_path / "a.jpg"
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(path)
+
+    def decode() -> tuple[float, object]:
+        start = time.monotonic()
+        row = _decode(7, str(path), lambda im: np.asarray(im), 8)
+        return time.monotonic() - start, row[2]
+
+    assert decode()[0] < 0.2  # nobody starting: no wait
+    fair_start._starting += 1
+    ended = threading.Timer(0.4, lambda: setattr(fair_start, "_starting", fair_start._starting - 1))
+    ended.start()
+    waited, pixels = decode()
+    ended.join()
+    assert waited >= 0.35 and getattr(pixels, "shape", None) == (6, 8, 3)

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 
 from visionlens import media
 from visionlens.errors import VisionLensError
+from visionlens.server.fair_start import yield_to_new_sessions
 from visionlens.store.vectors import VectorStore
 
 from . import Embedder, EmbedderError
@@ -76,7 +77,11 @@ Row = tuple[int, str, Any, "str | None"]  # (sample_id, uri, pixels or None, err
 
 
 def _decode(sample_id: int, uri: str, transform: Callable, size_hint: int) -> Row:
-    """(sample_id, uri) -> (sample_id, uri, pixels or None, error or None); errors travel as data, not exceptions."""
+    """(sample_id, uri) -> (sample_id, uri, pixels or None, error or None); errors travel as data, not exceptions.
+
+    In a served app the decoding threads wait while users' sessions start, as the job itself does at its progress
+    reports: decoding batches ahead would otherwise go on taking the cores those sessions are built on."""
+    yield_to_new_sessions()
     try:
         return sample_id, uri, transform(load_image(uri, size_hint)), None
     except Exception as exc:  # noqa: BLE001 - any decode failure is reported per image
