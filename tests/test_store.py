@@ -233,3 +233,14 @@ def test_results_and_windows_are_shared_until_a_write(demo_ds):
     demo_ds.tag_objects("loose box", ann_ids=[box["id"]])
     after = {r["id"]: r["tags"] for r in demo_ds.annotations(window, as_="arrow").to_pylist()}
     assert after[box["id"]] == ["loose box"]
+
+
+def test_the_open_store_is_found_without_opening_a_file(home):
+    """What the image route's event-loop path uses: the process's store if open, never a new connection."""
+    from visionlens.store.metadata import close_all_stores, open_store, open_store_if_open
+
+    assert open_store_if_open() is None and not (home / "visionlens.duckdb").exists()
+    store = open_store()
+    assert open_store_if_open() is store
+    close_all_stores()
+    assert open_store_if_open() is None

@@ -74,6 +74,17 @@ def open_store(path: str | Path | None = None) -> MetadataStore:
         return store
 
 
+def open_store_if_open(path: str | Path | None = None) -> MetadataStore | None:
+    """The process-wide store for ``path`` when it is open already, else None: never opens (or waits on) a file."""
+    if path is None:
+        from ..config import get_settings
+
+        path = get_settings().database
+    with _STORES_LOCK:
+        store = _STORES.get(str(Path(path).expanduser().resolve()))
+    return None if store is None or store.closed else store
+
+
 def close_all_stores() -> None:
     with _STORES_LOCK:
         for store in _STORES.values():

@@ -49,6 +49,8 @@ def later(factory: Callable[[], Any], placeholder: Any = None, **layout: Any) ->
 
     async def when_spare() -> None:
         async with fair_start.spare_turn():
+            if not _page_open(doc):
+                return  # closed while waiting: its part is never built, and the turn is not held for it
             filled = asyncio.Event()
 
             def fill_then_say() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import media
 from ..config import Settings, get_settings
-from ..store.metadata import MetadataStore, open_store
+from ..store.metadata import MetadataStore, open_store, open_store_if_open
 from ..thumbnails import ThumbnailCache
 
 _lock = threading.Lock()
@@ -34,6 +34,11 @@ def settings() -> Settings:
 
 def store() -> MetadataStore:
     return open_store(settings().database)
+
+
+def store_if_open() -> MetadataStore | None:
+    """The store when this process has it open already (what code on the event loop may use: no file is opened)."""
+    return open_store_if_open(settings().database)
 
 
 def thumbnails() -> ThumbnailCache:

@@ -69,9 +69,10 @@ def _thumbnail(dataset_id: int, sample_id: int, side: int) -> ThumbResult:
 def _thumbnail_if_cached(dataset_id: int, sample_id: int) -> bytes | None:
     """A thumbnail known to the page and already on disk, or None: the common case, answered without a trip to a
     worker thread (that trip cost more than the read, on the interpreter every session shares)."""
-    if not (0 <= dataset_id <= _ID_MAX and 0 <= sample_id <= _ID_MAX):
+    db = resources.store_if_open()  # opening the database is work for a worker thread, not the loop
+    if db is None or not (0 <= dataset_id <= _ID_MAX and 0 <= sample_id <= _ID_MAX):
         return None
-    uri = resources.cached_sample_uri(resources.store(), dataset_id, sample_id)
+    uri = resources.cached_sample_uri(db, dataset_id, sample_id)
     return None if uri is None else resources.thumbnails().cached(uri)
 
 
