@@ -105,24 +105,26 @@ class Connection:
         generation, which nobody asks for again, so a stale answer can never be served as current. With ``lru``
         (a kind of ``LRU_LIMITS``) only the answers of that kind asked for last are kept.
         """
-        memo = self._memo if lru is None else self._lru[lru]
         with self._cache_lock:
             full = (self.generation, key)
-            if full in memo:
-                if lru is not None:
-                    self._lru[lru].move_to_end(full)
-                return memo[full]
+            if lru is None and full in self._memo:
+                return self._memo[full]
+            if lru is not None and full in self._lru[lru]:
+                self._lru[lru].move_to_end(full)
+                return self._lru[lru][full]
         value = compute()
         with self._cache_lock:
-            if full[0] == self.generation:
-                if lru is not None:
-                    self._lru[lru][full] = value
-                    while len(self._lru[lru]) > LRU_LIMITS[lru]:
-                        self._lru[lru].popitem(last=False)
-                else:
-                    if len(self._memo) > _MEMO_LIMIT:
-                        self._memo.clear()
-                    self._memo[full] = value
+            if full[0] != self.generation:
+                return value
+            if lru is None:
+                if len(self._memo) > _MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[full] = value
+                return value
+            kept = self._lru[lru]
+            kept[full] = value
+            while len(kept) > LRU_LIMITS[lru]:
+                kept.popitem(last=False)
         return value
 
     def _temp_name(self) -> str:

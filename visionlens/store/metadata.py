@@ -59,13 +59,18 @@ _STORES: dict[str, MetadataStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def open_store(path: str | Path | None = None) -> MetadataStore:
-    """The process-wide store for ``path`` (default from settings): DuckDB wants one connection per process."""
+def _store_key(path: str | Path | None) -> str:
+    """The database file a store is kept under: ``path`` resolved, or the settings' database."""
     if path is None:
         from ..config import get_settings
 
         path = get_settings().database
-    key = str(Path(path).expanduser().resolve())
+    return str(Path(path).expanduser().resolve())
+
+
+def open_store(path: str | Path | None = None) -> MetadataStore:
+    """The process-wide store for ``path`` (default from settings): DuckDB wants one connection per process."""
+    key = _store_key(path)
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None or store.closed:
@@ -76,12 +81,9 @@ def open_store(path: str | Path | None = None) -> MetadataStore:
 
 def open_store_if_open(path: str | Path | None = None) -> MetadataStore | None:
     """The process-wide store for ``path`` when it is open already, else None: never opens (or waits on) a file."""
-    if path is None:
-        from ..config import get_settings
-
-        path = get_settings().database
+    key = _store_key(path)
     with _STORES_LOCK:
-        store = _STORES.get(str(Path(path).expanduser().resolve()))
+        store = _STORES.get(key)
     return None if store is None or store.closed else store
 
 
